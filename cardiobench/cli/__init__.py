@@ -1,0 +1,80 @@
+"""The ``cardiobench`` command line: a Typer app whose commands all come from plugins.
+
+Built-in command groups register through the ``register_commands`` hook exactly like
+third-party ones. ``main`` turns every error into one line on stderr (exit code 2 for errors the
+user can fix); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from cardiobench import __version__
+from cardiobench.errors import CardiobenchError
+from cardiobench.plugins import get_plugin_manager
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"cardiobench {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """A fresh Typer app with every plugin's commands."""
+    app = typer.Typer(
+        name="cardiobench",
+        help="Benchmark diffusion models on cardiac segmentation masks (ACDC).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    ) -> None:
+        """Benchmark diffusion models on cardiac segmentation masks (ACDC)."""
+        if debug:
+            os.environ["CARDIOBENCH_DEBUG"] = "1"
+
+    get_plugin_manager().add_commands(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("CARDIOBENCH_DEBUG") == "1"
+    try:
+        command = typer.main.get_command(build_app())
+        code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        if debug and isinstance(exc, CardiobenchError):
+            traceback.print_exc()
+        exc.show()
+        code = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("Interrupted. Finished work is saved; run the same command again to continue.", err=True)
+        code = 130
+    except Exception as exc:  # a bug: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {msg[0] if msg else ''} (run with --debug for the traceback)",
+            err=True,
+        )
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

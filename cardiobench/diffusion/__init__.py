@@ -1,0 +1,1 @@
+"""Noise processes and samplers. See ``docs/diffusion.md`` for every formula."""

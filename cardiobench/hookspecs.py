@@ -1,0 +1,81 @@
+"""Every pluggy hook a cardiobench plugin can implement.
+
+Each ``register_*`` hook receives a ``register`` callback. Call it once per component::
+
+    register(name, factory, summary="...", **metadata)
+
+``name`` is the unique, lower-case name users type (``--noise gaussian``); ``factory`` is a
+callable that builds the component from keyword options; ``summary`` is one line shown by
+``cardiobench plugins`` (defaults to the first line of the factory's docstring); ``metadata`` is
+kind-specific (see ``docs/plugins.md``), e.g. ``family="linear-gaussian"`` for a noise process or
+``families=("linear-gaussian",)`` for a sampler, used to reject incompatible combinations early.
+
+Built-in components register through these very hooks (``cardiobench/plugins.py``).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("cardiobench")
+hookimpl = pluggy.HookimplMarker("cardiobench")
+
+
+@hookspec
+def register_datasets(register):
+    """Register data sets of paired 2-D short-axis slices (mask, image, pathology group).
+
+    The factory takes keyword options (e.g. ``data_root``, ``size``) and returns an object with
+    ``load(split) -> SliceSet`` (``cardiobench.data.base``).
+    """
+
+
+@hookspec
+def register_noise_processes(register):
+    """Register forward noise processes (e.g. ``gaussian``, ``blurring``).
+
+    The factory returns a ``cardiobench.diffusion.base.NoiseProcess``. Metadata: ``family``
+    (e.g. ``"linear-gaussian"``), which samplers and conditioning methods check.
+    """
+
+
+@hookspec
+def register_samplers(register):
+    """Register reverse-process samplers (e.g. ``ddpm``, ``ddim``).
+
+    The factory takes ``(process, **options)`` and returns a ``cardiobench.diffusion.base.Sampler``.
+    Metadata: ``families``, the tuple of process families the sampler supports.
+    """
+
+
+@hookspec
+def register_backbones(register):
+    """Register denoising networks (e.g. ``unet``).
+
+    The factory takes ``(in_channels, out_channels, **options)`` and returns a ``torch.nn.Module``
+    called as ``model(x, t, class_labels=None, residuals=None)``.
+    """
+
+
+@hookspec
+def register_conditioning(register):
+    """Register conditioning methods (classifier guidance, classifier-free guidance, ControlNet...).
+
+    Metadata: ``tasks`` (``"generation"`` and/or ``"segmentation"``) and ``families``.
+    """
+
+
+@hookspec
+def register_metrics(register):
+    """Register evaluation metrics.
+
+    Metadata: ``tasks`` it applies to and ``direction`` per reported value (``"lower"``/``"higher"``).
+    """
+
+
+@hookspec
+def register_commands(app):
+    """Add commands to the ``cardiobench`` Typer application ``app``.
+
+    Use ``@app.command()`` or ``app.add_typer(sub_app, name=...)``.
+    """
