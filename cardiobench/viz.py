@@ -1,0 +1,167 @@
+"""Colour-coded pictures of label maps: the shared look of every mask grid cardiobench writes.
+
+Only numpy and Pillow. Masks are ACDC label maps (0 background, 1 RV, 2 MYO, 3 LV); one-hot
+batches ``(N, 4, H, W)`` (any scale, decoded by argmax) are accepted too, and torch tensors are
+converted with ``numpy.asarray`` (move them to the CPU first).
+
+    from cardiobench.viz import colorize, mask_grid, save_grid
+    save_grid("samples.png", masks)                      # masks only
+    save_grid("pairs.png", masks, images=images, nrow=8)  # each mask beside its image
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+#: RGB colour of each label: black background, red RV, green MYO, blue LV (the seed's Figure 8 look)
+PALETTE: np.ndarray = np.array(
+    [
+        (0, 0, 0),  # 0 background
+        (230, 57, 53),  # 1 RV cavity
+        (67, 191, 85),  # 2 myocardium
+        (52, 120, 246),  # 3 LV cavity
+    ],
+    dtype=np.uint8,
+)
+#: colour for label values outside 0..3 (so corrupt masks are visible, never a crash)
+INVALID_COLOUR = (255, 0, 255)
+
+
+def _as_label_maps(masks: Any) -> np.ndarray:
+    """(N, H, W) or (H, W) labels, or (N, K, H, W) one-hot/scores -> (N, H, W) integer labels."""
+    m = np.asarray(masks)
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim == 4:
+        if m.shape[1] == 1:
+            m = m[:, 0]
+        else:
+            m = m.argmax(axis=1)
+    if m.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W) labels or (N, K, H, W) one-hot, got shape {np.shape(masks)}")
+    if np.issubdtype(m.dtype, np.floating):
+        m = np.rint(m)
+    return m.astype(np.int64, copy=False)
+
+
+def colorize(masks: Any) -> np.ndarray:
+    """(N, H, W) labels 0..3 -> (N, H, W, 3) uint8 RGB (see ``PALETTE``); a single (H, W) map -> (H, W, 3)."""
+    single = np.ndim(masks) == 2
+    m = _as_label_maps(masks)
+    bad = (m < 0) | (m >= len(PALETTE))
+    rgb = PALETTE[np.clip(m, 0, len(PALETTE) - 1)]
+    if bad.any():
+        rgb[bad] = INVALID_COLOUR
+    return rgb[0] if single else rgb
+
+
+def _as_grey(images: Any, n: int, shape: tuple[int, int], value_range: tuple[float, float]) -> np.ndarray:
+    """Images (N, H, W) or (N, 1, H, W), float in ``value_range`` or uint8 -> (N, H, W, 3) uint8."""
+    x = np.asarray(images)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or len(x) != n or x.shape[1:] != shape:
+        raise ValueError(f"images must match masks: expected ({n}, {shape[0]}, {shape[1]}), got {np.shape(images)}")
+    if x.dtype != np.uint8:
+        lo, hi = value_range
+        x = np.clip((x.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        x = np.rint(x * 255.0).astype(np.uint8)
+    return np.repeat(x[..., None], 3, axis=-1)
+
+
+def overlay(images: Any, masks: Any, alpha: float = 0.45, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """(N, H, W, 3) uint8: the grey images with the coloured structures blended on top (background left as is)."""
+    m = _as_label_maps(masks)
+    grey = _as_grey(images, len(m), m.shape[1:], value_range).astype(np.float32)
+    col = colorize(m).astype(np.float32)
+    fg = (m != 0)[..., None]
+    out = np.where(fg, (1 - alpha) * grey + alpha * col, grey)
+    return np.rint(out).astype(np.uint8)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no size argument
+        return ImageFont.load_default()
+
+
+def mask_grid(
+    masks: Any,
+    nrow: int | None = None,
+    images: Any = None,
+    scale: int = 3,
+    pad: int = 2,
+    row_labels: Sequence[str] | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """A PIL image: colour-coded masks in a grid, each optionally beside its image (image left, mask right).
+
+    masks:  (N, H, W) labels 0..3, or (N, K, H, W) one-hot/scores (argmax).
+    nrow:   items per grid row (as in ``torchvision.utils.make_grid``); default about sqrt(N).
+    images: optional (N, H, W) or (N, 1, H, W) grey images, float in ``value_range`` or uint8.
+    scale:  integer up-scaling of each pixel (nearest neighbour, so label edges stay crisp).
+    row_labels: optional text drawn at the left of each grid row.
+    """
+    m = _as_label_maps(masks)
+    n, h, w = m.shape
+    if n == 0:
+        raise ValueError("mask_grid needs at least one mask")
+    scale = max(1, int(scale))
+    tiles = colorize(m)
+    if images is not None:
+        grey = _as_grey(images, n, (h, w), value_range)
+        tiles = np.concatenate([grey, tiles], axis=2)  # image | mask, side by side
+    th, tw = tiles.shape[1] * scale, tiles.shape[2] * scale
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    ncol = nrow if nrow else max(1, math.ceil(math.sqrt(n)))
+    ncol = max(1, min(int(ncol), n))
+    rows = math.ceil(n / ncol)
+
+    label_w = 0
+    font = None
+    if row_labels:
+        font = _font(max(10, min(th // 3, 18)))
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        label_w = max(int(probe.textlength(str(t), font=font)) for t in row_labels) + 2 * pad + 4
+
+    inner = pad if images is None else pad * 2  # pairs get a wider gap so they read as units
+    width = label_w + ncol * tw + (ncol + 1) * inner
+    height = rows * th + (rows + 1) * pad
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = np.asarray(background, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        y = pad + r * (th + pad)
+        x = label_w + inner + c * (tw + inner)
+        canvas[y : y + th, x : x + tw] = tiles[i]
+    img = Image.fromarray(canvas, mode="RGB")
+    if row_labels and font is not None:
+        draw = ImageDraw.Draw(img)
+        for r, text in enumerate(list(row_labels)[:rows]):
+            y = pad + r * (th + pad) + th // 2
+            draw.text((pad + 2, y), str(text), fill=(0, 0, 0), font=font, anchor="lm")
+    return img
+
+
+def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs: Any) -> Path:
+    """Write ``mask_grid(masks, images=images, **kwargs)`` to ``path`` (format from the suffix, PNG by default)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = mask_grid(masks, images=images, **kwargs)
+    img.save(path, format=None if path.suffix else "PNG")
+    return path
+
+
+__all__ = ["PALETTE", "colorize", "mask_grid", "overlay", "save_grid"]
