@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import click
+try:  # typer >= 0.20 ships its own copy of click; its commands only handle that copy's exceptions
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - older typer runs on the click package
+    from click import ClickException as _ClickException
 
 
-class CardiobenchError(click.ClickException):
+class CardiobenchError(_ClickException):
     """An error the user can fix. ``str(err)`` is the one-line message shown by the CLI.
 
     ``hint`` (optional) says what to do about it and is appended after " - ". Subclassing
-    ``click.ClickException`` makes every command print ``Error: <message>`` and exit with code 2,
+    typer's ``ClickException`` makes every command print ``Error: <message>`` and exit with code 2,
     also under ``typer.testing.CliRunner``.
     """
 

@@ -11,11 +11,10 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from cardiobench import __version__
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, _ClickException
 from cardiobench.plugins import get_plugin_manager
 
 
@@ -58,21 +57,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command = typer.main.get_command(build_app())
         code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
+    except _ClickException as exc:
         if debug and isinstance(exc, CardiobenchError):
             traceback.print_exc()
         exc.show()
         code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("Interrupted. Finished work is saved; run the same command again to continue.", err=True)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("Interrupted. Finished work is saved; run the same command again to continue.", err=True)
         code = 130
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
         msg = str(exc).strip().splitlines()
-        click.echo(
+        typer.echo(
             f"Error: unexpected {type(exc).__name__}: {msg[0] if msg else ''} (run with --debug for the traceback)",
             err=True,
         )

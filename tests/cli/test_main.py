@@ -1,0 +1,81 @@
+"""The CLI shell: help, version, one-line errors with exit code 2, --debug tracebacks."""
+
+import json
+
+import pytest
+
+from cardiobench import __version__, cli
+from cardiobench.errors import CardiobenchError
+from cardiobench.testing.cli import invoke
+
+
+def run_main(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(list(args))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_version(capsys):
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.strip() == f"cardiobench {__version__}"
+
+
+def test_help_lists_plugins_command(capsys):
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0 and "plugins" in out
+
+
+def test_invoke_helper_runs_a_command():
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["failures"] == []
+
+
+def test_plugins_json_lists_every_builtin(capsys):
+    code, out, _ = run_main(capsys, "plugins", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["failures"] == []
+    assert all(c["origin"] == "cardiobench" for c in data["components"])
+
+
+def test_user_error_is_one_line_exit_2(capsys):
+    code, out, err = run_main(capsys, "plugins", "--kind", "nope")
+    assert code == 2
+    assert err.strip().splitlines() == ["Error: unknown kind 'nope' - use one of: " + ", ".join(
+        ["dataset", "noise", "sampler", "backbone", "conditioning", "metric"])]
+
+
+def test_usage_error_exit_2(capsys):
+    code, _, err = run_main(capsys, "no-such-command")
+    assert code == 2 and "No such command" in err
+
+
+_build_app = cli.build_app
+
+
+def _app_with(command):
+    app = _build_app()
+    app.command(name="boom")(command)
+    return app
+
+
+def test_unexpected_exception_is_one_line_unless_debug(capsys, monkeypatch):
+    def boom():
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(cli, "build_app", lambda: _app_with(boom))
+    code, _, err = run_main(capsys, "boom")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == "Error: unexpected RuntimeError: kaput (run with --debug for the traceback)"
+    code, _, err = run_main(capsys, "--debug", "boom")
+    assert code == 1 and "Traceback" in err
+
+
+def test_cardiobench_error_under_invoke_is_one_line_exit_2(monkeypatch):
+    def bad():
+        raise CardiobenchError("missing weights file 'x.pth'", "pass --inception-weights FILE")
+
+    monkeypatch.setattr(cli, "build_app", lambda: _app_with(bad))
+    result = invoke("boom")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: missing weights file 'x.pth' - pass --inception-weights FILE\n"
