@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "cardiobench"
 #: built-in plugin modules, each a module with ``@hookimpl`` functions
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.plugins_cmd",
+    "cardiobench.cli.leaderboard_cmd",
 )
 
 

@@ -1,0 +1,31 @@
+"""The results store (SQLite) and the leaderboard built on it.
+
+- ``store``: ``ResultStore`` and ``RunRecord``, where every run is kept.
+- ``environment``: what a run ran on (versions, plugins, device, git revision).
+- ``report``: ranking runs into boards and rendering them (rich table, Markdown, CSV, JSON, HTML).
+- ``cli_options``: the ``--results PATH`` option shared by every command that reads or writes results.
+"""
+
+from cardiobench.results.store import (
+    DEFAULT_RESULTS_PATH,
+    RESULTS_ENV,
+    SCHEMA_VERSION,
+    TASKS,
+    ResultStore,
+    RunRecord,
+    StoreError,
+    default_results_path,
+    resolve_results_path,
+)
+
+__all__ = [
+    "DEFAULT_RESULTS_PATH",
+    "RESULTS_ENV",
+    "SCHEMA_VERSION",
+    "TASKS",
+    "ResultStore",
+    "RunRecord",
+    "StoreError",
+    "default_results_path",
+    "resolve_results_path",
+]

@@ -1,0 +1,639 @@
+"""Leaderboards over the results store: ranking, and rendering as a rich table, Markdown, CSV, JSON or HTML.
+
+A *board* ranks runs of one task and data set that were measured with the same ruler: the same
+``evaluator_id`` for generation and segmentation, the same device for throughput. Runs measured with
+different rulers are never ranked together; they land on separate boards, each labelled with its
+ruler. Within a board, rows are sorted best first by the sort metric's direction, and the best value
+of every metric column is marked (bold green in the terminal and HTML, bold in Markdown).
+
+Metric directions ("lower"/"higher" is better) come from the runs themselves (stored from the metric
+plugins' metadata when the run was made), then from the metric plugins registered now; a metric
+whose direction is unknown is shown without an arrow or a highlight and sorts high to low.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import difflib
+import html
+import io
+import json
+import math
+import mimetypes
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardiobench import __version__
+from cardiobench.errors import CardiobenchError
+from cardiobench.results.store import TASKS, RunRecord, now_iso
+
+#: sort metric used when ``--sort`` is not given (if a board has it)
+DEFAULT_SORT: dict[str, str] = {"generation": "fid", "segmentation": "dice_mean", "throughput": "images_per_s"}
+FORMATS: tuple[str, ...] = ("table", "md", "csv", "json", "html")
+#: file extension -> format, to infer ``--format`` from ``--out``
+EXTENSIONS: dict[str, str] = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json",
+                              ".html": "html", ".htm": "html", ".txt": "table"}
+#: artefact keys holding a run's sample grid (PNG), in order of preference
+GRID_KEYS: tuple[str, ...] = ("sample_grid", "samples_grid", "grid")
+#: images larger than this are not embedded in the HTML page
+MAX_EMBED_BYTES = 8 * 2**20
+ARROWS = {"lower": "↓", "higher": "↑"}
+
+
+# -- model ------------------------------------------------------------------------------------
+@dataclass
+class MetricColumn:
+    name: str
+    direction: str | None  # "lower" | "higher" | None (unknown)
+    best: float | None = None
+    decimals: int | None = None  # shared by the whole column
+
+    def text(self, run: RunRecord) -> str:
+        return format_value(run.metrics.get(self.name), run.spreads.get(self.name), self.decimals)
+
+    @property
+    def label(self) -> str:
+        """Header text, e.g. ``FID ↓``."""
+        return f"{metric_label(self.name)} {ARROWS.get(self.direction or '', '')}".strip()
+
+    def is_best(self, value: float | None) -> bool:
+        return value is not None and self.best is not None and value == self.best
+
+
+@dataclass
+class Column:
+    """An identity column (what was run): header and how to read it from a record."""
+
+    key: str
+    header: str
+
+
+@dataclass
+class Board:
+    """Ranked runs of one task and data set, all measured with the same ruler."""
+
+    task: str
+    dataset: str
+    ruler_kind: str  # "evaluator" or "device"
+    ruler: str | None
+    sort_metric: str | None
+    columns: list[Column]
+    metrics: list[MetricColumn]
+    rows: list[RunRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.task} · {self.dataset}"
+
+    @property
+    def ruler_label(self) -> str:
+        return f"{self.ruler_kind} {self.ruler if self.ruler else 'unknown'}"
+
+    @property
+    def sort_label(self) -> str:
+        if self.sort_metric is None:
+            return "not sorted (no metric)"
+        col = self.metric(self.sort_metric)
+        how = {"lower": "lower is better", "higher": "higher is better"}.get(col.direction or "", "direction unknown")
+        return f"sorted by {col.label} ({how})"
+
+    def metric(self, name: str) -> MetricColumn:
+        return next(m for m in self.metrics if m.name == name)
+
+
+class LeaderboardError(CardiobenchError):
+    """A leaderboard request that cannot be answered (e.g. unknown sort metric)."""
+
+
+# -- formatting helpers --------------------------------------------------------------------------
+def metric_label(name: str) -> str:
+    """``fid`` -> ``FID``, ``hd95`` -> ``HD95``; longer names stay as they are."""
+    return name.upper() if len(name) <= 4 and name.isalnum() else name
+
+
+def decimals_for(values: Iterable[Any]) -> int:
+    """Decimals that show every value of a column to about 3-4 significant figures, the same for all."""
+    nums = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+    m = max(nums, default=0.0)
+    if m >= 100:
+        return 1 if m < 1000 else 0
+    if m >= 10:
+        return 2
+    if m >= 1 or m == 0:
+        return 3
+    return min(8, 2 - math.floor(math.log10(m)))
+
+
+def format_value(value: Any, spread: Any = None, decimals: int | None = None) -> str:
+    """A metric value for humans: fixed ``decimals`` (default: from the value), thousands
+    separators, ``± spread``; ``–`` for a missing value."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if decimals is None:
+        decimals = decimals_for([value])
+    text = f"{value:,}" if isinstance(value, int) else f"{value:,.{decimals}f}"
+    if isinstance(spread, (int, float)) and not isinstance(spread, bool):
+        text += f" ± {spread:,.{decimals}f}"
+    return text
+
+
+def _spec_get(spec: Mapping[str, Any], *paths: str) -> Any:
+    """The first of the dotted ``paths`` present in ``spec`` (e.g. ``"sample.steps"``), else ``None``."""
+    for path in paths:
+        node: Any = spec
+        for part in path.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            else:
+                node = None
+                break
+        if node is not None:
+            return node
+    return None
+
+
+def _seeds_text(seeds: Any) -> str:
+    """Compact seeds: ``{"train": 0, "sample": 0}`` -> ``0``; ``{"train": 0, "sample": [1, 2]}`` -> ``0/1,2``."""
+    if isinstance(seeds, Mapping):
+        parts = [_seeds_text(v) for v in seeds.values()]
+        return parts[0] if len(set(parts)) == 1 else "/".join(parts)
+    if isinstance(seeds, (list, tuple)):
+        return ",".join(str(s) for s in seeds)
+    return "" if seeds is None else str(seeds)
+
+
+#: identity columns per task: key -> header; values come from ``cell``
+_IDENTITY: dict[str, tuple[tuple[str, str], ...]] = {
+    "generation": (("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"), ("backbone", "backbone"),
+                   ("conditioning", "conditioning"), ("seeds", "seeds")),
+    "segmentation": (("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"), ("backbone", "backbone"),
+                     ("conditioning", "conditioning"), ("seeds", "seeds")),
+    "throughput": (("backbone", "backbone"), ("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"),
+                   ("batch", "batch"),
+                   ("dtype", "dtype"), ("resolution", "res")),
+}
+
+
+def cell(run: RunRecord, key: str) -> str:
+    """The text of identity column ``key`` for ``run`` ("" when unknown)."""
+    spec = run.spec or {}
+    if key in ("noise", "sampler", "backbone", "conditioning"):
+        value = getattr(run, key)
+    elif key == "steps":
+        value = _spec_get(spec, "sample.steps", "sample_steps", "bench.sample_steps", "steps")
+    elif key == "batch":
+        value = _spec_get(spec, "bench.batch_size", "batch_size")
+    elif key == "dtype":
+        value = _spec_get(spec, "bench.dtype", "dtype")
+    elif key == "resolution":
+        value = _spec_get(spec, "data.resolution", "resolution")
+    elif key == "seeds":
+        return _seeds_text(run.seeds)
+    else:
+        value = _spec_get(spec, key)
+    return "" if value is None else str(value)
+
+
+def device_name(run: RunRecord) -> str | None:
+    dev = (run.environment or {}).get("device")
+    if isinstance(dev, Mapping):
+        return dev.get("name") or dev.get("type")
+    return None if dev is None else str(dev)
+
+
+# -- directions ---------------------------------------------------------------------------------
+def registry_directions() -> dict[str, str]:
+    """Metric name -> direction, from the metric plugins registered now (empty if anything fails).
+
+    A metric plugin declares ``direction="lower"`` (for the metric of its own name) or a mapping
+    ``direction={"dice_mean": "higher", ...}`` / ``directions={...}`` for every value it reports.
+    """
+    out: dict[str, str] = {}
+    try:
+        from cardiobench.plugins import registry
+
+        for comp in registry("metric"):
+            for key in ("direction", "directions"):
+                value = comp.metadata.get(key)
+                if isinstance(value, str):
+                    out.setdefault(comp.name, value)
+                elif isinstance(value, Mapping):
+                    for name, direction in value.items():
+                        if isinstance(direction, str):
+                            out.setdefault(str(name), direction)
+    except Exception:
+        return {}
+    return {k: v for k, v in out.items() if v in ARROWS}
+
+
+def _directions(runs: Sequence[RunRecord], names: Iterable[str], known: Mapping[str, str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        stored = [r.directions.get(name) for r in sorted(runs, key=lambda r: r.id or 0, reverse=True)]
+        stored = [d for d in stored if d in ARROWS]
+        out[name] = stored[0] if stored else known.get(name)
+    return out
+
+
+# -- building boards ------------------------------------------------------------------------------
+def available_metrics(runs: Iterable[RunRecord]) -> list[str]:
+    seen: dict[str, None] = {}
+    for run in runs:
+        for name in run.metrics:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def latest_per_spec(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """The newest run of every (spec hash, evaluator) pair; re-runs replace older rows."""
+    best: dict[tuple, RunRecord] = {}
+    for run in runs:
+        key = (run.spec_hash, run.evaluator_id, run.task, run.dataset, run.noise, run.sampler, run.backbone,
+               run.conditioning, device_name(run) if run.task == "throughput" else None)
+        if key not in best or (run.id or 0) > (best[key].id or 0):
+            best[key] = run
+    return sorted(best.values(), key=lambda r: r.id or 0)
+
+
+def _ruler(run: RunRecord) -> tuple[str, str | None]:
+    if run.task == "throughput":
+        return "device", device_name(run)
+    return "evaluator", run.evaluator_id
+
+
+def _sort_rows(rows: list[RunRecord], metric: str | None, direction: str | None) -> list[RunRecord]:
+    rows = sorted(rows, key=lambda r: r.id or 0)
+    if metric is None:
+        return rows
+    present = [r for r in rows if r.metrics.get(metric) is not None]
+    missing = [r for r in rows if r.metrics.get(metric) is None]
+    present.sort(key=lambda r: r.metrics[metric], reverse=direction != "lower")
+    return present + missing
+
+
+def build_boards(
+    runs: Iterable[RunRecord],
+    *,
+    sort: str | None = None,
+    latest_only: bool = True,
+    known_directions: Mapping[str, str] | None = None,
+) -> list[Board]:
+    """Group ``runs`` into boards (task, data set, ruler) and rank each one.
+
+    ``sort`` is the metric to rank by (default: ``DEFAULT_SORT`` of the task, else the board's first
+    metric with a known direction); it must be a metric of at least one run, else ``LeaderboardError``.
+    ``known_directions`` fills in directions the runs did not store (see ``registry_directions``).
+    """
+    runs = [r for r in runs if r.status == "ok"]
+    if latest_only:
+        runs = latest_per_spec(runs)
+    if sort is not None:
+        names = available_metrics(runs)
+        if sort not in names:
+            close = difflib.get_close_matches(sort, names, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise LeaderboardError(
+                f"unknown metric {sort!r} for --sort",
+                f"{hint}available: {', '.join(names) if names else 'none (no metrics stored)'}",
+            )
+    known = dict(known_directions or {})
+    groups: dict[tuple[str, str, str, str | None], list[RunRecord]] = {}
+    for run in runs:
+        kind, ruler = _ruler(run)
+        groups.setdefault((run.task, run.dataset, kind, ruler), []).append(run)
+
+    def order(item: tuple[tuple[str, str, str, str | None], list[RunRecord]]) -> tuple:
+        (task, dataset, _, _), rows = item
+        task_rank = TASKS.index(task) if task in TASKS else len(TASKS)
+        return (task_rank, dataset, -max(r.id or 0 for r in rows))
+
+    boards: list[Board] = []
+    for (task, dataset, kind, ruler), rows in sorted(groups.items(), key=order):
+        names = available_metrics(rows)
+        directions = _directions(rows, names, known)
+        notes: list[str] = []
+        metric = sort if sort in names else None
+        if sort is not None and metric is None:
+            notes.append(f"no run here has {sort!r}")
+        if metric is None:
+            default = DEFAULT_SORT.get(task)
+            if default in names:
+                metric = default
+            else:
+                metric = next((n for n in names if directions[n] is not None), names[0] if names else None)
+        if metric is not None:
+            names.remove(metric)
+            names.insert(0, metric)
+        columns = []
+        for key, header in _IDENTITY.get(task, _IDENTITY["generation"]):
+            if any(cell(r, key) for r in rows):
+                columns.append(Column(key, header))
+        metrics = []
+        for name in names:
+            values = [r.metrics.get(name) for r in rows if r.metrics.get(name) is not None]
+            col = MetricColumn(name, directions[name], decimals=decimals_for(values))
+            if len(set(values)) > 1:  # a best worth marking needs something to beat
+                col.best = min(values) if col.direction == "lower" else max(values) if col.direction else None
+            metrics.append(col)
+        if metric is not None and directions.get(metric) is None:
+            notes.append(f"direction of {metric!r} unknown: sorted high to low")
+        boards.append(
+            Board(
+                task=task,
+                dataset=dataset,
+                ruler_kind=kind,
+                ruler=ruler,
+                sort_metric=metric,
+                columns=columns,
+                metrics=metrics,
+                rows=_sort_rows(rows, metric, directions.get(metric) if metric else None),
+                notes=notes,
+            )
+        )
+    return boards
+
+
+# -- renderers --------------------------------------------------------------------------------
+def _caption(board: Board) -> str:
+    parts = [board.sort_label, f"{len(board.rows)} run{'s' if len(board.rows) != 1 else ''}", *board.notes]
+    return " · ".join(parts)
+
+
+def _row_cells(board: Board, rank: int, run: RunRecord, esc: Any, best: str) -> list[str]:
+    """Rank, identity cells, metric cells (``best`` pattern around the best values), run id; escaped."""
+    cells = [str(rank)] + [esc(cell(run, c.key)) for c in board.columns]
+    for m in board.metrics:
+        text = esc(m.text(run))
+        cells.append(best.format(text) if m.is_best(run.metrics.get(m.name)) else text)
+    return cells + [str(run.id)]
+
+
+def rich_tables(boards: Sequence[Board]) -> list[Any]:
+    """One ``rich.table.Table`` per board."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = []
+    for board in boards:
+        table = Table(
+            title=f"[bold]{board.title}[/] — {board.ruler_label}",
+            caption=_caption(board),
+            header_style="bold",
+            title_justify="left",
+            caption_justify="left",
+        )
+        table.add_column("#", justify="right", no_wrap=True)
+        for col in board.columns:
+            table.add_column(col.header, no_wrap=col.key != "conditioning", overflow="ellipsis")
+        for m in board.metrics:
+            table.add_column(m.label, justify="right", no_wrap=True)
+        table.add_column("run", justify="right", no_wrap=True, style="dim")
+        for rank, run in enumerate(board.rows, 1):
+            table.add_row(*_row_cells(board, rank, run, escape, "[bold green]{}[/]"))
+        tables.append(table)
+    return tables
+
+
+def natural_width(tables: Sequence[Any], console: Any) -> int:
+    """The width the widest table needs to show without folding."""
+    from rich.measure import Measurement
+
+    options = console.options.update_width(10_000)
+    widths = [Measurement.get(console, options, t).maximum for t in tables]
+    return max(widths, default=80)
+
+
+def render_text(boards: Sequence[Board]) -> str:
+    """The rich tables as plain text, at their natural width (for ``--format table --out FILE``)."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    tables = rich_tables(boards)
+    console = Console(file=buf, width=1000, color_system=None, highlight=False)
+    console.width = natural_width(tables, console)
+    for table in tables:
+        console.print(table)
+        console.print()
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(boards: Sequence[Board]) -> str:
+    out: list[str] = []
+    for board in boards:
+        out.append(f"### {board.title} — {board.ruler_kind} `{board.ruler or 'unknown'}`")
+        out.append("")
+        headers = ["#"] + [c.header for c in board.columns] + [m.label for m in board.metrics] + ["run"]
+        out.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
+        aligns = ["---:"] + [":---" for _ in board.columns] + ["---:" for _ in board.metrics] + ["---:"]
+        out.append("| " + " | ".join(aligns) + " |")
+        for rank, run in enumerate(board.rows, 1):
+            out.append("| " + " | ".join(_row_cells(board, rank, run, _md_escape, "**{}**")) + " |")
+        out.append("")
+        out.append(f"*{_caption(board)}; best value per column in bold.*")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_csv(boards: Sequence[Board]) -> str:
+    """One flat table of every board's rows; metric columns are the union, spreads as ``NAME_spread``."""
+    metric_names: list[str] = []
+    spread_names: list[str] = []
+    for board in boards:
+        for m in board.metrics:
+            if m.name not in metric_names:
+                metric_names.append(m.name)
+            if any(m.name in r.spreads for r in board.rows) and m.name not in spread_names:
+                spread_names.append(m.name)
+    ident = ["noise", "sampler", "steps", "backbone", "conditioning", "seeds", "batch", "dtype", "resolution"]
+    header = (["task", "dataset", "ruler_kind", "ruler", "rank", "run_id", "created_at", "spec_hash"] + ident
+              + metric_names + [f"{n}_spread" for n in spread_names])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for board in boards:
+        for rank, run in enumerate(board.rows, 1):
+            row = [board.task, board.dataset, board.ruler_kind, board.ruler or "", rank, run.id, run.created_at,
+                   run.spec_hash] + [cell(run, k) for k in ident]
+            row += ["" if run.metrics.get(n) is None else run.metrics[n] for n in metric_names]
+            row += ["" if run.spreads.get(n) is None else run.spreads[n] for n in spread_names]
+            writer.writerow(row)
+    return buf.getvalue()
+
+
+def to_data(boards: Sequence[Board]) -> dict[str, Any]:
+    """The leaderboard as plain data (what ``--format json`` prints)."""
+    return {
+        "format": "cardiobench.leaderboard/1",
+        "generated_at": now_iso(),
+        "cardiobench": __version__,
+        "boards": [
+            {
+                "task": b.task,
+                "dataset": b.dataset,
+                "ruler_kind": b.ruler_kind,
+                "ruler": b.ruler,
+                "sort_metric": b.sort_metric,
+                "notes": b.notes,
+                "metrics": [{"name": m.name, "direction": m.direction, "best": m.best} for m in b.metrics],
+                "rows": [
+                    {
+                        "rank": rank,
+                        "run_id": r.id,
+                        "created_at": r.created_at,
+                        **{c.key: cell(r, c.key) for c in b.columns},
+                        "spec_hash": r.spec_hash,
+                        "train_hash": r.train_hash,
+                        "evaluator_id": r.evaluator_id,
+                        "metrics": r.metrics,
+                        "spreads": r.spreads,
+                        "best": [m.name for m in b.metrics if m.is_best(r.metrics.get(m.name))],
+                        "timings": r.timings,
+                        "artefacts": r.artefacts,
+                    }
+                    for rank, r in enumerate(b.rows, 1)
+                ],
+            }
+            for b in boards
+        ],
+    }
+
+
+def to_json(boards: Sequence[Board]) -> str:
+    return json.dumps(to_data(boards), indent=2, default=str)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+_CSS = """
+:root { --fg:#1d2330; --muted:#667085; --line:#e4e7ec; --best:#067647; --bestbg:#ecfdf3; --head:#f8f9fb; }
+* { box-sizing: border-box; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       margin: 0 auto; padding: 28px 32px 48px; max-width: 1200px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 17px; margin: 36px 0 2px; }
+.sub, .caption, footer { color: var(--muted); }
+.ruler { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; background: var(--head);
+         border: 1px solid var(--line); border-radius: 4px; padding: 1px 6px; }
+.wrap { overflow-x: auto; margin-top: 10px; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { background: var(--head); text-align: left; font-weight: 600; }
+th.num, td.num { text-align: right; }
+tbody tr:hover { background: #f5f8ff; }
+td.best { color: var(--best); background: var(--bestbg); font-weight: 700; }
+td.rank { color: var(--muted); }
+.caption { margin: 6px 0 0; font-size: 13px; }
+.grids { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 16px; margin-top: 16px; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; background: #fff; }
+figure img { width: 100%; image-rendering: pixelated; display: block; border-radius: 3px; }
+figcaption { font-size: 12px; color: var(--muted); margin-top: 6px; }
+footer { margin-top: 40px; font-size: 12px; border-top: 1px solid var(--line); padding-top: 10px; }
+"""
+
+
+def grid_path(run: RunRecord, base_dirs: Sequence[Path] = ()) -> Path | None:
+    """The existing sample-grid image of ``run`` (artefact ``sample_grid``...), relative paths tried
+    against each of ``base_dirs`` and the current folder; ``None`` if there is none."""
+    arts = run.artefacts or {}
+    candidates = [arts[k] for k in GRID_KEYS if isinstance(arts.get(k), str)]
+    candidates += [v for k, v in arts.items() if "grid" in k and isinstance(v, str) and v not in candidates]
+    for value in candidates:
+        p = Path(value).expanduser()
+        tries = [p] if p.is_absolute() else [Path(b) / p for b in base_dirs] + [p]
+        for t in tries:
+            if t.is_file():
+                return t
+    return None
+
+
+def _data_uri(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > MAX_EMBED_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str = "cardiobench leaderboard",
+            source: str | None = None) -> str:
+    """A self-contained page: inline CSS, sample grids embedded as base64 data URIs."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        '<p class="sub">Runs are ranked only against runs measured with the same ruler (evaluator for quality, '
+        "device for throughput). Best value per column highlighted; ↓ lower is better, ↑ higher is better.</p>",
+    ]
+    for board in boards:
+        parts.append(f"<section><h2>{e(board.title)}</h2>")
+        parts.append(f'<div>{e(board.ruler_kind)} <span class="ruler">{e(board.ruler or "unknown")}</span></div>')
+        parts.append('<div class="wrap"><table><thead><tr><th class="num">#</th>')
+        parts += [f"<th>{e(c.header)}</th>" for c in board.columns]
+        parts += [f'<th class="num">{e(m.label)}</th>' for m in board.metrics]
+        parts.append('<th class="num">run</th></tr></thead><tbody>')
+        for rank, run in enumerate(board.rows, 1):
+            parts.append(f'<tr><td class="num rank">{rank}</td>')
+            parts += [f"<td>{e(cell(run, c.key))}</td>" for c in board.columns]
+            for m in board.metrics:
+                cls = "num best" if m.is_best(run.metrics.get(m.name)) else "num"
+                parts.append(f'<td class="{cls}">{e(m.text(run))}</td>')
+            parts.append(f'<td class="num rank">{run.id}</td></tr>')
+        parts.append(f'</tbody></table></div><p class="caption">{e(_caption(board))}</p>')
+        figures = []
+        for rank, run in enumerate(board.rows, 1):
+            path = grid_path(run, base_dirs)
+            uri = _data_uri(path) if path is not None else None
+            if uri is None:
+                continue
+            what = " · ".join(
+                f"{text} steps" if c.key == "steps" else text
+                for c in board.columns[:3]
+                if (text := cell(run, c.key))
+            )
+            score = ""
+            if board.sort_metric is not None:
+                m = board.metric(board.sort_metric)
+                score = f" — {m.label} {format_value(run.metrics.get(m.name), decimals=m.decimals)}"
+            alt = f"sample grid of run {run.id}"
+            figures.append(
+                f'<figure><img src="{uri}" alt="{e(alt)}">'
+                f"<figcaption>#{rank} {e(what)}{e(score)} (run {run.id})</figcaption></figure>"
+            )
+        if figures:
+            parts.append('<div class="grids">' + "".join(figures) + "</div>")
+        parts.append("</section>")
+    footer = f"generated by cardiobench {e(__version__)} at {e(now_iso())}"
+    if source:
+        footer += f" from {e(source)}"
+    parts.append(f"<footer>{footer}</footer></body></html>")
+    return "\n".join(parts)
+
+
+def render(boards: Sequence[Board], fmt: str, *, base_dirs: Sequence[Path] = (), source: str | None = None) -> str:
+    """The leaderboard in ``fmt`` (one of ``FORMATS``) as text."""
+    if fmt == "table":
+        return render_text(boards)
+    if fmt == "md":
+        return to_markdown(boards)
+    if fmt == "csv":
+        return to_csv(boards)
+    if fmt == "json":
+        return to_json(boards)
+    if fmt == "html":
+        return to_html(boards, base_dirs=base_dirs, source=source)
+    raise LeaderboardError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")

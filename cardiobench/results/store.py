@@ -1,0 +1,414 @@
+"""The results store: one SQLite file (stdlib ``sqlite3``) holding every run.
+
+- Location: ``--results PATH``, else ``$CARDIOBENCH_RESULTS``, else ``./cardiobench-results/results.db``
+  (a folder given instead of a file means ``FOLDER/results.db``).
+- Concurrency: WAL journal, a generous ``busy_timeout``, one short ``BEGIN IMMEDIATE`` transaction per
+  write. A run row is one ``INSERT``, so it is either wholly there or not at all, and several
+  processes (e.g. two ``cardiobench run``) can write at once without losing rows.
+- Schema: the table ``schema_version`` records every migration applied; ``MIGRATIONS`` lists them in
+  order. Opening a store applies the missing ones in one transaction; a store written by a newer
+  cardiobench is refused with a clear error rather than misread.
+- Reading a store that does not exist returns nothing and creates nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cardiobench.errors import CardiobenchError
+
+#: the environment variable naming the store (a file, or a folder that gets ``results.db``)
+RESULTS_ENV = "CARDIOBENCH_RESULTS"
+DEFAULT_RESULTS_PATH = Path("cardiobench-results") / "results.db"
+
+TASKS: tuple[str, ...] = ("generation", "segmentation", "throughput")
+#: ok: finished and measured; failed: stopped with an error (kept for the record, never ranked)
+STATUSES: tuple[str, ...] = ("ok", "failed")
+DIRECTIONS: tuple[str, ...] = ("lower", "higher")
+
+#: (version, statements); append new versions, never edit applied ones
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE runs (
+                id               INTEGER PRIMARY KEY AUTOINCREMENT,
+                created_at       TEXT NOT NULL,
+                task             TEXT NOT NULL,
+                dataset          TEXT NOT NULL,
+                noise            TEXT,
+                sampler          TEXT,
+                backbone         TEXT,
+                conditioning     TEXT,
+                spec_json        TEXT NOT NULL,
+                spec_hash        TEXT NOT NULL,
+                train_hash       TEXT,
+                seeds_json       TEXT NOT NULL,
+                metrics_json     TEXT NOT NULL,
+                directions_json  TEXT NOT NULL,
+                spreads_json     TEXT NOT NULL,
+                evaluator_id     TEXT,
+                timings_json     TEXT NOT NULL,
+                environment_json TEXT NOT NULL,
+                artefacts_json   TEXT NOT NULL,
+                status           TEXT NOT NULL
+            )""",
+            "CREATE INDEX runs_by_spec ON runs (spec_hash, status)",
+            "CREATE INDEX runs_by_task ON runs (task, dataset, evaluator_id)",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(CardiobenchError):
+    """The results store cannot be used: unreadable, newer schema, bad record..."""
+
+
+def default_results_path() -> Path:
+    """``$CARDIOBENCH_RESULTS`` if set, else ``./cardiobench-results/results.db``."""
+    env = os.environ.get(RESULTS_ENV, "").strip()
+    return resolve_results_path(env) if env else DEFAULT_RESULTS_PATH
+
+
+def resolve_results_path(path: str | os.PathLike | None) -> Path:
+    """The store file for a ``--results`` value: ``None`` = the default, a folder = ``FOLDER/results.db``."""
+    if path is None or str(path).strip() == "":
+        return default_results_path()
+    p = Path(path).expanduser()
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
+        return p / "results.db"
+    return p
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of ``obj``'s canonical JSON (sorted keys): the same spec always hashes the same."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second (``2025-01-31T12:00:00+00:00``)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class RunRecord:
+    """One run: what was run (spec), how it scored (metrics), with what ruler, where, and its files.
+
+    ``metrics`` maps metric name -> value (``None`` when it could not be computed); ``directions``
+    maps metric name -> ``"lower"`` or ``"higher"`` (what is better), as declared by the metric
+    plugins; ``spreads`` maps metric name -> spread over seeds or repeats (std or IQR, optional).
+    ``evaluator_id`` identifies the ruler (e.g. the hash of the feature extractor and reference set);
+    only runs with the same ``evaluator_id`` are ranked together. It is ``None`` for throughput runs.
+    ``spec_hash`` should be the run spec's own hash; left empty, it is ``stable_hash`` of the spec and
+    the identity fields (task, dataset, noise, sampler, backbone, conditioning).
+    ``id`` and ``created_at`` are set by the store.
+    """
+
+    task: str
+    dataset: str
+    noise: str | None = None
+    sampler: str | None = None
+    backbone: str | None = None
+    conditioning: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_hash: str = ""
+    train_hash: str | None = None
+    seeds: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    directions: dict[str, str] = field(default_factory=dict)
+    spreads: dict[str, float] = field(default_factory=dict)
+    evaluator_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    artefacts: dict[str, str] = field(default_factory=dict)
+    status: str = "ok"
+    id: int | None = None
+    created_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# columns holding JSON, and the record field each comes from
+_JSON_COLUMNS = {
+    "spec_json": "spec",
+    "seeds_json": "seeds",
+    "metrics_json": "metrics",
+    "directions_json": "directions",
+    "spreads_json": "spreads",
+    "timings_json": "timings",
+    "environment_json": "environment",
+    "artefacts_json": "artefacts",
+}
+_PLAIN_COLUMNS = (
+    "created_at",
+    "task",
+    "dataset",
+    "noise",
+    "sampler",
+    "backbone",
+    "conditioning",
+    "spec_hash",
+    "train_hash",
+    "evaluator_id",
+    "status",
+)
+_IDENTITY_FIELDS = ("task", "dataset", "noise", "sampler", "backbone", "conditioning")
+_FILTERS = ("task", "dataset", "noise", "sampler", "backbone", "conditioning", "evaluator_id", "spec_hash",
+            "train_hash", "status")
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dumps(obj: Any, sort_keys: bool = True) -> str:
+    return json.dumps(obj, sort_keys=sort_keys, default=str, allow_nan=False)
+
+
+#: record fields whose key order is kept as given (the order metrics are shown in)
+_ORDERED = ("metrics", "directions", "spreads", "timings", "artefacts")
+
+
+def _check_record(rec: RunRecord) -> None:
+    if rec.task not in TASKS:
+        raise StoreError(f"run task {rec.task!r} is not one of {', '.join(TASKS)}")
+    if rec.status not in STATUSES:
+        raise StoreError(f"run status {rec.status!r} is not one of {', '.join(STATUSES)}")
+    if not rec.dataset:
+        raise StoreError("a run needs its dataset name")
+    for name, value in rec.metrics.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise StoreError(f"metric {name!r} must be a number or None, got {type(value).__name__}")
+    for name, direction in rec.directions.items():
+        if direction not in DIRECTIONS:
+            raise StoreError(f"direction of metric {name!r} must be 'lower' or 'higher', got {direction!r}")
+
+
+class ResultStore:
+    """A SQLite results store. Cheap to create; each call opens its own short-lived connection,
+    so one object may be used from several threads and a fresh one in every process.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 60.0):
+        self.path = resolve_results_path(path)
+        self.timeout = timeout
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from None
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+        """A ready connection (schema up to date), or ``None`` when reading a store that doesn't exist."""
+        if not create and not self.exists():
+            yield None
+            return
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the results folder {self.path.parent}: {exc.strerror}") from None
+        conn = self._connect()
+        try:
+            if not self._ready:
+                self._prepare(conn)
+                self._ready = True
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"results store {self.path} cannot be used: {exc}") from None
+        finally:
+            conn.close()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` (takes the write lock up front, so it never deadlocks on upgrade) ... COMMIT."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """Run a query to its end, so no half-read statement keeps holding a read lock."""
+        cur = conn.execute(sql, params)
+        try:
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        if not self._rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"):
+            return 0
+        return int(self._rows(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL (persistent in the file). Switching needs the file to itself, and SQLite answers
+        "locked" at once rather than waiting when another process has it open, so retry until
+        ``timeout``. Where a file system can't do WAL, SQLite keeps its rollback journal: just as
+        correct, writers only wait on each other a little longer."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self._rows(conn, "PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01 + random.random() * 0.04)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, then any migration not yet applied (one writer does it; the others wait and see)."""
+        if self._schema_version(conn) == SCHEMA_VERSION:
+            return
+        self._set_wal(conn)
+        with self._transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+            current = self._schema_version(conn)
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"results store {self.path} has schema version {current}, newer than this cardiobench "
+                    f"understands ({SCHEMA_VERSION})",
+                    "upgrade cardiobench, or use another --results file",
+                )
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now_iso()))
+
+    def schema_version(self) -> int:
+        """The store's schema version (0 if the file doesn't exist yet)."""
+        with self._connection(create=False) as conn:
+            return 0 if conn is None else self._schema_version(conn)
+
+    # -- writing --------------------------------------------------------------------------
+    def add_run(self, record: RunRecord) -> int:
+        """Store ``record`` atomically (one transaction); sets and returns its ``id``."""
+        _check_record(record)
+        if not record.spec_hash:
+            record.spec_hash = stable_hash({k: getattr(record, k) for k in _IDENTITY_FIELDS} | {"spec": record.spec})
+        if not record.created_at:
+            record.created_at = now_iso()
+        values: dict[str, Any] = {col: getattr(record, col) for col in _PLAIN_COLUMNS}
+        metrics = {k: _finite_or_none(v) for k, v in record.metrics.items()}
+        spreads = {k: _finite_or_none(v) for k, v in record.spreads.items()}
+        for col, attr in _JSON_COLUMNS.items():
+            value = {"metrics": metrics, "spreads": spreads}.get(attr, getattr(record, attr))
+            try:
+                values[col] = _dumps(value, sort_keys=attr not in _ORDERED)
+            except ValueError as exc:  # NaN somewhere deep in a dict
+                raise StoreError(f"run field {attr!r} cannot be stored as JSON: {exc}") from None
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connection(create=True) as conn, self._transaction(conn):
+            cur = conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
+            new_id = int(cur.lastrowid)
+        record.id = new_id
+        return new_id
+
+    # -- reading --------------------------------------------------------------------------
+    @staticmethod
+    def _record(row: sqlite3.Row) -> RunRecord:
+        data: dict[str, Any] = {col: row[col] for col in _PLAIN_COLUMNS}
+        data["id"] = row["id"]
+        for col, attr in _JSON_COLUMNS.items():
+            data[attr] = json.loads(row[col])
+        return RunRecord(**data)
+
+    def runs(
+        self,
+        *,
+        status: str | None = "ok",
+        newest_first: bool = False,
+        limit: int | None = None,
+        **filters: str | None,
+    ) -> list[RunRecord]:
+        """Runs matching every given filter (``task``, ``dataset``, ``noise``, ``sampler``, ``backbone``,
+        ``conditioning``, ``evaluator_id``, ``spec_hash``, ``train_hash``); ``None`` = any value.
+        ``status`` defaults to finished runs only; ``status=None`` returns all. Oldest first by default.
+        """
+        unknown = set(filters) - set(_FILTERS)
+        if unknown:
+            raise TypeError(f"unknown filter(s): {', '.join(sorted(unknown))}; use {', '.join(_FILTERS)}")
+        filters["status"] = status
+        where = [(f"{col} = ?", value) for col, value in filters.items() if value is not None]
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(w for w, _ in where)
+        sql += " ORDER BY id " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connection(create=False) as conn:
+            if conn is None:
+                return []
+            rows = self._rows(conn, sql, tuple(v for _, v in where))
+        return [self._record(r) for r in rows]
+
+    def latest(self, **filters: str | None) -> RunRecord | None:
+        """The most recent run matching ``filters`` (same as ``runs``), or ``None``."""
+        found = self.runs(newest_first=True, limit=1, **filters)
+        return found[0] if found else None
+
+    def find(self, spec_hash: str, evaluator_id: str | None = None) -> RunRecord | None:
+        """The latest finished run of this spec (optionally measured by this evaluator), or ``None``.
+
+        ``compare`` uses it to skip work already done.
+        """
+        return self.latest(spec_hash=spec_hash, evaluator_id=evaluator_id)
+
+    def get(self, run_id: int) -> RunRecord | None:
+        with self._connection(create=False) as conn:
+            if conn is None:
+                return None
+            rows = self._rows(conn, "SELECT * FROM runs WHERE id = ?", (int(run_id),))
+        return self._record(rows[0]) if rows else None
+
+    def count(self, status: str | None = None) -> int:
+        with self._connection(create=False) as conn:
+            if conn is None:
+                return 0
+            if status is None:
+                return int(self._rows(conn, "SELECT COUNT(*) FROM runs")[0][0])
+            return int(self._rows(conn, "SELECT COUNT(*) FROM runs WHERE status = ?", (status,))[0][0])

@@ -1,0 +1,199 @@
+"""Ranking runs into boards, and the Markdown / CSV / JSON / HTML renderers."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+
+import pytest
+from lb_demo import fill_demo_store, throughput_runs
+
+from cardiobench.hookspecs import hookimpl
+from cardiobench.results import report
+from cardiobench.results.store import RunRecord
+
+
+def numbered(runs: list[RunRecord]) -> list[RunRecord]:
+    for i, run in enumerate(runs, 1):
+        run.id = i
+        run.spec_hash = run.spec_hash or f"spec{i}"
+    return runs
+
+
+def gen(noise, sampler, metrics, evaluator="ev1", directions=None, **kw) -> RunRecord:
+    return RunRecord(task="generation", dataset="phantom", noise=noise, sampler=sampler, backbone="unet",
+                     metrics=metrics, evaluator_id=evaluator,
+                     directions=directions if directions is not None else {"fid": "lower", "is": "higher"}, **kw)
+
+
+def test_rows_of_different_evaluators_are_never_ranked_together():
+    runs = numbered([gen("gaussian", "ddpm", {"fid": 20.0}, "evA"), gen("blurring", "ddpm", {"fid": 5.0}, "evB"),
+                     gen("gaussian", "ddim", {"fid": 10.0}, "evA")])
+    boards = report.build_boards(runs)
+    assert [(b.ruler, [r.id for r in b.rows]) for b in boards] == [("evA", [3, 1]), ("evB", [2])]
+    assert all(b.ruler_kind == "evaluator" for b in boards)
+
+
+def test_best_first_by_direction_and_best_marked_per_column():
+    runs = numbered([gen("a", "ddpm", {"fid": 20.0, "is": 2.5}), gen("b", "ddpm", {"fid": 10.0, "is": 1.5}),
+                     gen("c", "ddpm", {"fid": None, "is": 3.0})])
+    (board,) = report.build_boards(runs)
+    assert board.sort_metric == "fid" and [r.noise for r in board.rows] == ["b", "a", "c"]  # missing value last
+    assert board.metric("fid").best == 10.0 and board.metric("is").best == 3.0
+    assert board.metric("fid").label == "FID ↓" and board.metric("is").label == "IS ↑"
+    (board,) = report.build_boards(runs, sort="is")
+    assert [r.noise for r in board.rows] == ["c", "a", "b"]
+    assert [m.name for m in board.metrics] == ["is", "fid"]  # the sort metric comes first
+
+
+def test_nothing_is_marked_best_when_there_is_nothing_to_beat():
+    runs = numbered([gen("a", "ddpm", {"fid": 7.0, "is": 2.0}), gen("b", "ddpm", {"fid": 9.0, "is": 2.0})])
+    (board,) = report.build_boards(runs)
+    assert board.metric("is").best is None and board.metric("fid").best == 7.0
+    (single,) = report.build_boards(runs[:1])
+    assert single.metric("fid").best is None
+
+
+def test_unknown_sort_metric_lists_the_available_ones():
+    runs = numbered([gen("a", "ddpm", {"fid": 1.0, "kid": 0.1})])
+    with pytest.raises(report.LeaderboardError) as exc:
+        report.build_boards(runs, sort="fd")
+    assert "unknown metric 'fd'" in str(exc.value) and "did you mean 'fid'" in str(exc.value)
+    assert "available: fid, kid" in str(exc.value)
+
+
+def test_directions_come_from_runs_then_known_then_unknown():
+    runs = numbered([gen("a", "ddpm", {"dice": 0.8, "oddity": 1.0}, directions={}),
+                     gen("b", "ddpm", {"dice": 0.9, "oddity": 3.0}, directions={})])
+    (board,) = report.build_boards(runs, known_directions={"dice": "higher"})
+    assert board.sort_metric == "dice" and board.metric("dice").direction == "higher"
+    assert [r.noise for r in board.rows] == ["b", "a"]
+    assert board.metric("oddity").direction is None and board.metric("oddity").best is None
+    assert board.metric("oddity").label == "oddity"
+    (board,) = report.build_boards(runs, sort="oddity")
+    assert [r.noise for r in board.rows] == ["b", "a"] and "direction of 'oddity' unknown" in board.notes[0]
+
+
+def test_registry_directions_read_metric_plugins(register_plugin):
+    class Metrics:
+        @staticmethod
+        @hookimpl
+        def register_metrics(register):
+            register("fid", lambda **kw: None, summary="Fréchet distance", direction="lower")
+            register("dice", lambda **kw: None, summary="Dice", direction={"dice_mean": "higher", "dice_lv": "higher"})
+
+    register_plugin(Metrics(), name="test-metrics")
+    assert report.registry_directions() == {"fid": "lower", "dice_mean": "higher", "dice_lv": "higher"}
+
+
+def test_latest_run_per_spec_unless_all():
+    runs = numbered([gen("a", "ddpm", {"fid": 5.0}, spec_hash="s"), gen("a", "ddpm", {"fid": 7.0}, spec_hash="s")])
+    (board,) = report.build_boards(runs)
+    assert [r.id for r in board.rows] == [2]
+    (board,) = report.build_boards(runs, latest_only=False)
+    assert [r.id for r in board.rows] == [1, 2]
+
+
+def test_failed_runs_are_not_ranked():
+    runs = numbered([gen("a", "ddpm", {"fid": 5.0}), gen("b", "ddpm", {"fid": 1.0}, status="failed")])
+    (board,) = report.build_boards(runs)
+    assert [r.noise for r in board.rows] == ["a"]
+
+
+def test_throughput_is_grouped_by_device():
+    boards = report.build_boards(numbered(throughput_runs()))
+    assert [(b.ruler_kind, b.ruler) for b in boards] == [("device", "demo GPU"), ("device", "demo CPU")]
+    assert all(b.sort_metric == "images_per_s" and b.rows[0].sampler == "ddim" for b in boards)
+    assert [c.key for c in boards[0].columns] == ["backbone", "noise", "sampler", "steps", "batch", "dtype"]
+
+
+@pytest.mark.parametrize(
+    "values, decimals", [([12.5, 130.2], 1), ([0.0123, 0.02], 4), ([1.5, 2.25], 3), ([25000.0], 0), ([], 3)]
+)
+def test_one_number_of_decimals_per_column(values, decimals):
+    assert report.decimals_for(values) == decimals
+
+
+def test_format_value():
+    assert report.format_value(None) == "–"
+    assert report.format_value(24510.0, 490.2, 0) == "24,510 ± 490"
+    assert report.format_value(0.01234) == "0.0123"
+    assert report.format_value(3) == "3"
+
+
+@pytest.fixture
+def demo_boards(tmp_path):
+    store = fill_demo_store(tmp_path)
+    return report.build_boards(store.runs()), store
+
+
+def test_markdown(demo_boards):
+    boards, _ = demo_boards
+    md = report.to_markdown(boards)
+    assert "### generation · phantom — evaluator `ev-7c1e2a9f`" in md
+    assert "| # | noise | sampler | steps | backbone | seeds | FID ↓ | KID ↓ | IS ↑ | plausible ↑ | run |" in md
+    assert "| 1 | blurring | ddpm | 50 | unet | 0 | **15.86 ± 0.63** |" in md
+    assert "### throughput · phantom — device `demo CPU`" in md
+
+
+def test_csv_is_one_flat_table(demo_boards):
+    boards, _ = demo_boards
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(boards))))
+    assert len(rows) == 9
+    first_gen = next(r for r in rows if r["ruler"] == "ev-7c1e2a9f")
+    assert first_gen["rank"] == "1" and first_gen["noise"] == "blurring" and float(first_gen["fid"]) == 15.86
+    assert first_gen["fid_spread"] == "0.63" and first_gen["images_per_s"] == ""
+
+
+def test_json_has_directions_and_best(demo_boards):
+    boards, _ = demo_boards
+    data = json.loads(report.to_json(boards))
+    assert data["format"] == "cardiobench.leaderboard/1"
+    board = next(b for b in data["boards"] if b["ruler"] == "ev-7c1e2a9f")
+    assert board["metrics"][0] == {"name": "fid", "direction": "lower", "best": 15.86}
+    assert board["rows"][0]["best"] == ["fid", "kid", "is", "plausible"]
+    assert board["rows"][0]["artefacts"]["sample_grid"].endswith(".png")
+
+
+def test_html_is_self_contained_with_grids(demo_boards, tmp_path):
+    boards, store = demo_boards
+    page = report.to_html(boards, base_dirs=[store.path.parent], source=str(store.path))
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert "src=\"http" not in page and "<link" not in page and "<script" not in page
+    uris = page.split('src="data:image/png;base64,')[1:]
+    assert len(uris) == 4  # one grid per generation run that has one
+    png = base64.b64decode(uris[0].split('"', 1)[0])
+    assert png.startswith(b"\x89PNG")
+    assert 'class="num best">15.86 ± 0.63<' in page and "FID ↓" in page
+
+
+def test_html_escapes_and_resolves_relative_grid_paths(tmp_path):
+    from lb_demo import grid_png
+
+    grid_png(tmp_path / "runs" / "g.png", seed=1)
+    run = numbered([gen("<b>x</b>", "ddpm", {"fid": 1.0}, artefacts={"sample_grid": "runs/g.png"})])[0]
+    page = report.to_html(report.build_boards([run]), base_dirs=[tmp_path])
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert page.count("data:image/png;base64,") == 1
+    missing = numbered([gen("a", "ddpm", {"fid": 1.0}, artefacts={"sample_grid": "nowhere.png"})])
+    assert "data:image" not in report.to_html(report.build_boards(missing))
+
+
+def test_text_render_does_not_fold(demo_boards):
+    boards, _ = demo_boards
+    text = report.render(boards, "table")
+    assert "plausible ↑" in text and "25,245 ± 490" in text
+    with pytest.raises(report.LeaderboardError):
+        report.render(boards, "pdf")
+
+
+
+def test_terminal_table_marks_best_bold_green_and_escapes_markup():
+    runs = numbered([gen("[red]x", "ddpm", {"fid": 5.0}), gen("b", "ddpm", {"fid": 7.0})])
+    (table,) = report.rich_tables(report.build_boards(runs))
+    fid = next(c for c in table.columns if c.header == "FID ↓")
+    assert list(fid.cells) == ["[bold green]5.000[/]", "7.000"]
+    noise = next(c for c in table.columns if c.header == "noise")
+    assert list(noise.cells)[0] == "\\[red]x"

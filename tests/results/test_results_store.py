@@ -1,0 +1,194 @@
+"""The SQLite results store: round trips, filters, schema versions, atomicity, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from cardiobench.results.store import (
+    DEFAULT_RESULTS_PATH,
+    SCHEMA_VERSION,
+    ResultStore,
+    RunRecord,
+    StoreError,
+    default_results_path,
+    resolve_results_path,
+)
+
+
+def record(**kw) -> RunRecord:
+    base = dict(
+        task="generation", dataset="phantom", noise="gaussian", sampler="ddpm", backbone="unet",
+        spec={"train": {"steps": 3}, "sample": {"steps": 4}}, train_hash="t1", seeds={"train": 0, "sample": 1},
+        metrics={"fid": 12.5, "kid": 0.01}, directions={"fid": "lower", "kid": "lower"},
+        evaluator_id="ev1", timings={"train_s": 1.5}, environment={"torch": "2"},
+        artefacts={"sample_grid": "runs/1/grid.png"},
+    )
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    rec = record(spreads={"fid": 0.4})
+    run_id = store.add_run(rec)
+    assert rec.id == run_id and rec.created_at and rec.spec_hash
+    got = store.get(run_id)
+    assert got == rec
+    assert list(got.metrics) == ["fid", "kid"]  # the order metrics were given in is kept
+
+
+def test_metric_order_is_kept_as_given(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record(metrics={"kid": 0.1, "fid": 3.0, "is": 2.0}))
+    assert list(store.runs()[0].metrics) == ["kid", "fid", "is"]
+
+
+def test_default_spec_hash_tells_components_apart(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    a, b = record(sampler="ddpm"), record(sampler="ddim")
+    store.add_run(a)
+    store.add_run(b)
+    assert a.spec_hash != b.spec_hash
+    explicit = record(spec_hash="abc")
+    store.add_run(explicit)
+    assert store.get(explicit.id).spec_hash == "abc"
+
+
+def test_filters_latest_and_find(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record(spec_hash="s1"))
+    second = record(spec_hash="s1", metrics={"fid": 9.0})
+    store.add_run(second)
+    store.add_run(record(spec_hash="s2", dataset="acdc", sampler="ddim"))
+    store.add_run(record(spec_hash="s3", status="failed", metrics={}))
+    store.add_run(record(task="throughput", spec_hash="s4", evaluator_id=None, metrics={"images_per_s": 5.0},
+                         directions={"images_per_s": "higher"}))
+    assert [r.spec_hash for r in store.runs()] == ["s1", "s1", "s2", "s4"]  # finished only, oldest first
+    assert len(store.runs(status=None)) == 5
+    assert [r.spec_hash for r in store.runs(dataset="acdc")] == ["s2"]
+    assert [r.spec_hash for r in store.runs(task="throughput")] == ["s4"]
+    assert [r.spec_hash for r in store.runs(sampler="ddim", dataset="phantom")] == []
+    assert store.find("s1").id == second.id
+    assert store.find("s1", evaluator_id="other") is None
+    assert store.find("s3") is None  # a failed run is not a finished one
+    assert store.latest(task="generation").spec_hash == "s2"
+    assert store.runs(newest_first=True, limit=2)[0].spec_hash == "s4"
+    assert store.count() == 5 and store.count("failed") == 1
+    with pytest.raises(TypeError, match="unknown filter"):
+        store.runs(colour="red")
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path):
+    store = ResultStore(tmp_path / "nested" / "r.db")
+    assert store.runs() == [] and store.find("x") is None and store.latest() is None
+    assert store.count() == 0 and store.get(1) is None and store.schema_version() == 0
+    assert not (tmp_path / "nested").exists()
+
+
+def test_schema_version_table_and_wal(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record())
+    assert store.schema_version() == SCHEMA_VERSION
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        conn.close()
+    # a second opener does not re-apply migrations
+    ResultStore(store.path).add_run(record())
+    assert ResultStore(store.path).count() == 2
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record())
+    conn = sqlite3.connect(store.path)
+    conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this cardiobench"):
+        ResultStore(store.path).runs()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    bad = tmp_path / "r.db"
+    bad.write_text("not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="cannot be used"):
+        ResultStore(bad).runs()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"task": "painting"}, "task"),
+        ({"status": "maybe"}, "status"),
+        ({"dataset": ""}, "dataset"),
+        ({"directions": {"fid": "down"}}, "direction"),
+        ({"metrics": {"fid": "12"}}, "number"),
+    ],
+)
+def test_bad_records_are_refused_before_writing(tmp_path, change, message):
+    store = ResultStore(tmp_path / "r.db")
+    with pytest.raises(StoreError, match=message):
+        store.add_run(record(**change))
+    assert store.count() == 0
+
+
+def test_non_finite_metrics_are_stored_as_missing(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record(metrics={"fid": float("nan"), "kid": float("inf"), "is": 2.0}))
+    assert store.runs()[0].metrics == {"fid": None, "kid": None, "is": 2.0}
+
+
+def test_a_transaction_that_fails_leaves_nothing(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record())
+    with pytest.raises(RuntimeError), store._connection(create=True) as conn, store._transaction(conn):
+        conn.execute("DELETE FROM runs")
+        raise RuntimeError("crash mid-write")
+    assert store.count() == 1
+
+
+def test_results_path_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv("CARDIOBENCH_RESULTS", raising=False)
+    assert default_results_path() == DEFAULT_RESULTS_PATH
+    assert resolve_results_path(None) == DEFAULT_RESULTS_PATH
+    assert resolve_results_path(tmp_path) == tmp_path / "results.db"  # an existing folder
+    assert resolve_results_path("newdir/") == resolve_results_path("newdir") / "results.db"
+    assert resolve_results_path(tmp_path / "x.db") == tmp_path / "x.db"
+    monkeypatch.setenv("CARDIOBENCH_RESULTS", str(tmp_path / "env.db"))
+    assert ResultStore().path == tmp_path / "env.db"
+    assert ResultStore(tmp_path / "explicit.db").path == tmp_path / "explicit.db"
+
+
+# -- two processes writing at once -------------------------------------------------------------
+ROWS_PER_WRITER = 50
+
+
+def _writer(path: str, name: str, barrier) -> None:
+    store = ResultStore(path)
+    barrier.wait(timeout=60)
+    for i in range(ROWS_PER_WRITER):
+        store.add_run(record(spec_hash=f"{name}-{i}", metrics={"fid": float(i)}))
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = str(tmp_path / "results.db")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(path, name, barrier)) for name in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    runs = ResultStore(path).runs()
+    assert len(runs) == 2 * ROWS_PER_WRITER
+    assert len({r.id for r in runs}) == 2 * ROWS_PER_WRITER
+    hashes = {r.spec_hash for r in runs}
+    assert hashes == {f"{n}-{i}" for n in "ab" for i in range(ROWS_PER_WRITER)}
