@@ -32,6 +32,8 @@ ENTRY_POINT_GROUP = "cardiobench"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.plugins_cmd",
     "cardiobench.cli.leaderboard_cmd",
+    "cardiobench.data.plugin",
+    "cardiobench.cli.data_cmd",
 )
 
 

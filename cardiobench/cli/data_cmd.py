@@ -1,0 +1,205 @@
+"""``cardiobench data``: what a data set holds (``info``) and what it looks like (``preview``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich import box
+from rich.table import Table
+
+from cardiobench.cli.output import console, print_json
+from cardiobench.data import DEFAULT_DATASET, GROUPS, SPLITS, open_dataset, resolve_dataset_name
+from cardiobench.errors import CardiobenchError
+from cardiobench.hookspecs import hookimpl
+
+data_app = typer.Typer(
+    name="data",
+    help="Inspect data sets: counts per split and group (info), a grid of masks beside their images (preview).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+DATASET_HELP = f"Data set name (default {DEFAULT_DATASET}; acdc when --data-root is given). See `cardiobench plugins`."
+ROOT_HELP = "ACDC folder holding training/ and testing/ (default: $CARDIOBENCH_ACDC_ROOT)."
+SKIP_HELP = "Warn about bad patients and skip them instead of stopping at the first one."
+
+
+def _open(dataset: str | None, data_root: Path | None, size: int, seed: int, skip_bad: bool, no_cache: bool):
+    name = resolve_dataset_name(dataset, data_root)
+    options: dict[str, Any] = {"size": size, "seed": seed}
+    if data_root is not None:
+        options["data_root"] = str(data_root)
+    if skip_bad:
+        options["skip_bad"] = True
+    if no_cache:
+        options["cache"] = False
+    return name, open_dataset(name, **options)
+
+
+def _load_all(name: str, source: Any) -> dict[str, Any]:
+    """Every split, with a spinner on stderr the first time (building can take seconds)."""
+    from cardiobench.data.source import DataWarning, VolumeSource
+
+    err = console(stderr=True)
+    cached = isinstance(source, VolumeSource) and source.cache and source.cache_path().is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # reported once, below, from describe()
+        if cached:
+            return {s: source.load(s) for s in SPLITS}
+        with err.status(f"preparing {name} (first time; cached afterwards)...", spinner="dots"):
+            return {s: source.load(s) for s in SPLITS}
+
+
+def _describe(name: str, source: Any) -> dict[str, Any]:
+    from cardiobench.data.source import summarize
+
+    sets = _load_all(name, source)
+    if hasattr(source, "describe"):
+        return source.describe()
+    return {"dataset": name, "splits": summarize(sets), "skipped": []}  # a plugin without describe()
+
+
+def _report_skipped(info: dict[str, Any]) -> None:
+    skipped = info.get("skipped") or []
+    if not skipped:
+        return
+    err = console(stderr=True)
+    for item in skipped:
+        err.print(f"[yellow]Warning:[/] skipped {item['patient']}: {item['problem']}", soft_wrap=True)
+    err.print(f"[yellow]Warning:[/] {len(skipped)} bad patient(s) or folder(s) skipped (--skip-bad)")
+
+
+@data_app.command("info")
+def info(
+    dataset: str = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
+    data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
+    size: int = typer.Option(64, "--size", help="Side of the square slices after preprocessing (pixels)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation split (and of the phantom)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild without reading or writing the cache."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+) -> None:
+    """Patients and slices per split and group, class frequencies, native shapes and spacings."""
+    name, source = _open(dataset, data_root, size, seed, skip_bad, no_cache)
+    desc = _describe(name, source)
+    _report_skipped(desc)
+    if as_json:
+        print_json(desc | {"skipped_count": len(desc.get("skipped") or [])})
+        return
+    _print_info(desc, size)
+
+
+def _print_info(desc: dict[str, Any], size: int) -> None:
+    out = console()
+    splits = desc["splits"]
+    title = f"{desc['dataset']} - {size}x{size} slices"
+    if desc.get("source"):
+        title += f" - {desc['source']}"
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("split", "patients", "slices", "ED", "ES", *GROUPS, "mm/px"):
+        table.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
+    totals = np.zeros(4 + len(GROUPS), dtype=np.int64)
+    for split, s in splits.items():
+        row = [s["patients"], s["slices"], s["phases"]["ED"], s["phases"]["ES"], *(s["groups"][g] for g in GROUPS)]
+        totals += np.asarray(row)
+        spacing = f"{s['spacing_mm']['median']:.2f}" if s.get("spacing_mm") else "-"
+        table.add_row(split, *map(str, row), spacing)
+    table.add_row("[bold]total[/]", *(f"[bold]{v}[/]" for v in totals), "", end_section=True)
+    out.print(table)
+
+    freq = Table(title="class frequencies (share of pixels)", header_style="bold", box=box.SIMPLE_HEAD)
+    freq.add_column("split")
+    labels = list(next(iter(splits.values()))["class_frequencies"])
+    for label in labels:
+        freq.add_column(label, justify="right")
+    for split, s in splits.items():
+        freq.add_row(split, *(f"{s['class_frequencies'][k]:.3f}" for k in labels))
+    out.print(freq)
+
+    native = desc.get("native") or {}
+    shapes, spacing = native.get("shapes") or {}, native.get("spacing_mm") or {}
+    if shapes.get("volumes"):
+        common = ", ".join(f"{k} ({n})" for k, n in shapes.get("most_common", []))
+        out.print(
+            f"native volumes: {shapes['volumes']} ({shapes['distinct']} shapes; rows {_rng(shapes['rows'])}, "
+            f"cols {_rng(shapes['cols'])}, slices {_rng(shapes['slices'])}; most common {common})"
+        )
+    if spacing.get("in_plane_min") is not None:
+        line = f"native spacing: in-plane {spacing['in_plane_min']:.2f}-{spacing['in_plane_max']:.2f} mm"
+        if spacing.get("thickness_min") is not None:
+            line += f", slice thickness {spacing['thickness_min']:.1f}-{spacing['thickness_max']:.1f} mm"
+        out.print(line)
+    if desc.get("unlabelled_patients"):
+        out.print(f"test patients without ground truth (not used): {len(desc['unlabelled_patients'])}")
+    if desc.get("skipped"):
+        out.print(f"[yellow]skipped (bad input): {len(desc['skipped'])}[/]")
+    cache = desc.get("cache") or {}
+    if cache.get("path"):
+        state = "hit" if cache.get("hit") else "built"
+        out.print(f"cache: {state}, loaded in {cache.get('load_seconds', 0):.2f} s - {cache['path']}")
+
+
+def _rng(pair: list[int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}"
+
+
+@data_app.command("preview")
+def preview(
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
+    data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
+    split: str = typer.Option("train", "--split", help=f"One of: {', '.join(SPLITS)}."),
+    n: int = typer.Option(6, "--n", "-n", min=1, max=64, help="Slices per group (one grid row per group)."),
+    size: int = typer.Option(64, "--size", help="Side of the square slices after preprocessing (pixels)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data set and of the choice of slices."),
+    scale: int = typer.Option(2, "--scale", min=1, max=16, help="Pixel magnification in the PNG."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
+) -> None:
+    """A grid of colour-coded masks beside their images: one labelled row per pathology group."""
+    from cardiobench.viz import mask_grid
+
+    if split not in SPLITS:
+        raise CardiobenchError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
+    name, source = _open(dataset, data_root, size, seed, skip_bad, False)
+    sets = _load_all(name, source)
+    if hasattr(source, "describe"):
+        _report_skipped(source.describe())
+    s = sets[split]
+    if len(s) == 0:
+        raise CardiobenchError(f"the {split} split of {name} is empty", "try --split train")
+    rng = np.random.default_rng(seed)
+    masks, images, labels = [], [], []
+    for g, group in enumerate(GROUPS):
+        idx = np.flatnonzero(s.groups == g)
+        if idx.size == 0:
+            continue
+        pick = np.sort(rng.choice(idx, size=min(n, idx.size), replace=False))
+        row_m = np.zeros((n, s.size, s.size), np.uint8)
+        row_i = np.zeros((n, s.size, s.size), np.float32)
+        row_m[: pick.size], row_i[: pick.size] = s.masks[pick], s.images[pick]
+        masks.append(row_m)
+        images.append(row_i)
+        labels.append(f"{group} ({idx.size})")
+    grid = mask_grid(np.concatenate(masks), nrow=n, images=np.concatenate(images), scale=scale, row_labels=labels)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(out, format="PNG" if out.suffix.lower() in ("", ".png") else None)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CardiobenchError(f"cannot write {out}: {exc}", "choose a writable .png path") from None
+    console().print(
+        f"wrote {out} ({grid.width}x{grid.height}): {len(labels)} groups x {n} {split} slices of {name}, "
+        f"each image beside its mask (red RV, green MYO, blue LV)"
+    )
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+__all__ = ["data_app", "info", "preview"]

@@ -1,0 +1,249 @@
+"""The real ACDC data set (Bernard et al., IEEE TMI 2018), read from the official release layout.
+
+::
+
+    database/                      <- point --data-root here (or at its parent)
+      training/patient001 .. patient100/
+        Info.cfg                   ED: 1  ES: 12  Group: DCM  Height: 184.0  NbFrame: 30  Weight: 95.0
+        patient001_4d.nii.gz       (not read)
+        patient001_frame01.nii.gz  patient001_frame01_gt.nii.gz   (ED; frame number from Info.cfg)
+        patient001_frame12.nii.gz  patient001_frame12_gt.nii.gz   (ES)
+      testing/patient101 .. patient150/   (same; ``_gt`` files may be missing: such patients are skipped)
+
+``.nii`` is accepted as well as ``.nii.gz``; other files (``MANDATORY_CITATION.md``...) are ignored.
+Labels: 0 background, 1 RV cavity, 2 myocardium, 3 LV cavity. The toolkit never downloads ACDC: register
+on the challenge site and unpack it yourself (see ``docs/data.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiobench.data.base import GROUPS, LABELS
+from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
+from cardiobench.errors import DataError
+
+#: environment variable holding the default ``--data-root`` of ``acdc``
+ROOT_ENV = "CARDIOBENCH_ACDC_ROOT"
+ACDC_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
+HOW_TO_GET = (
+    f"register on the ACDC challenge site ({ACDC_URL}), download and unpack the data set, then pass "
+    f"--data-root DIR (the folder holding training/ and testing/) or set {ROOT_ENV}; "
+    "without it, use the built-in phantom (--dataset phantom)"
+)
+POOLS: tuple[str, ...] = ("training", "testing")
+REQUIRED_KEYS: tuple[str, ...] = ("ED", "ES", "Group")
+PATIENT_RE = re.compile(r"^patient\d+$")
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+
+
+def find_root(data_root: str | os.PathLike | None) -> Path:
+    """The folder holding ``training/`` and/or ``testing/``: ``data_root`` itself or its ``database/``."""
+    if data_root is None or str(data_root).strip() == "":
+        data_root = os.environ.get(ROOT_ENV) or None
+    if data_root is None:
+        raise DataError(
+            f"the acdc data set needs its files: no --data-root given and {ROOT_ENV} is not set", HOW_TO_GET
+        )
+    root = Path(data_root).expanduser()
+    if not root.exists():
+        raise DataError(f"ACDC root {root} does not exist", HOW_TO_GET)
+    if not root.is_dir():
+        raise DataError(f"ACDC root {root} is not a folder", HOW_TO_GET)
+    for cand in (root, root / "database"):
+        if any((cand / pool).is_dir() for pool in POOLS):
+            return cand
+    if root.name in POOLS or PATIENT_RE.match(root.name):
+        raise DataError(
+            f"{root} is inside the ACDC tree, not its root",
+            f"point --data-root at the folder holding training/ and testing/ ({root.parent})",
+        )
+    raise DataError(
+        f"{root} holds no training/ or testing/ folder",
+        "point --data-root at the ACDC 'database' folder (the one holding training/ and testing/)",
+    )
+
+
+def parse_info(path: Path) -> dict[str, str]:
+    """``Info.cfg`` (``Key: value`` lines) -> dict; missing file or required key -> ``DataError``."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing", "every ACDC patient folder has an Info.cfg; extract the patient again")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror or exc})", "check the file's permissions") from None
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        if ":" in line:
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    missing = [k for k in REQUIRED_KEYS if not info.get(k)]
+    if missing:
+        raise DataError(
+            f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+            "Info.cfg needs 'ED: <frame>', 'ES: <frame>' and 'Group: <NOR|MINF|DCM|HCM|RV>' lines",
+        )
+    for key in ("ED", "ES", "NbFrame"):
+        if key in info and not re.fullmatch(r"\d+", info[key]):
+            raise DataError(f"{path}: {key} is {info[key]!r}, not a frame number", f"write e.g. '{key}: 1'")
+    for key in ("ED", "ES"):
+        frame = int(info[key])
+        if frame < 1 or ("NbFrame" in info and frame > int(info["NbFrame"])):
+            raise DataError(
+                f"{path}: {key} frame {frame} is outside 1..{info.get('NbFrame', '?')}",
+                "ED and ES are 1-based frame numbers of the cine sequence",
+            )
+    if info["Group"] not in GROUPS:
+        raise DataError(f"{path}: unknown Group {info['Group']!r}", f"use one of: {', '.join(GROUPS)}")
+    return info
+
+
+def find_nifti(folder: Path, stem: str) -> Path | None:
+    for suffix in NIFTI_SUFFIXES:
+        p = folder / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A 3-D ``(H, W, Z)`` array and its voxel spacing (mm). Anything unreadable -> ``DataError``."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+        zooms = tuple(float(z) for z in img.header.get_zooms())
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {reason[0]}" if reason else type(exc).__name__
+        raise DataError(
+            f"{path}: unreadable or truncated NIfTI ({reason})", "extract this file again from the ACDC archive"
+        ) from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim != 3:
+        raise DataError(
+            f"{path}: expected a 3-D volume, got shape {tuple(data.shape)}",
+            "use the patientNNN_frameXX files (the _4d file is not read)",
+        )
+    spacing = (zooms + (1.0, 1.0, 1.0))[:3]
+    if not all(np.isfinite(spacing[:2])) or min(spacing[:2]) <= 0:
+        raise DataError(f"{path}: invalid voxel spacing {spacing[:2]} in the header", "fix the NIfTI header's pixdim")
+    return data, spacing
+
+
+class ACDCSource(VolumeSource):
+    """The ACDC release (training/ and testing/ patients), ED and ES frames with their labels."""
+
+    name = "acdc"
+    version = 1
+
+    def __init__(self, *, data_root: str | os.PathLike | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.root = find_root(data_root)
+
+    def _patient_dirs(self, pool: str) -> list[Path]:
+        folder = self.root / pool
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_dir() and PATIENT_RE.match(p.name))
+
+    def fingerprint(self) -> Any:
+        """Path, size and mtime of every file the loader may read, so any change rebuilds the cache."""
+        stats = []
+        for pool in POOLS:
+            for d in self._patient_dirs(pool):
+                for f in sorted(d.iterdir()):
+                    if f.name == "Info.cfg" or (f.name.endswith(NIFTI_SUFFIXES) and "_frame" in f.name):
+                        st = f.stat()
+                        stats.append([f"{pool}/{d.name}/{f.name}", st.st_size, st.st_mtime_ns])
+        return {"root": str(self.root.resolve()), "files": stats}
+
+    def patients(self, problems: list[dict[str, str]]) -> list[Patient]:
+        out: list[Patient] = []
+        for pool in POOLS:
+            folder = self.root / pool
+            if not folder.is_dir():
+                err = DataError(
+                    f"{folder}: missing",
+                    f"the ACDC release has training/ and testing/ folders under {self.root}; extract the archive again",
+                )
+                self._handle(err, pool, problems)
+                continue
+            dirs = self._patient_dirs(pool)
+            if not dirs:
+                self._handle(DataError(f"{folder}: no patientNNN folders", "extract the archive again"), pool, problems)
+            for d in dirs:
+                try:
+                    info = parse_info(d / "Info.cfg")
+                except DataError as err:
+                    self._handle(err, d.name, problems)
+                    continue
+                out.append(Patient(d.name, GROUPS.index(info["Group"]), pool))
+        return out
+
+    def read_patient(self, patient: Patient) -> list[Volume]:
+        folder = self.root / patient.pool / patient.id
+        info = parse_info(folder / "Info.cfg")
+        volumes = []
+        for phase in PHASES:
+            frame = int(info[phase])
+            stem = f"{patient.id}_frame{frame:02d}"
+            img_path = find_nifti(folder, stem)
+            if img_path is None:
+                raise DataError(
+                    f"{folder / (stem + '.nii.gz')}: missing (Info.cfg says {phase} is frame {frame})",
+                    "extract the patient again, or fix Info.cfg",
+                )
+            gt_path = find_nifti(folder, stem + "_gt")
+            if gt_path is None:
+                if patient.pool == "testing":
+                    return []  # test patients may ship without labels: nothing to use
+                raise DataError(
+                    f"{folder / (stem + '_gt.nii.gz')}: missing label file for {phase}",
+                    "every training patient has _gt files for ED and ES; extract the patient again",
+                )
+            image, spacing = read_nifti(img_path)
+            mask, _ = read_nifti(gt_path)
+            if image.shape != mask.shape:
+                raise DataError(
+                    f"{gt_path}: shape {tuple(mask.shape)} does not match the image "
+                    f"{img_path.name} {tuple(image.shape)}",
+                    "the label file must have its image's geometry; extract both again",
+                )
+            volumes.append(
+                Volume(phase, image.astype(np.float32), check_labels(mask, gt_path), spacing[:2], spacing[2])
+            )
+        return volumes
+
+    def source_info(self) -> dict[str, Any]:
+        return {"source": str(self.root)}
+
+
+def check_labels(mask: np.ndarray, path: Path) -> np.ndarray:
+    """Labels as uint8, or ``DataError`` if any value is not an integer in 0..3."""
+    m = np.asarray(mask)
+    if not np.issubdtype(m.dtype, np.integer):
+        finite = np.isfinite(m)
+        if not finite.all() or not np.array_equal(m, np.round(m)):
+            raise DataError(
+                f"{path}: label values are not integers",
+                f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; is this a _gt file?",
+            )
+    values = np.unique(m)
+    bad = values[(values < 0) | (values > 3)]
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise DataError(
+            f"{path}: label values outside 0..3 ({shown})",
+            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; is this a _gt file?",
+        )
+    return m.astype(np.uint8)

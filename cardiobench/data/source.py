@@ -1,0 +1,388 @@
+"""The machinery the built-in data sets share: patient splits, preprocessing, the ``.npz`` cache, ``describe``.
+
+A subclass says which patients exist (``patients``) and how to read one patient's volumes
+(``read_patient``); ``VolumeSource`` does the rest:
+
+- assigns each patient to a split: the ``testing`` pool is the test split, the ``training`` pool is split
+  into train and val by ``stratified_split`` (seeded, stratified by group, never by slice);
+- normalises and preprocesses every volume (``cardiobench.data.preprocess``), with optional seeded rotation
+  copies of the training slices;
+- caches the result as one ``.npz`` under ``cache_dir("data")``, named by a hash of the source's
+  fingerprint (file paths, sizes and mtimes, or generator parameters) and every option, written
+  atomically; a second ``load`` reads it back (well under a second for the default sets).
+
+Bad input raises ``DataError`` naming the file and the problem; with ``skip_bad=True`` the patient is
+skipped instead, with a ``DataWarning``, and listed in ``describe()["skipped"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import time
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiobench.data.base import GROUPS, LABELS, SPLITS, SliceSet
+from cardiobench.data.preprocess import (
+    DEFAULT_MARGIN,
+    PREPROCESS_VERSION,
+    draw_angles,
+    normalize_intensity,
+    preprocess_volume,
+)
+from cardiobench.data.splits import DEFAULT_VAL_FRACTION, stratified_split
+from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.paths import atomic_write_bytes, cache_dir
+
+PHASES: tuple[str, ...] = ("ED", "ES")
+
+
+class DataWarning(UserWarning):
+    """A bad patient skipped because ``skip_bad`` is on."""
+
+
+@dataclass(frozen=True)
+class Patient:
+    """One patient: id, group index (into ``GROUPS``) and pool (``"training"`` or ``"testing"``)."""
+
+    id: str
+    group: int
+    pool: str
+
+
+@dataclass
+class Volume:
+    """One phase of one patient: ``(H, W, Z)`` image (any scale) and mask (labels 0..3), in-plane spacing (mm)."""
+
+    phase: str
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float]
+    thickness: float | None = None
+
+
+def empty_sliceset(size: int) -> SliceSet:
+    return SliceSet(
+        masks=np.zeros((0, size, size), np.uint8),
+        images=np.zeros((0, size, size), np.float32),
+        groups=np.zeros(0, np.int64),
+        patients=np.zeros(0, dtype="<U1"),
+        phases=np.zeros(0, dtype="<U2"),
+        slice_index=np.zeros(0, np.int64),
+        spacing=np.zeros((0, 2), np.float32),
+    )
+
+
+def concat_slicesets(parts: Sequence[SliceSet], size: int) -> SliceSet:
+    """Concatenate slice sets row-wise (an empty list gives an empty set of ``size``)."""
+    if not parts:
+        return empty_sliceset(size)
+    names = [f.name for f in fields(SliceSet)]
+    return SliceSet(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+
+def check_options(cls: type, name: str, options: dict[str, Any]) -> None:
+    """Reject options a data set does not know with a one-line error listing the known ones."""
+    known = ["size", "data_root", "seed"]
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters.values()
+            known += [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in known]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CardiobenchError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for data set {name!r}",
+            f"known options: {', '.join(known)}",
+        )
+
+
+def summarize(sets: dict[str, SliceSet]) -> dict[str, Any]:
+    """Counts of any data source's splits: patients, slices, per group and phase, class frequencies, spacing."""
+    out: dict[str, Any] = {}
+    for split, s in sets.items():
+        n = len(s)
+        counts = np.bincount(s.masks.reshape(-1), minlength=len(LABELS)) if n else np.zeros(len(LABELS), np.int64)
+        total = max(int(counts.sum()), 1)
+        groups = np.bincount(s.groups, minlength=len(GROUPS)) if n else np.zeros(len(GROUPS), np.int64)
+        out[split] = {
+            "patients": int(len(np.unique(s.patients))) if n else 0,
+            "slices": n,
+            "groups": {g: int(groups[i]) for i, g in enumerate(GROUPS)},
+            "phases": {p: int(np.sum(s.phases == p)) for p in PHASES},
+            "class_frequencies": {LABELS[k]: round(float(counts[k]) / total, 5) for k in range(len(LABELS))},
+            "spacing_mm": (
+                {
+                    "min": round(float(s.spacing.min()), 4),
+                    "median": round(float(np.median(s.spacing)), 4),
+                    "max": round(float(s.spacing.max()), 4),
+                }
+                if n
+                else None
+            ),
+        }
+    return out
+
+
+def shape_summary(shapes: Counter[str]) -> dict[str, Any]:
+    """Volume shapes ("HxWxZ" -> count) -> distinct count, ranges per axis, the most common few."""
+    if not shapes:
+        return {"volumes": 0, "distinct": 0}
+    dims = np.array([[int(d) for d in k.split("x")] for k in shapes], dtype=np.int64)
+    return {
+        "volumes": int(sum(shapes.values())),
+        "distinct": len(shapes),
+        "rows": [int(dims[:, 0].min()), int(dims[:, 0].max())],
+        "cols": [int(dims[:, 1].min()), int(dims[:, 1].max())],
+        "slices": [int(dims[:, 2].min()), int(dims[:, 2].max())],
+        "most_common": [[k, n] for k, n in shapes.most_common(3)],
+    }
+
+
+class VolumeSource:
+    """Base class of the built-in data sets (see the module docstring). Subclasses set ``name``."""
+
+    name = "volumes"
+    #: bump in a subclass when what it reads or generates changes, so cached sets are rebuilt
+    version = 1
+
+    def __init__(
+        self,
+        *,
+        size: int = 64,
+        seed: int = 0,
+        margin: float = DEFAULT_MARGIN,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        rotations: int = 0,
+        rotation_angles: Sequence[float] | None = None,
+        skip_bad: bool = False,
+        cache: bool = True,
+    ):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+            raise CardiobenchError(f"size must be an integer >= 8, got {size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise CardiobenchError(f"seed must be a non-negative integer, got {seed!r}")
+        if not 0.0 <= float(margin) <= 1.0:
+            raise CardiobenchError(f"margin must be in [0, 1] (a fraction of the heart's size), got {margin!r}")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise CardiobenchError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        if isinstance(rotations, bool) or not isinstance(rotations, (int, np.integer)) or rotations < 0:
+            raise CardiobenchError(f"rotations (extra rotated copies per slice) must be >= 0, got {rotations!r}")
+        self.size = int(size)
+        self.seed = int(seed)
+        self.margin = float(margin)
+        self.val_fraction = float(val_fraction)
+        self.rotations = int(rotations)
+        self.rotation_angles = tuple(float(a) for a in rotation_angles) if rotation_angles else None
+        self.skip_bad = bool(skip_bad)
+        self.cache = bool(cache)
+        self._sets: dict[str, SliceSet] | None = None
+        self._meta: dict[str, Any] = {}
+        self._path: Path | None = None
+        self.cache_hit: bool | None = None
+        self.load_seconds: float | None = None
+
+    # -- what a subclass provides -----------------------------------------------------------
+    def fingerprint(self) -> Any:
+        """JSON-able identity of the source's content (file stats, generator parameters)."""
+        raise NotImplementedError
+
+    def patients(self, problems: list[dict[str, str]]) -> list[Patient]:
+        """Every patient; bad ones raise ``DataError`` (or, with ``skip_bad``, go to ``problems``)."""
+        raise NotImplementedError
+
+    def read_patient(self, patient: Patient) -> list[Volume]:
+        """The patient's labelled volumes (ED, ES); ``[]`` if it has no labels. Raises ``DataError``."""
+        raise NotImplementedError
+
+    def source_info(self) -> dict[str, Any]:
+        """Extra lines for ``describe()`` (where the data comes from)."""
+        return {}
+
+    # -- options and cache ------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        """Every option that changes the preprocessed output."""
+        return {
+            "size": self.size,
+            "seed": self.seed,
+            "margin": self.margin,
+            "val_fraction": self.val_fraction,
+            "rotations": self.rotations,
+            "rotation_angles": list(self.rotation_angles) if self.rotation_angles else None,
+            "skip_bad": self.skip_bad,
+        }
+
+    def cache_key(self) -> str:
+        blob = {
+            "dataset": self.name,
+            "version": self.version,
+            "preprocess": PREPROCESS_VERSION,
+            "source": self.fingerprint(),
+            "options": self.options(),
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+    def cache_path(self) -> Path:
+        return cache_dir("data") / f"{self.name}-{self.size}px-{self.cache_key()[:20]}.npz"
+
+    def _read_cache(self, path: Path) -> tuple[dict[str, SliceSet], dict[str, Any]] | None:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                sets = {
+                    split: SliceSet(**{f.name: z[f"{split}.{f.name}"] for f in fields(SliceSet)}) for split in SPLITS
+                }
+            return sets, meta
+        except Exception as exc:  # a damaged cache file is rebuilt, never fatal
+            warnings.warn(f"ignoring unreadable cache {path} ({type(exc).__name__}); rebuilding", stacklevel=3)
+            return None
+
+    @staticmethod
+    def _write_cache(path: Path, sets: dict[str, SliceSet], meta: dict[str, Any]) -> None:
+        arrays = {f"{split}.{k}": v for split, s in sets.items() for k, v in s.arrays().items()}
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    # -- building -----------------------------------------------------------------------------
+    def assign_splits(self, patients: Iterable[Patient]) -> dict[str, str]:
+        """patient id -> split: testing pool -> test; training pool -> train/val (stratified, seeded)."""
+        pts = list(patients)
+        training = [p for p in pts if p.pool == "training"]
+        ids, groups = [p.id for p in training], [p.group for p in training]
+        train, val = stratified_split(ids, groups, self.val_fraction, self.seed)
+        split_of = {p: "train" for p in train} | {p: "val" for p in val}
+        split_of.update({p.id: "test" for p in pts if p.pool == "testing"})
+        return split_of
+
+    def _handle(self, err: DataError, patient: str, problems: list[dict[str, str]]) -> None:
+        if not self.skip_bad:
+            raise err
+        msg = err.format_message()
+        problems.append({"patient": patient, "problem": msg})
+        warnings.warn(f"skipped {patient}: {msg}", DataWarning, stacklevel=4)
+
+    def build(self) -> tuple[dict[str, SliceSet], dict[str, Any]]:
+        """Read (or generate) and preprocess every split, without the cache."""
+        t0 = time.perf_counter()
+        problems: list[dict[str, str]] = []
+        patients = self.patients(problems)
+        split_of = self.assign_splits(patients)
+        parts: dict[str, list[SliceSet]] = {s: [] for s in SPLITS}
+        used: dict[str, set[str]] = {s: set() for s in SPLITS}
+        shapes: Counter[str] = Counter()
+        spacings: list[tuple[float, ...]] = []
+        unlabelled: list[str] = []
+        for patient in patients:
+            try:
+                volumes = self.read_patient(patient)
+            except DataError as err:
+                self._handle(err, patient.id, problems)
+                continue
+            if not volumes:
+                unlabelled.append(patient.id)
+                continue
+            split = split_of[patient.id]
+            for vol in volumes:
+                shapes["x".join(map(str, vol.mask.shape))] += 1
+                spacings.append((*vol.spacing, vol.thickness if vol.thickness is not None else float("nan")))
+                angles = None
+                if split == "train" and self.rotations:
+                    rng = np.random.default_rng([self.seed, zlib.crc32(patient.id.encode()), PHASES.index(vol.phase)])
+                    angles = draw_angles(rng, vol.mask.shape[2], self.rotations, self.rotation_angles)
+                sl = preprocess_volume(
+                    normalize_intensity(vol.image), vol.mask, vol.spacing, self.size, self.margin, angles
+                )
+                n = len(sl)
+                if n == 0:
+                    continue
+                used[split].add(patient.id)
+                parts[split].append(
+                    SliceSet(
+                        masks=sl.masks,
+                        images=sl.images,
+                        groups=np.full(n, patient.group, np.int64),
+                        patients=np.full(n, patient.id),
+                        phases=np.full(n, vol.phase),
+                        slice_index=sl.slice_index,
+                        spacing=sl.spacing,
+                    )
+                )
+        sets = {s: concat_slicesets(parts[s], self.size) for s in SPLITS}
+        sp = np.asarray(spacings, dtype=np.float64).reshape(-1, 3)
+        has_sp, has_th = len(sp) > 0, bool(np.isfinite(sp[:, 2]).any())
+        meta = {
+            "patients": {s: len(used[s]) for s in SPLITS},
+            "native_shapes": shape_summary(shapes),
+            "native_spacing_mm": {
+                "in_plane_min": round(float(np.nanmin(sp[:, :2])), 4) if has_sp else None,
+                "in_plane_max": round(float(np.nanmax(sp[:, :2])), 4) if has_sp else None,
+                "thickness_min": round(float(np.nanmin(sp[:, 2])), 4) if has_th else None,
+                "thickness_max": round(float(np.nanmax(sp[:, 2])), 4) if has_th else None,
+            },
+            "unlabelled_patients": unlabelled,
+            "skipped": problems,
+            "build_seconds": round(time.perf_counter() - t0, 3),
+        }
+        return sets, meta
+
+    def _ensure(self) -> dict[str, SliceSet]:
+        if self._sets is not None:
+            return self._sets
+        t0 = time.perf_counter()
+        path = self._path = self.cache_path() if self.cache else None
+        cached = self._read_cache(path) if path is not None else None
+        if cached is not None:
+            self._sets, self._meta = cached
+            self.cache_hit = True
+        else:
+            self._sets, self._meta = self.build()
+            self.cache_hit = False
+            if path is not None:
+                self._write_cache(path, self._sets, self._meta)
+        self.load_seconds = time.perf_counter() - t0
+        return self._sets
+
+    # -- the DataSource interface --------------------------------------------------------------
+    def load(self, split: str) -> SliceSet:
+        """The preprocessed slices of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
+        if split not in SPLITS:
+            raise CardiobenchError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
+        return self._ensure()[split]
+
+    def load_all(self) -> dict[str, SliceSet]:
+        return dict(self._ensure())
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``cardiobench data info`` shows, JSON-able."""
+        sets = self._ensure()
+        meta = self._meta
+        splits = summarize(sets)
+        for s in SPLITS:
+            splits[s]["patients"] = int(meta.get("patients", {}).get(s, splits[s]["patients"]))
+        return {
+            "dataset": self.name,
+            **self.source_info(),
+            "options": self.options(),
+            "splits": splits,
+            "native": {"shapes": meta.get("native_shapes", {}), "spacing_mm": meta.get("native_spacing_mm", {})},
+            "unlabelled_patients": meta.get("unlabelled_patients", []),
+            "skipped": meta.get("skipped", []),
+            "cache": {
+                "path": str(self._path) if self._path else None,
+                "hit": self.cache_hit,
+                "load_seconds": round(self.load_seconds or 0.0, 4),
+                "build_seconds": meta.get("build_seconds"),
+            },
+        }

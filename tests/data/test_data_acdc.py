@@ -1,0 +1,246 @@
+"""The ACDC loader on a fake release tree: layout, splits, metadata, cache, and every error path."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+from fake_acdc import FAKE_PATIENTS, build_fake_acdc, write_nifti
+
+from cardiobench.data import GROUPS, open_dataset
+from cardiobench.data.acdc import ACDCSource
+from cardiobench.data.source import DataWarning
+from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.testing.datasets import DatasetContract
+
+TRAINING = [p for p in FAKE_PATIENTS if p.pool == "training"]
+LABELLED_TEST = [p for p in FAKE_PATIENTS if p.pool == "testing" and p.has_gt]
+
+
+class TestFakeACDCContract(DatasetContract):
+    expect_size = 32
+    check_centred = True
+    require_nonempty = ("train", "val", "test")
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _tree(cls, tmp_path_factory):
+        cls.root = build_fake_acdc(tmp_path_factory.mktemp("acdc-contract"))
+
+    def make_source(self):
+        return ACDCSource(data_root=self.root, size=32, cache=False)
+
+
+def load(root, **kw):
+    src = open_dataset("acdc", data_root=str(root), size=kw.pop("size", 32), **kw)
+    return src, src.load_all()
+
+
+def test_registered_and_splits_by_patient(fake_acdc):
+    src, sets = load(fake_acdc)
+    assert src.name == "acdc"
+    train_p, val_p, test_p = (set(np.unique(sets[s].patients)) for s in ("train", "val", "test"))
+    assert train_p | val_p == {p.id for p in TRAINING}
+    assert not (train_p & val_p)
+    assert test_p == {p.id for p in LABELLED_TEST}  # patient103 ships no _gt: not used
+    assert src.describe()["unlabelled_patients"] == ["patient103"]
+    # stratified: one of each group's two training patients goes to validation (val_fraction 0.2 -> at least 1)
+    groups = sets["val"].groups[np.unique(sets["val"].patients, return_index=True)[1]]
+    assert sorted(GROUPS[g] for g in groups) == sorted(GROUPS)
+
+
+def test_groups_phases_and_metadata(fake_acdc):
+    _, sets = load(fake_acdc)
+    s = sets["train"]
+    by_id = {p.id: p for p in FAKE_PATIENTS}
+    for pid in np.unique(s.patients):
+        rows = s.patients == pid
+        assert {GROUPS[g] for g in s.groups[rows]} == {by_id[pid].group}
+        assert set(s.phases[rows]) == {"ED", "ES"}
+        # the fake hearts fill every slice but the last, which is empty and dropped
+        z = by_id[pid].shape[2]
+        assert sorted(set(s.slice_index[rows])) == list(range(z - 1))
+
+
+def test_ed_is_read_from_info_cfg_not_frame_01(fake_acdc):
+    _, sets = load(fake_acdc, val_fraction=0.0)
+    s = sets["train"]
+    rows = (s.patients == "patient002") & (s.phases == "ED")
+    assert rows.any() and (s.masks[rows] == 3).any(axis=(1, 2)).all()  # the decoy frame01 has no LV
+
+
+def test_spacing_after_resize_is_in_mm(fake_acdc):
+    _, sets = load(fake_acdc, size=32)
+    s = sets["train"]
+    rows = s.patients == "patient001"
+    # a square crop of `side` source pixels at 1.5625 mm becomes 32 px: spacing = 1.5625 * side / 32
+    side = s.spacing[rows][:, 0] * 32 / 1.5625
+    assert np.allclose(side, np.round(side), atol=1e-3) and (side >= 10).all()
+    assert np.allclose(s.spacing[rows][:, 0], s.spacing[rows][:, 1])
+
+
+def test_database_parent_and_env_var(fake_acdc, monkeypatch):
+    _, sets = load(fake_acdc.parent)  # the folder holding database/
+    assert len(sets["train"]) > 0
+    monkeypatch.setenv("CARDIOBENCH_ACDC_ROOT", str(fake_acdc))
+    src = open_dataset("acdc", size=32)
+    assert src.root == fake_acdc
+
+
+def test_labels_preserved_and_images_in_range(fake_acdc):
+    _, sets = load(fake_acdc, size=64)
+    for s in sets.values():
+        assert set(np.unique(s.masks)) == {0, 1, 2, 3}
+        assert s.images.min() >= 0 and s.images.max() <= 1
+        # blood is bright, myocardium dark: the intensities follow the labels through preprocessing
+        assert s.images[s.masks == 3].mean() > s.images[s.masks == 2].mean() + 0.2
+
+
+def test_cache_hit_then_invalidated_by_a_file_change_or_an_option(fake_acdc):
+    src, sets = load(fake_acdc)
+    first = src.cache_path()
+    assert src.cache_hit is False and first.is_file()
+    again = open_dataset("acdc", data_root=str(fake_acdc), size=32)
+    again.load("train")
+    assert again.cache_hit is True and again.cache_path() == src.cache_path()
+    np.testing.assert_array_equal(again.load("train").masks, sets["train"].masks)
+    assert open_dataset("acdc", data_root=str(fake_acdc), size=40).cache_path() != src.cache_path()
+    assert open_dataset("acdc", data_root=str(fake_acdc), size=32, seed=1).cache_path() != src.cache_path()
+    info = fake_acdc / "training" / "patient001" / "Info.cfg"
+    st = info.stat()
+    os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = open_dataset("acdc", data_root=str(fake_acdc), size=32)
+    assert touched.cache_path() != first
+    touched.load("train")
+    assert touched.cache_hit is False
+
+
+def test_damaged_cache_file_is_rebuilt(fake_acdc):
+    src, _ = load(fake_acdc)
+    src.cache_path().write_bytes(b"not an npz")
+    again = open_dataset("acdc", data_root=str(fake_acdc), size=32)
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        again.load("train")
+    assert again.cache_hit is False
+
+
+def test_rotation_augmentation_only_on_train(fake_acdc):
+    _, plain = load(fake_acdc, cache=False)
+    _, aug = load(fake_acdc, cache=False, rotations=2, rotation_angles=[90, 180, 270])
+    assert len(aug["train"]) == 3 * len(plain["train"])
+    assert len(aug["val"]) == len(plain["val"]) and len(aug["test"]) == len(plain["test"])
+    assert set(np.unique(aug["train"].masks)) == {0, 1, 2, 3}
+
+
+def test_unknown_option_is_a_clear_error(fake_acdc):
+    with pytest.raises(CardiobenchError, match="unknown option 'colour'.*known options"):
+        open_dataset("acdc", data_root=str(fake_acdc), colour="red")
+
+
+# -- bad input: one DataError naming the file and the problem, or a skip with skip_bad -----------------
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _labels_out_of_range(path):
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+
+
+def _wrong_shape(path):
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)[:-2]
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(data), img.affine), str(path))
+
+
+P1 = "training/patient001"
+BAD_INPUTS = {
+    "missing Info.cfg": (lambda r: (r / P1 / "Info.cfg").unlink(), "Info.cfg: missing"),
+    "missing Info.cfg key": (
+        lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nGroup: DCM\n"),
+        "Info.cfg: missing key ES",
+    ),
+    "unknown group": (lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nES: 9\nGroup: XYZ\n"), "unknown Group"),
+    "truncated NIfTI": (lambda r: _truncate(r / P1 / "patient001_frame01.nii.gz"), "unreadable or truncated"),
+    "not a NIfTI": (
+        lambda r: (r / P1 / "patient001_frame09_gt.nii.gz").write_bytes(gzip.compress(b"hello")),
+        "patient001_frame09_gt.nii.gz: unreadable",
+    ),
+    "labels outside 0..3": (
+        lambda r: _labels_out_of_range(r / P1 / "patient001_frame01_gt.nii.gz"),
+        "label values outside 0..3 (7)",
+    ),
+    "shape mismatch": (
+        lambda r: _wrong_shape(r / P1 / "patient001_frame09_gt.nii.gz"),
+        "does not match the image",
+    ),
+    "missing image": (lambda r: (r / P1 / "patient001_frame09.nii.gz").unlink(), "Info.cfg says ES is frame 9"),
+    "missing label in training": (lambda r: (r / P1 / "patient001_frame01_gt.nii.gz").unlink(), "missing label"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_one_line_error_naming_the_file(fake_acdc, case):
+    damage, expected = BAD_INPUTS[case]
+    damage(fake_acdc)
+    with pytest.raises(DataError) as exc:
+        load(fake_acdc, cache=False)
+    msg = exc.value.format_message()
+    assert expected in msg and "patient001" in msg and "\n" not in msg
+    assert " - " in msg  # followed by what to do about it
+
+
+@pytest.mark.parametrize("case", ["missing Info.cfg key", "truncated NIfTI", "labels outside 0..3"])
+def test_skip_bad_warns_skips_and_counts(fake_acdc, case):
+    BAD_INPUTS[case][0](fake_acdc)
+    with pytest.warns(DataWarning, match="skipped patient001"):
+        src, sets = load(fake_acdc, cache=False, skip_bad=True)
+    assert "patient001" not in set(sets["train"].patients) | set(sets["val"].patients)
+    skipped = src.describe()["skipped"]
+    assert len(skipped) == 1 and skipped[0]["patient"] == "patient001"
+
+
+def test_missing_pool_folder(fake_acdc):
+    import shutil
+
+    shutil.rmtree(fake_acdc / "testing")
+    with pytest.raises(DataError, match=r"testing: missing"):
+        load(fake_acdc, cache=False)
+    with pytest.warns(DataWarning):
+        _, sets = load(fake_acdc, cache=False, skip_bad=True)
+    assert len(sets["test"]) == 0 and len(sets["train"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        (None, "no --data-root given and CARDIOBENCH_ACDC_ROOT is not set"),
+        ("does-not-exist", "does not exist"),
+        ("empty", "holds no training/ or testing/ folder"),
+        ("database/training", "is inside the ACDC tree"),
+    ],
+)
+def test_bad_root(fake_acdc, monkeypatch, root, expected):
+    monkeypatch.delenv("CARDIOBENCH_ACDC_ROOT", raising=False)
+    (fake_acdc.parent / "empty").mkdir()
+    arg = None if root is None else str(fake_acdc.parent / root)
+    with pytest.raises(DataError, match=expected) as exc:
+        open_dataset("acdc", data_root=arg)
+    if root is None:
+        assert "register on the ACDC challenge site" in exc.value.format_message()
+
+
+def test_float_labels_that_are_integers_are_fine(fake_acdc):
+    path = fake_acdc / P1 / "patient001_frame01_gt.nii.gz"
+    img = nib.load(str(path))
+    write_nifti(path, np.asarray(img.dataobj).astype(np.float32), (1.5625, 1.5625, 10.0))
+    _, sets = load(fake_acdc, cache=False, val_fraction=0.0)
+    assert "patient001" in set(sets["train"].patients)
