@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +93,50 @@ def build_fake_acdc(base: Path, patients: tuple[FakePatient, ...] = FAKE_PATIENT
             write_nifti(folder / f"{p.id}_frame01{p.suffix}", decoy.astype(np.int16), p.spacing)
         write_nifti(folder / f"{p.id}_4d{p.suffix}", np.zeros((*p.shape, 2), np.int16), (*p.spacing, 1.0)[:3])
     return root
+
+
+# -- ways to damage a tree: name -> (damage(root), text the one-line error must contain) ----------------
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _labels_out_of_range(path):
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+
+
+def _wrong_shape(path):
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)[:-2]
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(data), img.affine), str(path))
+
+
+P1 = "training/patient001"
+BAD_INPUTS = {
+    "missing Info.cfg": (lambda r: (r / P1 / "Info.cfg").unlink(), "Info.cfg: missing"),
+    "missing Info.cfg key": (
+        lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nGroup: DCM\n"),
+        "Info.cfg: missing key ES",
+    ),
+    "unknown group": (lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nES: 9\nGroup: XYZ\n"), "unknown Group"),
+    "truncated NIfTI": (lambda r: _truncate(r / P1 / "patient001_frame01.nii.gz"), "unreadable or truncated"),
+    "not a NIfTI": (
+        lambda r: (r / P1 / "patient001_frame09_gt.nii.gz").write_bytes(gzip.compress(b"hello")),
+        "patient001_frame09_gt.nii.gz: unreadable",
+    ),
+    "labels outside 0..3": (
+        lambda r: _labels_out_of_range(r / P1 / "patient001_frame01_gt.nii.gz"),
+        "label values outside 0..3 (7)",
+    ),
+    "shape mismatch": (
+        lambda r: _wrong_shape(r / P1 / "patient001_frame09_gt.nii.gz"),
+        "does not match the image",
+    ),
+    "missing image": (lambda r: (r / P1 / "patient001_frame09.nii.gz").unlink(), "Info.cfg says ES is frame 9"),
+    "missing label in training": (lambda r: (r / P1 / "patient001_frame01_gt.nii.gz").unlink(), "missing label"),
+}

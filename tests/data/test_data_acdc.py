@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 
 import nibabel as nib
 import numpy as np
 import pytest
-from fake_acdc import FAKE_PATIENTS, build_fake_acdc, write_nifti
+from fake_acdc import BAD_INPUTS, FAKE_PATIENTS, P1, build_fake_acdc, write_nifti
 
 from cardiobench.data import GROUPS, open_dataset
 from cardiobench.data.acdc import ACDCSource
@@ -141,50 +140,6 @@ def test_unknown_option_is_a_clear_error(fake_acdc):
 
 
 # -- bad input: one DataError naming the file and the problem, or a skip with skip_bad -----------------
-
-
-def _truncate(path):
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def _labels_out_of_range(path):
-    img = nib.load(str(path))
-    data = np.asarray(img.dataobj).copy()
-    data[0, 0, 0] = 7
-    nib.save(nib.Nifti1Image(data, img.affine), str(path))
-
-
-def _wrong_shape(path):
-    img = nib.load(str(path))
-    data = np.asarray(img.dataobj)[:-2]
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(data), img.affine), str(path))
-
-
-P1 = "training/patient001"
-BAD_INPUTS = {
-    "missing Info.cfg": (lambda r: (r / P1 / "Info.cfg").unlink(), "Info.cfg: missing"),
-    "missing Info.cfg key": (
-        lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nGroup: DCM\n"),
-        "Info.cfg: missing key ES",
-    ),
-    "unknown group": (lambda r: (r / P1 / "Info.cfg").write_text("ED: 1\nES: 9\nGroup: XYZ\n"), "unknown Group"),
-    "truncated NIfTI": (lambda r: _truncate(r / P1 / "patient001_frame01.nii.gz"), "unreadable or truncated"),
-    "not a NIfTI": (
-        lambda r: (r / P1 / "patient001_frame09_gt.nii.gz").write_bytes(gzip.compress(b"hello")),
-        "patient001_frame09_gt.nii.gz: unreadable",
-    ),
-    "labels outside 0..3": (
-        lambda r: _labels_out_of_range(r / P1 / "patient001_frame01_gt.nii.gz"),
-        "label values outside 0..3 (7)",
-    ),
-    "shape mismatch": (
-        lambda r: _wrong_shape(r / P1 / "patient001_frame09_gt.nii.gz"),
-        "does not match the image",
-    ),
-    "missing image": (lambda r: (r / P1 / "patient001_frame09.nii.gz").unlink(), "Info.cfg says ES is frame 9"),
-    "missing label in training": (lambda r: (r / P1 / "patient001_frame01_gt.nii.gz").unlink(), "missing label"),
-}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
