@@ -149,6 +149,7 @@ class ACDCSource(VolumeSource):
     def __init__(self, *, data_root: str | os.PathLike | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.root = find_root(data_root)
+        self._info: dict[str, dict[str, str]] = {}  # patient id -> its Info.cfg, read by patients()
 
     def _patient_dirs(self, pool: str) -> list[Path]:
         folder = self.root / pool
@@ -187,12 +188,13 @@ class ACDCSource(VolumeSource):
                 except DataError as err:
                     self._handle(err, d.name, problems)
                     continue
+                self._info[d.name] = info
                 out.append(Patient(d.name, GROUPS.index(info["Group"]), pool))
         return out
 
     def read_patient(self, patient: Patient) -> list[Volume]:
         folder = self.root / patient.pool / patient.id
-        info = parse_info(folder / "Info.cfg")
+        info = self._info.get(patient.id) or parse_info(folder / "Info.cfg")
         volumes = []
         for phase in PHASES:
             frame = int(info[phase])

@@ -43,6 +43,7 @@ from scipy.ndimage import gaussian_filter
 
 from cardiobench.data.base import GROUPS
 from cardiobench.data.source import Patient, Volume, VolumeSource
+from cardiobench.errors import CardiobenchError
 
 #: bump whenever the generator's output changes (invalidates cached phantom sets)
 GENERATOR_VERSION = 1
@@ -148,8 +149,6 @@ class PhantomSource(VolumeSource):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         **kwargs: Any,
     ):
-        from cardiobench.errors import CardiobenchError
-
         super().__init__(val_fraction=val_fraction, **kwargs)
         for label, n in (("train_patients", train_patients), ("test_patients", test_patients)):
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -188,7 +187,6 @@ def _patient_params(rng: np.random.Generator, group: str) -> dict[str, Any]:
     z = np.clip(z, 0.0, 0.97)
     z[0] = 0.0
     par = {
-        "n": n,
         "z": z,
         "spacing": float(rng.uniform(1.3, 1.8)),
         "thickness": float(rng.choice([5.0, 6.5, 8.0, 10.0])),
