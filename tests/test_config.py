@@ -35,7 +35,7 @@ def test_seed_report_is_the_seed_setup():
     assert cfg["diffusion"]["num_timesteps"] == 1000 and cfg["diffusion"]["beta_schedule"] == "cosine"
     assert cfg["train"]["epochs"] == 50 and cfg["train"]["steps"] is None
     assert cfg["train"]["batch_size"] == 16 and cfg["train"]["lr"] == 1e-4
-    assert cfg["train"]["loss"] == "smooth_l1" and cfg["train"]["optimizer"] == "adam"
+    assert cfg["train"]["loss"] == "smooth_l1" and cfg["train"]["precision"] == "fp32"
     assert cfg["model"]["channel_mults"] == [1, 2, 4]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import typer
 
@@ -50,10 +51,34 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _one_line_warnings(debug: bool) -> None:
+    """Show each distinct warning once, as ``Warning: message`` on stderr (full form with --debug)."""
+    if debug:
+        return
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings API
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            typer.echo(f"Warning: {text}", err=True)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("CARDIOBENCH_DEBUG") == "1"
+    saved = warnings.showwarning
+    _one_line_warnings(debug)
+    try:
+        _main(args, debug)
+    finally:
+        warnings.showwarning = saved
+
+
+def _main(args: list[str], debug: bool) -> None:
     try:
         command = typer.main.get_command(build_app())
         code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)

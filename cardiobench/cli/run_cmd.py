@@ -1,0 +1,240 @@
+"""``cardiobench run`` (one benchmark run) and ``cardiobench compare`` (a matrix of them, one leaderboard)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from cardiobench.cli.output import console, print_json
+from cardiobench.config import DEFAULT_PRESET, config_option, preset_option, set_option
+from cardiobench.engine import pipeline
+from cardiobench.errors import CardiobenchError
+from cardiobench.hookspecs import hookimpl
+from cardiobench.results import report
+from cardiobench.results.cli_options import results_option
+from cardiobench.results.store import ResultStore
+
+ARROWS = {"lower": "↓", "higher": "↑"}
+#: metrics shown in the run summary (all are stored; `--json` and the leaderboard show every one)
+HEADLINE = ("fid", "kid", "is", "precision", "recall", "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
+TRAIN_STATUS = {
+    "trained": "trained from scratch",
+    "resumed": "continued an interrupted training",
+    "reused": "reused cached checkpoint",
+    "reused-shipped": "reused checkpoint shipped with cardiobench (same spec hash; --retrain to train)",
+    "skipped": "finished run found in the results store (use --force to redo it)",
+}
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _split(value: str | None, what: str) -> list[str | None]:
+    if value is None:
+        return [None]
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise CardiobenchError(f"--{what} is empty", f"give one or more names separated by commas, e.g. --{what} a,b")
+    return list(dict.fromkeys(items))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
+    rec, plan = outcome.record, outcome.plan
+    spec = Table.grid(padding=(0, 2))
+    spec.add_column(style="bold")
+    spec.add_column()
+    t = plan.train
+    spec.add_row("data", f"{t.dataset} {t.resolution}x{t.resolution}")
+    length = f"{t.steps} steps" if t.steps else f"{t.epochs} epochs"
+    size = t.backbone_options.get("size") or f"{t.backbone_options.get('base_channels', '?')} ch"
+    spec.add_row("model", f"{t.noise} ({t.noise_options.get('prediction_type', '')}) · {t.backbone} {size} · "
+                          f"{length} · train hash {(rec.train_hash or '-')[:12]}")
+    spec.add_row("checkpoint", TRAIN_STATUS.get(outcome.train_status, outcome.train_status))
+    steps = plan.sample_steps if plan.sample_steps is not None else "default"
+    spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} samples · seed {plan.sample_seed}")
+    spec.add_row("ruler", f"evaluator {rec.evaluator_id}"
+                 + (f" (test accuracy {outcome.meta['evaluator_accuracy']:.3f})"
+                    if outcome.meta.get("evaluator_accuracy") is not None else ""))
+
+    metrics = Table(title="metrics", header_style="bold", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    metrics.add_column("real vs real", justify="right")
+    names = [m for m in HEADLINE if m in rec.metrics] + sorted(
+        m for m in rec.metrics if m not in HEADLINE and not m.startswith("anatomy_") and not m.endswith("_std"))
+    for name in names:
+        arrow = ARROWS.get(rec.directions.get(name, ""), "")
+        metrics.add_row(f"{report.metric_label(name)} {arrow}", _fmt(rec.metrics.get(name)),
+                        _fmt(outcome.reference.get(name)) if outcome.reference else "–")
+    timing = Table.grid(padding=(0, 2))
+    timing.add_column(style="bold")
+    timing.add_column()
+    for key, label in (("train_s", "train"), ("sample_s", "sample"), ("eval_s", "evaluate"), ("total_s", "total")):
+        if rec.timings.get(key) is not None:
+            timing.add_row(label, f"{rec.timings[key]:.1f} s")
+    files = Table.grid(padding=(0, 2))
+    files.add_column(style="bold")
+    files.add_column()
+    for key, path in rec.artefacts.items():
+        files.add_row(key, path)
+    return [
+        Panel(spec, title=f"run #{rec.id} · {plan.label}", title_align="left"),
+        metrics,
+        Panel(timing, title="timings", title_align="left"),
+        Panel(files, title="artefacts", title_align="left"),
+    ]
+
+
+def _outcome_json(outcome: pipeline.RunOutcome) -> dict[str, Any]:
+    rec = outcome.record
+    return {
+        "id": rec.id,
+        "spec_hash": rec.spec_hash,
+        "train_hash": rec.train_hash,
+        "train_status": outcome.train_status,
+        "noise": rec.noise,
+        "sampler": rec.sampler,
+        "backbone": rec.backbone,
+        "dataset": rec.dataset,
+        "evaluator_id": rec.evaluator_id,
+        "metrics": rec.metrics,
+        "directions": rec.directions,
+        "reference": outcome.reference,
+        "timings": rec.timings,
+        "artefacts": rec.artefacts,
+    }
+
+
+def run(
+    noise: str = typer.Option(None, "--noise", help="Noise process plugin (e.g. gaussian, blurring)."),
+    sampler: str = typer.Option(None, "--sampler", help="Sampler plugin (e.g. ddpm, ddim)."),
+    dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
+    data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
+    backbone: str = typer.Option(None, "--backbone", help="Backbone plugin (default unet)."),
+    conditioning: str = typer.Option(None, "--conditioning", help="Conditioning plugin (none by default)."),
+    task: str = typer.Option(None, "--task", help="generation (default) or segmentation."),
+    preset: str = preset_option(),
+    config_file: str = config_option(),
+    sets: list[str] = set_option(),
+    steps: int = typer.Option(None, "--steps", help="Sampling (inference) steps."),
+    train_steps: int = typer.Option(None, "--train-steps", help="Training steps (overrides the preset)."),
+    num_samples: int = typer.Option(None, "--num-samples", "-n", help="Samples generated and evaluated."),
+    seed: int = typer.Option(None, "--seed", help="Seed of training and sampling."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Path = typer.Option(None, "--out", help="Folder for run artefacts (default: next to the results store)."),
+    results: str = results_option(),
+    retrain: bool = typer.Option(False, "--retrain", help="Train even if a matching checkpoint exists."),
+    force: bool = typer.Option(False, "--force", help="Redo the run even if the store has it."),
+    gif: bool = typer.Option(True, "--gif/--no-gif", help="Write the reverse-process GIF."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout; no progress."),
+) -> None:
+    """Train (or reuse), sample, evaluate and store one run; print a summary."""
+    cfg = pipeline.resolve(preset, config_file, _overrides(**{
+        "diffusion.noise": noise, "sample.sampler": sampler, "data.dataset": dataset, "data.data_root": data_root,
+        "model.backbone": backbone, "conditioning.method": conditioning, "run.task": task, "sample.steps": steps,
+        "train.steps": train_steps, "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed,
+        "run.device": device}), sets)
+    plan = pipeline.plan_from_config(cfg)
+    store = ResultStore(results)
+    out_root = out or store.path.parent
+    term = console(stderr=True)
+    if not as_json:
+        term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset or DEFAULT_PRESET} · run spec "
+                   f"{plan.spec_hash[:12]}")
+    outcome = pipeline.execute(plan, store, out_root, retrain=retrain, force=force, quiet=as_json, console=term,
+                               gif=gif)
+    if as_json:
+        print_json(_outcome_json(outcome))
+        return
+    out_console = console()
+    for part in _summary(outcome):
+        out_console.print(part)
+    out_console.print(f"Stored in {store.path}. See all runs with `cardiobench leaderboard`.")
+
+
+def compare(
+    noise: str = typer.Option("gaussian", "--noise", help="Comma-separated noise processes."),
+    sampler: str = typer.Option("ddpm", "--sampler", help="Comma-separated samplers."),
+    backbone: str = typer.Option(None, "--backbone", help="Comma-separated backbones."),
+    dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
+    data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
+    preset: str = preset_option(),
+    config_file: str = config_option(),
+    sets: list[str] = set_option(),
+    steps: int = typer.Option(None, "--steps", help="Sampling (inference) steps."),
+    train_steps: int = typer.Option(None, "--train-steps", help="Training steps (overrides the preset)."),
+    num_samples: int = typer.Option(None, "--num-samples", "-n", help="Samples generated and evaluated per run."),
+    seed: int = typer.Option(None, "--seed", help="Seed of training and sampling."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Path = typer.Option(None, "--out", help="Folder for run artefacts (default: next to the results store)."),
+    results: str = results_option(),
+    force: bool = typer.Option(False, "--force", help="Redo runs the store already has."),
+    gif: bool = typer.Option(False, "--gif/--no-gif", help="Write reverse-process GIFs."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable results on stdout; no progress."),
+) -> None:
+    """Run every combination of the given plugins; each model is trained once; one leaderboard at the end.
+
+    Interrupt it at any time: finished runs are stored, and running the same command again continues.
+    """
+    term = console(stderr=True)
+    plans: list[pipeline.RunPlan] = []
+    skipped: list[str] = []
+    for n, s, b in itertools.product(_split(noise, "noise"), _split(sampler, "sampler"),
+                                     _split(backbone, "backbone")):
+        cfg = pipeline.resolve(preset, config_file, _overrides(**{
+            "diffusion.noise": n, "sample.sampler": s, "model.backbone": b, "data.dataset": dataset,
+            "data.data_root": data_root, "sample.steps": steps, "train.steps": train_steps,
+            "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed, "run.device": device}), sets)
+        try:
+            plans.append(pipeline.plan_from_config(cfg))
+        except CardiobenchError as exc:
+            if "does not support" not in exc.message and "cannot be used" not in exc.message:
+                raise
+            skipped.append(f"{n} x {s}: {exc.format_message()}")
+    for line in skipped:
+        term.print(f"[yellow]skip[/] {line}", soft_wrap=True)
+    if not plans:
+        raise CardiobenchError("no compatible combination to run", "see `cardiobench plugins` for what works together")
+    plans.sort(key=lambda p: p.train_hash)  # runs sharing a model follow each other: trained once, sampled often
+    models = len({p.train_hash for p in plans})
+    store = ResultStore(results)
+    out_root = out or store.path.parent
+    if not as_json:
+        term.print(f"[bold]cardiobench compare[/] {len(plans)} runs, {models} model{'s' if models != 1 else ''} "
+                   f"to train or reuse · results in {store.path}")
+    outcomes = []
+    for i, plan in enumerate(plans, 1):
+        if not as_json:
+            term.rule(f"[{i}/{len(plans)}] {plan.label}")
+        outcome = pipeline.execute(plan, store, out_root, force=force, quiet=as_json, console=term, gif=gif)
+        if not as_json:
+            term.print(f"{TRAIN_STATUS.get(outcome.train_status, outcome.train_status)} · run #{outcome.record.id}")
+        outcomes.append(outcome)
+    if as_json:
+        print_json({"runs": [_outcome_json(o) for o in outcomes], "skipped": skipped})
+        return
+    boards = report.build_boards([o.record for o in outcomes], latest_only=True,
+                                 known_directions=report.registry_directions())
+    out_console = console()
+    for table in report.rich_tables(boards):
+        out_console.print(table)
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    app.command(name="run")(run)
+    app.command(name="compare")(compare)
