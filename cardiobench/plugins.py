@@ -34,6 +34,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.leaderboard_cmd",
     "cardiobench.data.plugin",
     "cardiobench.cli.data_cmd",
+    "cardiobench.models.plugin",
+    "cardiobench.cli.train_cmd",
+    "cardiobench.cli.sample_cmd",
 )
 
 

@@ -1,0 +1,58 @@
+"""``cardiobench sample``: draw masks from a trained checkpoint; writes ``samples.npz`` and ``samples.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cardiobench.cli.output import console, print_json
+from cardiobench.cli.train_cmd import parse_options, summary_table
+from cardiobench.hookspecs import hookimpl
+
+
+def sample(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `cardiobench train` "
+                                    "(or its folder)."),
+    sampler: str = typer.Option("ddim", "--sampler", help="Sampler plugin: ddim, ddpm, ..."),
+    steps: int = typer.Option(None, "--steps", help="Inference steps (default: the sampler's, e.g. 50 for ddim)."),
+    num_samples: int = typer.Option(64, "--num-samples", "-n", help="How many masks to draw."),
+    out: Path = typer.Option(Path("samples"), "--out", "-o", help="Folder for samples.npz and samples.png."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial and per-step noise."),
+    eta: float = typer.Option(None, "--eta", help="DDIM stochasticity (0 = deterministic, 1 = DDPM-like)."),
+    sampler_opt: list[str] = typer.Option(None, "--sampler-opt", help="Other sampler option KEY=VALUE, e.g. "
+                                          "timestep_spacing=trailing."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Samples per network call."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights instead of the EMA weights."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+) -> None:
+    """Sample label maps from a trained model: OUT/samples.npz (key `masks`, N x H x W uint8) and OUT/samples.png."""
+    from cardiobench.engine.sample import sample as run_sampling
+    from cardiobench.engine.sample import write_samples
+
+    options = parse_options(sampler_opt, "--sampler-opt")
+    if eta is not None:
+        options["eta"] = eta
+    result = run_sampling(
+        checkpoint, sampler=sampler, steps=steps, num_samples=num_samples, seed=seed, sampler_options=options,
+        batch_size=batch_size, use_ema=not no_ema, device=device, quiet=as_json, console=console(stderr=True),
+    )
+    files = write_samples(result, out)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    rows = {
+        "samples": f"{len(result.masks)} masks of {result.masks.shape[-1]}x{result.masks.shape[-1]} "
+                   f"in {result.seconds:.1f} s on {result.device}",
+        "sampler": f"{sampler} ({steps or 'default'} steps{', ' + str(options) if options else ''}), seed {seed}, "
+                   f"{'raw' if no_ema else 'EMA'} weights",
+        "label maps": files["samples"],
+        "grid": files["grid"],
+    }
+    console().print(summary_table(rows, "cardiobench sample"))
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    app.command(name="sample")(sample)

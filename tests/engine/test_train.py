@@ -1,0 +1,140 @@
+"""Training engine: bit-for-bit resume, NaN handling, atomic and safe checkpoints, the spec-hash cache."""
+
+import os
+
+import pytest
+import torch
+
+from cardiobench.engine import checkpoints as ck
+from cardiobench.engine.train import Trainer, TrainingDiverged, resolve_spec, train
+from cardiobench.errors import CardiobenchError
+
+
+def _states(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
+def assert_same_training(a, b):
+    """Every parameter, EMA weight, optimizer moment and the loss curve are exactly equal."""
+    sa, sb = _states(a), _states(b)
+    assert sa["step"] == sb["step"]
+    for key in ("model", "ema"):
+        assert sa[key].keys() == sb[key].keys()
+        for name in sa[key]:
+            assert torch.equal(sa[key][name], sb[key][name]), f"{key}.{name} differs"
+    oa, ob = sa["optimizer"]["state"], sb["optimizer"]["state"]
+    for i in oa:
+        for k in oa[i]:
+            assert torch.equal(oa[i][k], ob[i][k]), f"optimizer state {i}.{k} differs"
+    assert torch.equal(sa["loss_history"], sb["loss_history"])
+    assert torch.equal(sa["rng"]["generator"], sb["rng"]["generator"])
+
+
+def test_resume_is_bit_for_bit(tmp_path, tiny_spec):
+    spec20 = tiny_spec(steps=20)
+    full = train(spec20, tmp_path / "full", quiet=True)
+    assert full.status == "trained" and full.step == 20
+
+    # 10 steps of a 10-step training, then --resume it with 20 steps
+    short = train(tiny_spec(steps=10), tmp_path / "short", quiet=True)
+    assert short.step == 10
+    extended = train(spec20, tmp_path / "extended", resume=short.checkpoint, quiet=True)
+    assert extended.status == "resumed" and extended.steps_run == 10
+    assert_same_training(full.checkpoint, extended.checkpoint)
+
+    # a crash at step 13 with checkpoints every 5 steps; re-running the same command continues from 10
+    def crash(step, loss):
+        if step == 13:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(spec20, tmp_path / "crash", checkpoint_every=5, callback=crash, retrain=True, quiet=True)
+    assert _states(tmp_path / "crash" / "checkpoint.pt")["step"] == 10
+    again = train(spec20, tmp_path / "crash", quiet=True)
+    assert again.status == "resumed" and again.steps_run == 10
+    assert_same_training(full.checkpoint, again.checkpoint)
+
+
+def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path, tiny_spec):
+    result = train(tiny_spec(), tmp_path, quiet=True)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["format"] == ck.FORMAT and state["complete"] and state["step"] == 6
+    assert state["spec_hash"] == result.spec_hash == resolve_spec(tiny_spec()).hash()
+    assert set(state["rng"]) >= {"torch", "numpy", "python", "generator"}
+    assert state["data_state"]["steps_per_epoch"] > 0 and len(state["loss_history"]) == 6
+    assert (tmp_path / "loss_curve.png").stat().st_size > 1000
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, tiny_spec, monkeypatch):
+    spec = tiny_spec(steps=20)
+    train(spec, tmp_path, stop_after=5, quiet=True)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    real = Trainer.compute_loss
+
+    def poisoned(self, index):
+        loss = real(self, index)
+        return loss * float("nan") if self.step >= 7 else loss
+
+    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    with pytest.raises(TrainingDiverged) as err:
+        train(spec, tmp_path, quiet=True)
+    msg = str(err.value)
+    assert "\n" not in msg and "nan at step 8" in msg and "step 5" in msg and "kept" in msg
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert ck.load_checkpoint(tmp_path)["step"] == 5
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    ck.save_checkpoint(path, {"step": 1})
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_checkpoint(path, {"step": 2})
+    assert ck.load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_bad_checkpoint_files_are_one_line_errors(tmp_path):
+    with pytest.raises(ck.CheckpointError, match="does not exist"):
+        ck.load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ck.CheckpointError, match="cannot read checkpoint") as err:
+        ck.load_checkpoint(tmp_path / "junk.pt")
+    assert "\n" not in str(err.value)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ck.CheckpointError, match="not a cardiobench checkpoint"):
+        ck.load_checkpoint(tmp_path / "other.pt")
+
+
+def test_finished_training_is_cached_and_reused(tmp_path, tiny_spec):
+    first = train(tiny_spec(), tmp_path / "a", quiet=True)
+    assert ck.find_cached_checkpoint(first.spec_hash) is not None
+    explicit = tiny_spec(noise_options={"num_timesteps": 50, "beta_schedule": "cosine"})
+    second = train(explicit, tmp_path / "b", quiet=True)  # same model once defaults are resolved
+    assert second.status == "reused" and second.steps_run == 0 and second.spec_hash == first.spec_hash
+    assert_same_training(first.checkpoint, second.checkpoint)
+    assert train(tiny_spec(), tmp_path / "a", quiet=True).status == "reused"
+    # without --out the checkpoint lives in the cache
+    assert train(tiny_spec(), quiet=True).checkpoint == ck.cached_checkpoint_path(first.spec_hash)
+
+
+def test_conflicting_checkpoints_are_clear_errors(tmp_path, tiny_spec):
+    train(tiny_spec(), tmp_path, quiet=True)
+    with pytest.raises(CardiobenchError, match="another training spec"):
+        train(tiny_spec(lr=5e-4), tmp_path, quiet=True)
+    with pytest.raises(CardiobenchError, match="different lr"):
+        train(tiny_spec(lr=5e-4), tmp_path / "x", resume=tmp_path, quiet=True)
+    retrained = train(tiny_spec(lr=5e-4), tmp_path, retrain=True, quiet=True)
+    assert retrained.status == "trained"
+
+
+def test_epochs_and_batch_size_checks(tmp_path, tiny_spec):
+    result = train(tiny_spec(steps=None, epochs=1), tmp_path, quiet=True)
+    assert result.total_steps == result.step > 0
+    with pytest.raises(CardiobenchError, match="larger than the training split"):
+        train(tiny_spec(batch_size=100000), tmp_path / "big", quiet=True)
