@@ -1,0 +1,390 @@
+"""The domain evaluator: a small CNN that predicts a mask's pathology group, the ruler of FID/KID/IS/PR.
+
+Inception features are a poor ruler for 4-class label maps (and their weights cannot be downloaded here),
+so every data set gets its own ruler: a CNN trained on the data set's training-split masks to predict the
+pathology group (NOR, MINF, DCM, HCM, RV). Its penultimate features (``features``, 128-d) feed FID, KID
+and precision/recall; its logits feed the Inception Score.
+
+- Input: a label map (any size) -> resized by nearest neighbour to the evaluator's native size (64 by
+  default) -> one-hot, 4 channels. One evaluator per data set serves every resolution; during training a
+  quarter of the batches make a 64 -> 32 -> 64 round trip so that upsampled 32-px masks are in-distribution.
+  Real-vs-real references are always measured at the same resolution as the samples.
+- Training is deterministic: seeded initialisation and shuffling, CPU, ``torch.use_deterministic_algorithms``
+  and a fixed thread count. The identity of an evaluator (``evaluator_id``) is the first 12 hex digits of
+  the sha256 of its configuration and weights (names, dtypes, shapes and bytes in a fixed order), so it
+  does not depend on how the file was serialised. Results record it; the leaderboard only ranks results
+  measured with the same evaluator.
+- The phantom's evaluator ships in ``cardiobench/assets`` (weights + a JSON with its id, accuracy and the
+  command that regenerates it); other data sets' evaluators are trained on first use and cached under
+  ``$CARDIOBENCH_CACHE_DIR/evaluators`` keyed by (data set, training-data fingerprint, configuration).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cardiobench.data.base import GROUPS, NUM_CLASSES
+from cardiobench.errors import CardiobenchError
+from cardiobench.paths import atomic_write_bytes, cache_dir
+
+FORMAT = "cardiobench-evaluator/1"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+#: the shipped evaluators: data set name -> file stem in cardiobench/assets
+SHIPPED: dict[str, str] = {"phantom": "phantom-evaluator"}
+REGENERATE = "cardiobench evaluator train --dataset {dataset} --ship"
+
+
+class EvaluatorWarning(UserWarning):
+    """The evaluator in use may not match the data (e.g. a shipped evaluator for an older phantom)."""
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """Architecture and training recipe; part of the evaluator's identity."""
+
+    size: int = 64  # native input resolution
+    width: int = 32  # channels of the first conv blocks (doubled, then doubled again)
+    features: int = 128  # dimension of the penultimate features (FID/KID/PR)
+    num_classes: int = len(GROUPS)
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    roundtrip_prob: float = 0.25  # batches made blocky by a size -> size/2 -> size round trip
+    seed: int = 0
+    threads: int = 2  # fixed so training is bit-reproducible on one machine
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True)
+    )
+
+
+class PathologyCNN(nn.Module):
+    """(B, 4, S, S) one-hot masks -> (features (B, F), logits (B, classes))."""
+
+    def __init__(self, config: EvaluatorConfig):
+        super().__init__()
+        c = config.width
+        self.body = nn.Sequential(
+            _block(NUM_CLASSES, c, stride=2),  # 64 -> 32: a strided stem keeps full-resolution work small
+            _block(c, c),
+            nn.MaxPool2d(2),
+            _block(c, 2 * c),
+            nn.MaxPool2d(2),
+            _block(2 * c, 4 * c),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.embed = nn.Sequential(nn.Linear(4 * c, config.features), nn.ReLU(inplace=True))
+        self.head = nn.Linear(config.features, config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.embed(self.body(x))
+        return feats, self.head(feats)
+
+
+def resize_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) integer labels -> (B, size, size) by nearest neighbour (pixel centres)."""
+    if labels.shape[-1] == size and labels.shape[-2] == size:
+        return labels
+    x = labels[:, None].float()
+    return F.interpolate(x, size=(size, size), mode="nearest-exact")[:, 0].to(labels.dtype)
+
+
+def to_input(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) labels (uint8/long, or (B, 1, H, W)) -> (B, 4, size, size) float32 one-hot in {0, 1}."""
+    if labels.ndim == 4:
+        labels = labels[:, 0]
+    lab = resize_labels(labels.long().clamp(0, NUM_CLASSES - 1), size)
+    return F.one_hot(lab, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+def weights_digest(config: EvaluatorConfig, state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) of the configuration and every tensor's name, dtype, shape and bytes, in key order."""
+    h = hashlib.sha256()
+    h.update(json.dumps(asdict(config), sort_keys=True).encode())
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(masks: np.ndarray, groups: np.ndarray) -> str:
+    """sha256 (hex) of the training masks and groups: which data an evaluator was trained on."""
+    h = hashlib.sha256()
+    m = np.ascontiguousarray(masks, dtype=np.uint8)
+    h.update(f"{m.shape}|".encode())
+    h.update(m.tobytes())
+    h.update(np.ascontiguousarray(groups, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Evaluator:
+    """A trained evaluator: the model (eval mode, CPU), its configuration, identity and report."""
+
+    model: PathologyCNN
+    config: EvaluatorConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def digest(self) -> str:
+        return weights_digest(self.config, self.model.state_dict())
+
+    @property
+    def id(self) -> str:
+        """The evaluator's identity: the first 12 hex digits of ``digest``."""
+        return self.digest[:12]
+
+    @torch.no_grad()
+    def predict(
+        self, masks, batch_size: int = 256, device: str | torch.device = "cpu"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W) label maps -> (features (N, F) float32, logits (N, classes) float32)."""
+        model = self.model.to(device)
+        m = torch.as_tensor(np.asarray(masks))
+        feats, logits = [], []
+        for s in range(0, len(m), batch_size):
+            f, lg = model(to_input(m[s : s + batch_size].to(device), self.config.size))
+            feats.append(f.cpu())
+            logits.append(lg.cpu())
+        self.model.to("cpu")
+        if not feats:
+            return np.zeros((0, self.config.features), np.float32), np.zeros((0, self.config.num_classes), np.float32)
+        return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+
+    def accuracy(self, masks, groups) -> float:
+        _, logits = self.predict(masks)
+        return float((logits.argmax(1) == np.asarray(groups)).mean()) if len(logits) else float("nan")
+
+    def save(self, path: str | Path) -> Path:
+        buf = io.BytesIO()
+        torch.save(
+            {"format": FORMAT, "config": asdict(self.config), "state_dict": self.model.state_dict(), "meta": self.meta},
+            buf,
+        )
+        atomic_write_bytes(path, buf.getvalue())
+        self.path = Path(path)
+        return self.path
+
+
+def load_evaluator_file(path: str | Path) -> Evaluator:
+    """Read an evaluator written by ``Evaluator.save``; a clear error if the file is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardiobenchError(f"evaluator file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CardiobenchError(f"{path} is not a readable evaluator file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CardiobenchError(f"{path} is not a cardiobench evaluator file (expected format {FORMAT})")
+    config = EvaluatorConfig(**blob["config"])
+    model = PathologyCNN(config)
+    model.load_state_dict(blob["state_dict"])
+    model.eval().requires_grad_(False)
+    return Evaluator(model=model, config=config, meta=dict(blob.get("meta", {})), path=path)
+
+
+@contextlib.contextmanager
+def _deterministic(threads: int):
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(max(1, threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det)
+        torch.set_num_threads(old_threads)
+
+
+def train_evaluator(
+    train_masks: np.ndarray,
+    train_groups: np.ndarray,
+    config: EvaluatorConfig | None = None,
+    *,
+    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    log=None,
+) -> Evaluator:
+    """Train a ``PathologyCNN`` deterministically on the CPU; ``eval_sets`` (name -> (masks, groups)) are
+    scored afterwards into ``meta["accuracy"]`` (and a confusion matrix per set)."""
+    cfg = config or EvaluatorConfig()
+    groups = np.asarray(train_groups, dtype=np.int64)
+    if len(train_masks) == 0:
+        raise CardiobenchError("cannot train an evaluator on an empty training split")
+    if len(np.unique(groups)) < 2:
+        raise CardiobenchError("the training split has fewer than two pathology groups; an evaluator needs labels")
+    t0 = time.perf_counter()
+    with _deterministic(cfg.threads):
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model = PathologyCNN(cfg)
+        x_all = resize_labels(torch.as_tensor(np.asarray(train_masks)).long(), cfg.size).to(torch.uint8)
+        y_all = torch.as_tensor(groups)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * ((len(x_all) + cfg.batch_size - 1) // cfg.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.2)
+        model.train()
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(len(x_all), generator=gen)
+            total, correct, loss_sum = 0, 0, 0.0
+            for s in range(0, len(order), cfg.batch_size):
+                idx = order[s : s + cfg.batch_size]
+                lab = x_all[idx]
+                if torch.rand((), generator=gen).item() < cfg.roundtrip_prob:
+                    lab = resize_labels(resize_labels(lab, cfg.size // 2), cfg.size)
+                _, logits = model(to_input(lab, cfg.size))
+                loss = F.cross_entropy(logits, y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == y_all[idx]).sum())
+                total += len(idx)
+            if log is not None:
+                log(
+                    f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f}"
+                )
+        model.eval().requires_grad_(False)
+    ev = Evaluator(model=model, config=cfg)
+    meta: dict[str, Any] = {
+        "groups": list(GROUPS),
+        "train_fingerprint": data_fingerprint(x_all.numpy(), groups),
+        "n_train": int(len(groups)),
+        "train_seconds": round(time.perf_counter() - t0, 2),
+        "torch": str(torch.__version__),
+        "accuracy": {},
+        "confusion": {},
+    }
+    for name, (masks, y) in (eval_sets or {}).items():
+        if len(masks) == 0:
+            continue
+        _, logits = ev.predict(masks)
+        pred = logits.argmax(1)
+        y = np.asarray(y, dtype=np.int64)
+        meta["accuracy"][name] = round(float((pred == y).mean()), 4)
+        cm = np.zeros((cfg.num_classes, cfg.num_classes), dtype=np.int64)
+        np.add.at(cm, (y, pred), 1)
+        meta["confusion"][name] = cm.tolist()
+    ev.meta = meta
+    return ev
+
+
+# -- getting the evaluator of a data set --------------------------------------------------------------------
+def shipped_paths(dataset: str) -> tuple[Path, Path] | None:
+    stem = SHIPPED.get(dataset)
+    return None if stem is None else (ASSETS / f"{stem}.pt", ASSETS / f"{stem}.json")
+
+
+def _cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
+    cfg = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir("evaluators") / f"{dataset}-{fingerprint[:16]}-{cfg}.pt"
+
+
+def load_splits(dataset: str, size: int, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"train", "val", "test"}`` SliceSets of a registered data set at ``size``."""
+    from cardiobench.data import open_dataset
+
+    source = open_dataset(dataset, size=size, **(data_options or {}))
+    return {split: source.load(split) for split in ("train", "val", "test")}
+
+
+def get_evaluator(
+    dataset: str,
+    data_options: dict[str, Any] | None = None,
+    *,
+    config: EvaluatorConfig | None = None,
+    use_shipped: bool = True,
+    train: bool = True,
+    log=None,
+) -> Evaluator:
+    """The evaluator of ``dataset``: the shipped one (phantom), else the cached one, else trained now and cached.
+
+    The training data is the data set's training split at the evaluator's native size. A shipped evaluator
+    whose training-data fingerprint differs (the generator changed) is still used, as the published ruler,
+    with an ``EvaluatorWarning`` saying how to regenerate it. ``train=False``: an error instead of training.
+    """
+    cfg = config or EvaluatorConfig()
+    splits = load_splits(dataset, cfg.size, data_options)
+    fingerprint = data_fingerprint(splits["train"].masks, splits["train"].groups)
+    shipped = shipped_paths(dataset) if use_shipped and config is None and not data_options else None
+    if shipped is not None and shipped[0].is_file():
+        ev = load_evaluator_file(shipped[0])
+        if ev.meta.get("train_fingerprint") != fingerprint:
+            warnings.warn(
+                f"the shipped {dataset} evaluator {ev.id} was trained on different {dataset} data "
+                f"(the generator changed); its numbers stay comparable with other results of evaluator "
+                f"{ev.id}. Regenerate it with: {REGENERATE.format(dataset=dataset)}",
+                EvaluatorWarning,
+                stacklevel=2,
+            )
+        return ev
+    path = _cache_path(dataset, fingerprint, cfg)
+    if path.is_file():
+        try:
+            return load_evaluator_file(path)
+        except CardiobenchError:
+            path.unlink(missing_ok=True)  # a corrupt cache entry: train again
+    if not train:
+        raise CardiobenchError(
+            f"no evaluator for {dataset} yet", f"train one: cardiobench evaluator train --dataset {dataset}"
+        )
+    if log is not None:
+        log(f"training the {dataset} evaluator ({len(splits['train'])} masks, {cfg.epochs} epochs, CPU) ...")
+    ev = build_evaluator(dataset, splits, cfg, log=log)
+    ev.save(path)
+    return ev
+
+
+def build_evaluator(
+    dataset: str, splits: dict[str, Any], config: EvaluatorConfig | None = None, *, log=None
+) -> Evaluator:
+    """Train on ``splits["train"]`` (native size) and score every split into ``meta``."""
+    train = splits["train"]
+    ev = train_evaluator(
+        train.masks,
+        train.groups,
+        config,
+        eval_sets={name: (s.masks, s.groups) for name, s in splits.items()},
+        log=log,
+    )
+    ev.meta["dataset"] = dataset
+    return ev
+
+
+def evaluator_report(ev: Evaluator) -> dict[str, Any]:
+    """JSON-able description: id, digest, configuration, accuracy per split, where it came from."""
+    return {
+        "evaluator_id": ev.id,
+        "sha256": ev.digest,
+        "dataset": ev.meta.get("dataset"),
+        "path": str(ev.path) if ev.path else None,
+        "config": asdict(ev.config),
+        "accuracy": ev.meta.get("accuracy", {}),
+        "confusion": ev.meta.get("confusion", {}),
+        "groups": ev.meta.get("groups", list(GROUPS)),
+        "n_train": ev.meta.get("n_train"),
+        "train_seconds": ev.meta.get("train_seconds"),
+        "train_fingerprint": ev.meta.get("train_fingerprint"),
+        "torch": ev.meta.get("torch"),
+        "command": ev.meta.get("command"),
+    }

@@ -1,0 +1,251 @@
+"""FID, KID, IS and precision/recall through torch-fidelity, with the domain evaluator as the ruler.
+
+torch-fidelity 0.4 is called with in-memory datasets that return one bare ``uint8`` CHW tensor per item,
+``cuda`` set from the engine's device, ``cache=False``, ``save_cpu_ram=True`` and ``verbose=False``, so it
+never downloads or writes anything. Two rulers:
+
+- ``domain`` (default): ``DomainFeatureExtractor``, registered with torch-fidelity as
+  ``cardiobench-domain``. Items are (1, H, W) label maps; the extractor loads the evaluator file passed as
+  ``feature_extractor_weights_path`` and returns its 128-d penultimate ``features`` (FID, KID, PR) and
+  ``logits`` (IS).
+- ``inception``: torch-fidelity's ``inception-v3-compat`` with ``feature_extractor_weights_path`` pointing
+  at the user's Inception weights file; masks are colour-coded to RGB with ``cardiobench.viz.colorize``.
+
+Set sizes adapt with a ``FidelityWarning`` instead of failing: ``kid_subset_size`` (default 1000) is at
+most half the smaller set (at most the smaller set when given explicitly), IS uses fewer splits below
+100 samples, precision/recall (3-NN manifolds) need at least 4 masks per set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from cardiobench.errors import CardiobenchError
+from cardiobench.metrics.evaluator import PathologyCNN, load_evaluator_file, to_input
+from cardiobench.metrics.segmentation import as_label_maps
+
+DOMAIN_EXTRACTOR = "cardiobench-domain"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+FEATURE_EXTRACTORS = ("domain", "inception")
+KID_SUBSET_SIZE = 1000  # torch-fidelity's default, used whenever both sets are that large
+ISC_SPLITS = 10
+PRC_NEIGHBOURHOOD = 3
+
+#: where torch-fidelity's own Inception weights come from (its download URL, not reachable offline)
+try:
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+except ImportError:  # pragma: no cover - other torch-fidelity versions
+    URL_INCEPTION_V3 = "https://github.com/toshas/torch-fidelity/releases"
+
+
+class FidelityWarning(UserWarning):
+    """A set was too small for a metric's default settings; the setting was adapted (or the metric skipped)."""
+
+
+class DomainFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor over cardiobench label maps: the domain evaluator's features/logits."""
+
+    PROVIDED = ("features", "logits")
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise CardiobenchError("the domain feature extractor needs feature_extractor_weights_path (an evaluator)")
+        ev = load_evaluator_file(feature_extractor_weights_path)
+        self.size = ev.config.size
+        self.net: PathologyCNN = ev.model
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return DomainFeatureExtractor.PROVIDED
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "logits" if metric == "isc" else "features"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 64, 64, dtype=torch.uint8)
+
+    def forward(self, x):
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected (B, 1, H, W) uint8 label maps, got {tuple(x.shape)} {x.dtype}")
+        feats, logits = self.net(to_input(x[:, 0], self.size))
+        out = {"features": feats, "logits": logits}
+        return tuple(out[name] for name in self.features_list)
+
+
+def register_domain_extractor() -> None:
+    """Register ``DomainFeatureExtractor`` with torch-fidelity (idempotent)."""
+    if DOMAIN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(DOMAIN_EXTRACTOR, DomainFeatureExtractor)
+
+
+class LabelMapDataset(Dataset):
+    """(N, H, W) label maps -> items (1, H, W) uint8 (what torch-fidelity accepts: a bare tensor)."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = torch.from_numpy(np.ascontiguousarray(as_label_maps(masks)))
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.masks[i][None]
+
+
+class ColourMaskDataset(Dataset):
+    """(N, H, W) label maps -> items (3, H, W) uint8 RGB, colour-coded (for Inception)."""
+
+    def __init__(self, masks: np.ndarray):
+        from cardiobench.viz import colorize
+
+        rgb = colorize(as_label_maps(masks))  # (N, H, W, 3)
+        self.images = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def check_inception_weights(path: str | os.PathLike | None) -> Path:
+    """The Inception weights file, or a one-line error saying where to get it."""
+    name = os.path.basename(URL_INCEPTION_V3)
+    if path is None:
+        raise CardiobenchError(
+            "--feature-extractor inception needs --inception-weights FILE",
+            f"download torch-fidelity's {name} from {URL_INCEPTION_V3} (no download happens here)",
+        )
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CardiobenchError(
+            f"Inception weights not found: {p}",
+            f"download torch-fidelity's {name} from {URL_INCEPTION_V3} and pass its path",
+        )
+    return p
+
+
+def _adapt(n1: int, n2: int, kid_subset_size: int | None, isc_splits: int | None):
+    """Settings that fit the set sizes, and the warnings saying what was adapted."""
+    notes: list[str] = []
+    kid = kid_subset_size or KID_SUBSET_SIZE
+    # half the smaller set at most, so the 100 KID subsets differ and its std means something
+    fit = min(n1, n2) if kid_subset_size else max(2, min(n1, n2) // 2)
+    if kid > fit:
+        notes.append(f"KID subset size lowered from {kid} to {fit} (sets of {n1} and {n2})")
+        kid = fit
+    splits = isc_splits or ISC_SPLITS
+    if n1 < 10 * splits:
+        new = max(1, min(splits, n1 // 10))
+        if new != splits:
+            notes.append(f"IS splits lowered from {splits} to {new} ({n1} samples)")
+        splits = new
+    prc = min(n1, n2) > PRC_NEIGHBOURHOOD
+    if not prc:
+        notes.append(f"precision/recall skipped: need more than {PRC_NEIGHBOURHOOD} masks per set")
+    return kid, splits, prc, notes
+
+
+def fidelity_metrics(
+    samples,
+    real,
+    *,
+    evaluator_path: str | os.PathLike | None = None,
+    feature_extractor: str = "domain",
+    inception_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    kid_subset_size: int | None = None,
+    isc_splits: int | None = None,
+    batch_size: int = 128,
+    seed: int = 2020,
+) -> dict:
+    """FID, KID (mean, std), IS (mean, std) of ``samples`` and precision/recall/F against ``real``.
+
+    Both are (N, H, W) label maps of the same size. Returns ``fid, kid, kid_std, is, is_std, precision,
+    recall, f_score`` and ``_settings`` (the KID subset size, IS splits and notes actually used).
+    """
+    s, r = as_label_maps(samples, "samples"), as_label_maps(real, "real")
+    if len(s) < 2 or len(r) < 2:
+        raise CardiobenchError(f"FID needs at least 2 masks per set, got {len(s)} samples and {len(r)} real masks")
+    if s.shape[1:] != r.shape[1:]:
+        raise CardiobenchError(f"samples are {s.shape[1]}x{s.shape[2]} but the real masks {r.shape[1]}x{r.shape[2]}")
+    if feature_extractor not in FEATURE_EXTRACTORS:
+        raise CardiobenchError(
+            f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
+        )
+    kid, splits, prc, notes = _adapt(len(s), len(r), kid_subset_size, isc_splits)
+    for note in notes:
+        warnings.warn(note, FidelityWarning, stacklevel=2)
+    if feature_extractor == "domain":
+        if evaluator_path is None:
+            raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
+        register_domain_extractor()
+        extractor, weights, make = DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
+    else:
+        extractor, weights, make = (
+            INCEPTION_EXTRACTOR,
+            str(check_inception_weights(inception_weights)),
+            ColourMaskDataset,
+        )
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    ctx = torch.cuda.device(dev) if cuda and dev.index is not None else contextlib.nullcontext()
+    with ctx:
+        out = torch_fidelity.calculate_metrics(
+            input1=make(s),
+            input2=make(r),
+            cuda=cuda,
+            batch_size=batch_size,
+            isc=True,
+            fid=True,
+            kid=True,
+            prc=prc,
+            feature_extractor=extractor,
+            feature_extractor_weights_path=weights,
+            kid_subset_size=kid,
+            isc_splits=splits,
+            cache=False,
+            save_cpu_ram=True,
+            verbose=False,
+            rng_seed=seed,
+        )
+    nan = float("nan")
+    return {
+        "fid": float(out["frechet_inception_distance"]),
+        "kid": float(out["kernel_inception_distance_mean"]),
+        "kid_std": float(out["kernel_inception_distance_std"]),
+        "is": float(out["inception_score_mean"]),
+        "is_std": float(out["inception_score_std"]),
+        "precision": float(out.get("precision", nan)),
+        "recall": float(out.get("recall", nan)),
+        "f_score": float(out.get("f_score", nan)),
+        "_settings": {
+            "kid_subset_size": kid,
+            "isc_splits": splits,
+            "feature_extractor": feature_extractor,
+            "notes": notes,
+        },
+    }
+
+
+def fidelity_names() -> Sequence[str]:
+    return ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "f_score")

@@ -1,0 +1,136 @@
+"""Dice and HD95 against MONAI (test-only dependency) and the ACDC empty-mask conventions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cardiobench.metrics.segmentation import (
+    dice_scores,
+    edge_map,
+    hd95_distances,
+    segmentation_scores,
+    spacing_array,
+)
+from cardiobench.testing.metrics import contract_masks
+
+monai_metrics = pytest.importorskip("monai.metrics")
+
+
+def onehot(m: np.ndarray) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.as_tensor(m).long(), 4).permute(0, 3, 1, 2).float()
+
+
+def perturbed(masks: np.ndarray, seed: int) -> np.ndarray:
+    """Shifted copies with a few random squares of random labels painted in (scattered errors)."""
+    rng = np.random.default_rng(seed)
+    out = masks.copy()
+    size = masks.shape[-1]
+    for i in range(len(out)):
+        out[i] = np.roll(out[i], tuple(rng.integers(-2, 3, 2)), (0, 1))
+        for _ in range(rng.integers(0, 4)):
+            y, x = rng.integers(2, size - 5, 2)
+            out[i, y : y + 3, x : x + 3] = rng.integers(0, 4)
+    return out
+
+
+def monai_reference(pred, target, spacing):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = monai_metrics.compute_dice(onehot(pred), onehot(target), include_background=False, ignore_empty=False)
+        h = monai_metrics.compute_hausdorff_distance(
+            onehot(pred), onehot(target), include_background=False, percentile=95, spacing=spacing
+        )
+    return d.numpy(), h.numpy()
+
+
+@pytest.mark.parametrize("spacing", [None, [1.5625, 1.5625], [1.37, 1.61]])
+def test_matches_monai_on_perturbed_hearts(spacing):
+    target = contract_masks(60, 64, seed=0)
+    pred = perturbed(target, seed=1)
+    d_ref, h_ref = monai_reference(pred, target, spacing)
+    assert np.abs(dice_scores(pred, target) - d_ref).max() < 1e-5
+    h = hd95_distances(pred, target, spacing)
+    assert np.isfinite(h_ref).all()
+    np.testing.assert_array_equal(h, h_ref)  # bit for bit (float32)
+
+
+def test_matches_monai_on_random_label_fields():
+    rng = np.random.default_rng(3)
+    from scipy.ndimage import gaussian_filter
+
+    def field(seed):
+        f = gaussian_filter(np.random.default_rng(seed).standard_normal((30, 4, 48, 48)), (0, 0, 2.5, 2.5))
+        return f.argmax(1).astype(np.uint8)
+
+    pred, target = field(4), field(5)
+    spacing = rng.uniform(1.2, 1.8, size=2).tolist()
+    d_ref, h_ref = monai_reference(pred, target, spacing)
+    assert np.abs(dice_scores(pred, target) - d_ref).max() < 1e-5
+    np.testing.assert_array_equal(hd95_distances(pred, target, spacing), h_ref)
+
+
+def test_per_case_spacing_matches_monai_per_case():
+    target = contract_masks(6, 48, seed=7)
+    pred = perturbed(target, seed=8)
+    spacing = np.array([[1.1, 1.3], [1.5, 1.5], [2.0, 1.0], [1.37, 1.37], [0.9, 1.7], [1.25, 1.25]])
+    h = hd95_distances(pred, target, spacing)
+    for i in range(len(target)):
+        _, h_ref = monai_reference(pred[i : i + 1], target[i : i + 1], spacing[i].tolist())
+        np.testing.assert_array_equal(h[i], h_ref[0])
+
+
+def test_hand_made_single_pixels_and_border():
+    a = np.zeros((1, 16, 16), np.uint8)
+    b = np.zeros((1, 16, 16), np.uint8)
+    a[0, 0, 0] = 3  # LV: one pixel in the corner
+    b[0, 3, 4] = 3  # 5 px away
+    a[0, 2:10, 2:10] = 2  # MYO squares, one shifted by 2 rows
+    b[0, 4:12, 2:10] = 2
+    a[0, 0, 0] = 3
+    d_ref, h_ref = monai_reference(a, b, None)
+    h = hd95_distances(a, b)
+    assert h[0, 2] == pytest.approx(5.0) and h[0, 1] == pytest.approx(2.0)
+    np.testing.assert_array_equal(h[:, 1:], h_ref[:, 1:])
+    assert np.abs(dice_scores(a, b)[:, 1:] - d_ref[:, 1:]).max() < 1e-6
+
+
+def test_acdc_empty_conventions():
+    empty = np.zeros((1, 8, 8), np.uint8)
+    lv = empty.copy()
+    lv[0, 2:5, 2:5] = 3
+    d = dice_scores(empty, empty)
+    assert (d == 1).all()
+    assert (hd95_distances(empty, empty) == 0).all()
+    d = dice_scores(lv, empty)
+    assert d[0, 2] == 0 and d[0, 0] == 1
+    h = hd95_distances(lv, empty)
+    assert np.isnan(h[0, 2]) and h[0, 0] == 0
+    out = segmentation_scores(np.concatenate([lv, lv]), np.concatenate([empty, lv]), spacing=1.5)
+    assert out["hd95_missing"] == 1 and out["hd95_lv"] == 0.0 and out["hd95_unit"] == "mm"
+    assert out["dice_lv"] == pytest.approx(0.5)
+
+
+def test_edges_are_monai_edges():
+    from scipy.ndimage import binary_erosion
+
+    m = contract_masks(4, 32, seed=2)
+    e = edge_map(m)
+    for k in (1, 2, 3):
+        for i in range(len(m)):
+            mask = m[i] == k
+            np.testing.assert_array_equal(e[i] & mask, binary_erosion(mask) ^ mask)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="shapes differ"):
+        dice_scores(np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 9), np.uint8))
+    with pytest.raises(ValueError, match="outside"):
+        dice_scores(np.full((1, 8, 8), 4, np.uint8), np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="spacing"):
+        spacing_array([1.0, 2.0, 3.0], 2)
+    with pytest.raises(ValueError, match="percentile"):
+        hd95_distances(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), percentile=101)
