@@ -70,8 +70,9 @@ def train(
         ASSETS,
         REGENERATE,
         SHIPPED,
-        _cache_path,
+        EvaluatorConfig,
         build_evaluator,
+        cache_path,
         data_fingerprint,
         evaluator_report,
         load_splits,
@@ -82,8 +83,6 @@ def train(
     if ship and data_root is not None:
         raise CardiobenchError("--ship writes the package's evaluator; it takes the data set's default options only")
     err = console(stderr=True)
-    from cardiobench.metrics.evaluator import EvaluatorConfig
-
     cfg = EvaluatorConfig()
     splits = load_splits(dataset, cfg.size, _options(data_root))
     ev = build_evaluator(dataset, splits, cfg, log=lambda msg: err.print(msg, highlight=False))
@@ -95,7 +94,7 @@ def train(
             shlex.quote(a) for a in (["--dataset", dataset] + (["--data-root", str(data_root)] if data_root else []))
         )
     )
-    cached = _cache_path(dataset, data_fingerprint(splits["train"].masks, splits["train"].groups), cfg)
+    cached = cache_path(dataset, data_fingerprint(splits["train"].masks, splits["train"].groups), cfg)
     ev.save(cached)
     if ship:
         stem = SHIPPED[dataset]

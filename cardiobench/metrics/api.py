@@ -27,10 +27,15 @@ from cardiobench.metrics.segmentation import as_label_maps, spacing_array
 SEGMENTATION_RULER = "seg-acdc-1"
 
 
+#: display order of the built-in metrics (plugins follow, by name)
+_ORDER = ("fidelity", "dice", "hd95", "memorisation", "anatomy")
+
+
 def _metrics_for(task: str, names: list[str] | None):
     from cardiobench.plugins import registry
 
     available = [c for c in registry("metric") if task in tuple(c.metadata.get("tasks", ()))]
+    available.sort(key=lambda c: (_ORDER.index(c.name) if c.name in _ORDER else len(_ORDER), c.name))
     if names is None:
         return [(c.name, c.create()) for c in available]
     by_name = {c.name: c for c in available}

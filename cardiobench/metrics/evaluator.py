@@ -295,7 +295,8 @@ def shipped_paths(dataset: str) -> tuple[Path, Path] | None:
     return None if stem is None else (ASSETS / f"{stem}.pt", ASSETS / f"{stem}.json")
 
 
-def _cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
+def cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
+    """Where the evaluator trained on this data with this configuration is cached."""
     cfg = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
     return cache_dir("evaluators") / f"{dataset}-{fingerprint[:16]}-{cfg}.pt"
 
@@ -338,7 +339,7 @@ def get_evaluator(
                 stacklevel=2,
             )
         return ev
-    path = _cache_path(dataset, fingerprint, cfg)
+    path = cache_path(dataset, fingerprint, cfg)
     if path.is_file():
         try:
             return load_evaluator_file(path)

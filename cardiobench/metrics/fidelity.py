@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +244,3 @@ def fidelity_metrics(
             "notes": notes,
         },
     }
-
-
-def fidelity_names() -> Sequence[str]:
-    return ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "f_score")

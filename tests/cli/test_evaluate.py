@@ -26,12 +26,12 @@ def _shared_cache(monkeypatch, _module_cache):
 def test_evaluate_json_with_reference(tmp_path):
     from cardiobench.metrics.baselines import random_blob_masks
 
-    np.save(tmp_path / "blobs.npy", random_blob_masks(24, 32, seed=0))
+    np.save(tmp_path / "blobs.npy", random_blob_masks(24, 64, seed=0))
     result = invoke("evaluate", "--samples", str(tmp_path), "--dataset", "phantom", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     m, ref, meta = data["metrics"], data["reference"], data["meta"]
-    assert meta["n_samples"] == 24 and meta["size"] == 32 and meta["n_reference"] == 24
+    assert meta["n_samples"] == 24 and meta["size"] == 64 and meta["n_reference"] == 24
     assert len(meta["evaluator_id"]) == 12 and meta["kid_subset_size"] == 12
     assert m["fid"] > ref["fid"] and m["anatomy_valid_frac"] < ref["anatomy_valid_frac"]
     assert data["directions"]["fid"] == "lower" and data["directions"]["anatomy_valid_frac"] == "higher"
@@ -52,7 +52,7 @@ def test_evaluate_json_with_reference(tmp_path):
 def test_evaluate_table_and_metric_selection(tmp_path):
     from cardiobench.testing.metrics import contract_masks
 
-    np.savez(tmp_path / "s.npz", masks=contract_masks(6, 32))
+    np.savez(tmp_path / "s.npz", masks=contract_masks(6, 64))
     result = invoke("evaluate", "--samples", str(tmp_path / "s.npz"), "--metrics", "anatomy", "--no-reference")
     assert result.exit_code == 0, result.output
     assert "anatomy_valid_frac" in result.stdout and "precision" not in result.stdout
