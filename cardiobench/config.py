@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "data_root": Key("str", None, "folder of the real data (e.g. ACDC); unset for the embedded phantom"),
         "resolution": Key("int", 32, "side length of the square slices, in pixels", min=8),
         "seed": Key("int", 0, "seed of the data set (phantom generation, splits)", min=0),
+        "options": _OPTIONS,
     },
     "model": {
         "backbone": Key("str", "unet", "denoising network plugin name"),

@@ -18,6 +18,8 @@ from cardiobench import __version__
 from cardiobench.errors import CardiobenchError, _ClickException
 from cardiobench.plugins import get_plugin_manager
 
+INTERRUPTED = "Interrupted. Finished work is saved; run the same command again to continue."
+
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -82,6 +84,8 @@ def _main(args: list[str], debug: bool) -> None:
     try:
         command = typer.main.get_command(build_app())
         code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)
+        if code == 130:  # typer turned Ctrl-C into Exit(130) and returned its code
+            typer.echo(INTERRUPTED, err=True)
     except typer.Exit as exc:
         code = exc.exit_code
     except _ClickException as exc:
@@ -90,7 +94,7 @@ def _main(args: list[str], debug: bool) -> None:
         exc.show()
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("Interrupted. Finished work is saved; run the same command again to continue.", err=True)
+        typer.echo(INTERRUPTED, err=True)
         code = 130
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:

@@ -48,6 +48,10 @@ def leaderboard(
     ),
     out: Path = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE instead of the terminal."),
     show_all: bool = typer.Option(False, "--all", help="Every stored run, not only the latest per spec."),
+    all_metrics: bool = typer.Option(
+        False, "--all-metrics",
+        help="Also show detail columns (per-criterion anatomy counts, spreads); csv and json always have them.",
+    ),
     results: str = results_option(),
 ) -> None:
     """Rank stored runs, best first; runs measured with different evaluators are never ranked together."""
@@ -67,7 +71,8 @@ def leaderboard(
         term.print(f"No runs {what} in {store.path} ({total} stored). {EMPTY_HINT}", soft_wrap=True)
         return
     boards = report.build_boards(
-        runs, sort=sort, latest_only=not show_all, known_directions=report.registry_directions()
+        runs, sort=sort, latest_only=not show_all, known_directions=report.registry_directions(),
+        details=all_metrics or fmt in ("csv", "json"),
     )
     if fmt == "table" and out is None:
         tables = report.rich_tables(boards)

@@ -228,9 +228,12 @@ def compare(
         print_json({"runs": [_outcome_json(o) for o in outcomes], "skipped": skipped})
         return
     boards = report.build_boards([o.record for o in outcomes], latest_only=True,
-                                 known_directions=report.registry_directions())
+                                 known_directions=report.registry_directions(), details=False)
     out_console = console()
-    for table in report.rich_tables(boards):
+    tables = report.rich_tables(boards)
+    if not out_console.is_terminal:
+        out_console.width = max(out_console.width, report.natural_width(tables, out_console))
+    for table in tables:
         out_console.print(table)
 
 

@@ -68,6 +68,7 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         dataset=data["dataset"],
         resolution=data["resolution"],
         data_seed=data["seed"],
+        dataset_options=dict(data.get("options") or {}),
         noise=diff["noise"],
         noise_options=noise_options,
         backbone=model["backbone"],
@@ -280,8 +281,9 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     t2 = time.perf_counter()
     if not quiet:
         console.print(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
-    data_options = {"data_root": plan.data_root} if plan.data_root else None
-    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=data_options,
+    data_options = {**plan.train.dataset_options, **({"data_root": plan.data_root} if plan.data_root else {}),
+                    **({"seed": plan.train.data_seed} if plan.train.data_seed else {})}
+    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=data_options or None,
                                      metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed)
     t_eval = time.perf_counter() - t2
     meta = evaluation["meta"]

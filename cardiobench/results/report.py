@@ -242,6 +242,11 @@ def _directions(runs: Sequence[RunRecord], names: Iterable[str], known: Mapping[
 
 
 # -- building boards ------------------------------------------------------------------------------
+def is_detail_metric(name: str) -> bool:
+    """Per-criterion anatomy counts and ``*_std`` spreads: stored and exported, not shown by default."""
+    return (name.startswith("anatomy_") and name != "anatomy_valid_frac") or name.endswith("_std")
+
+
 def available_metrics(runs: Iterable[RunRecord]) -> list[str]:
     seen: dict[str, None] = {}
     for run in runs:
@@ -283,8 +288,12 @@ def build_boards(
     sort: str | None = None,
     latest_only: bool = True,
     known_directions: Mapping[str, str] | None = None,
+    details: bool = True,
 ) -> list[Board]:
     """Group ``runs`` into boards (task, data set, ruler) and rank each one.
+
+    ``details=False`` leaves out the detail columns (``is_detail_metric``: per-criterion anatomy counts,
+    ``*_std`` spreads) unless one is the sort metric, so a board fits a terminal.
 
     ``sort`` is the metric to rank by (default: ``DEFAULT_SORT`` of the task, else the board's first
     metric with a known direction); it must be a metric of at least one run, else ``LeaderboardError``.
@@ -315,7 +324,7 @@ def build_boards(
 
     boards: list[Board] = []
     for (task, dataset, kind, ruler), rows in sorted(groups.items(), key=order):
-        names = available_metrics(rows)
+        names = [n for n in available_metrics(rows) if details or n == sort or not is_detail_metric(n)]
         directions = _directions(rows, names, known)
         notes: list[str] = []
         metric = sort if sort in names else None
