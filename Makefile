@@ -11,9 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## the main job
+## the main job: train (or reuse), sample, evaluate, store and print one benchmark run
 run: $(STAMP)
-	$(BIN)/cardiobench plugins
+	$(BIN)/cardiobench run --noise gaussian --sampler ddpm
 
 ## lint + the whole test suite (what CI runs)
 test: $(STAMP)
