@@ -433,3 +433,31 @@ def set_option():
     import typer
 
     return typer.Option(None, "--set", help="Override any config key, e.g. --set train.lr=3e-4 (repeatable).")
+
+
+# -- documentation ---------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if value is None or value == {}:
+        return "–"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def markdown_table(presets: Iterable[str] = ("quick", "seed-report", "gpu", "tiny")) -> str:
+    """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
+    presets = list(presets)
+    loaded = {name: load_preset(name) for name in presets}
+    base = defaults()
+    lines = ["| key | type | default | " + " | ".join(presets) + " | meaning |",
+             "|" + "---|" * (len(presets) + 4)]
+    for section, keys in SCHEMA.items():
+        if section == "preset":
+            continue
+        for name, key in keys.items():
+            values = [_cell(loaded[p][section].get(name)) for p in presets]
+            lines.append(f"| `{section}.{name}` | {key.type} | {_cell(base[section][name])} | "
+                         + " | ".join(values) + f" | {key.help} |")
+    return "\n".join(lines) + "\n"

@@ -134,7 +134,7 @@ def test_ints_are_accepted_for_floats_and_results_are_copies():
     cfg = config.resolve_config("quick", overrides={"train.lr": 1})
     assert cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float)
     cfg["model"]["channel_mults"].append(99)
-    assert config.load_preset("quick")["model"]["channel_mults"] == [1, 2, 2]
+    assert config.load_preset("seed-report")["model"]["channel_mults"] == [1, 2, 4]
     assert config.get(cfg, "data.resolution") == 32
 
 
@@ -148,3 +148,8 @@ def test_every_key_and_preset_is_documented():
     missing = [k for k in config.all_keys() if not k.startswith("preset.") and f"| `{k}` |" not in doc]
     assert not missing, f"docs/leaderboard.md does not document: {missing}"
     assert all(f"| `{name}` |" in doc for name in config.preset_names())
+
+
+def test_docs_preset_table_is_generated_from_the_code():
+    doc = (REPO / "docs" / "leaderboard.md").read_text()
+    assert config.markdown_table() in doc, "regenerate the table in docs/leaderboard.md with config.markdown_table()"
