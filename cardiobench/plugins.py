@@ -32,11 +32,13 @@ ENTRY_POINT_GROUP = "cardiobench"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.plugins_cmd",
     "cardiobench.cli.leaderboard_cmd",
+    "cardiobench.cli.run_cmd",
     "cardiobench.data.plugin",
     "cardiobench.cli.data_cmd",
     "cardiobench.metrics.plugin",
     "cardiobench.cli.evaluate_cmd",
     "cardiobench.cli.evaluator_cmd",
+    "cardiobench.diffusion.plugin",
     "cardiobench.models.plugin",
     "cardiobench.cli.train_cmd",
     "cardiobench.cli.sample_cmd",

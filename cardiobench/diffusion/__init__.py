@@ -1,1 +1,19 @@
 """Noise processes and samplers. See ``docs/diffusion.md`` for every formula."""
+
+from cardiobench.diffusion.base import PREDICTION_TYPES, ModelFn, NoiseProcess, Sampler, SampleStep
+from cardiobench.diffusion.blurring import BlurringProcess
+from cardiobench.diffusion.ddim import DDIMSampler
+from cardiobench.diffusion.ddpm import DDPMSampler
+from cardiobench.diffusion.gaussian import GaussianProcess
+
+__all__ = [
+    "PREDICTION_TYPES",
+    "BlurringProcess",
+    "DDIMSampler",
+    "DDPMSampler",
+    "GaussianProcess",
+    "ModelFn",
+    "NoiseProcess",
+    "SampleStep",
+    "Sampler",
+]

@@ -8,6 +8,9 @@ with ``alpha_t`` a scalar (Gaussian DDPM, V = I) or a per-coefficient tensor (bl
 V = 2-D DCT). Timesteps are integers ``0 .. T-1`` (0 = least noise); the network sees pixel-space
 ``x_t = V^T u_t`` and the integer timestep. Samplers use only this interface, so every sampler runs
 with every process of the family.
+
+Timestep ``-1`` denotes the data itself (``alpha = 1``, ``sigma = 0``): the last step of every sampler
+goes there. See ``docs/diffusion.md`` for every formula.
 """
 
 from __future__ import annotations
@@ -19,16 +22,22 @@ from typing import ClassVar
 
 import torch
 
+from cardiobench.diffusion import posterior
+from cardiobench.diffusion.posterior import PREDICTION_TYPES
+
 #: model_fn(x_t (B,C,H,W) pixel space, t (B,) long) -> model output (B,C,H,W), per prediction_type
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-PREDICTION_TYPES = ("epsilon", "v", "x0")
+__all__ = ["PREDICTION_TYPES", "ModelFn", "NoiseProcess", "SampleStep", "Sampler"]
 
 
 class NoiseProcess(ABC):
     """A forward process q(u_t | u_0) = N(alpha_t ⊙ u_0, sigma_t^2 I) in basis u = V x."""
 
     family: ClassVar[str] = "linear-gaussian"
+    #: True when V = I (``to_basis``/``from_basis`` return their input) and alpha_t, sigma_t are scalars:
+    #: samplers then skip the basis transforms and use Python-float coefficients.
+    identity_basis: ClassVar[bool] = False
     num_timesteps: int
     prediction_type: str
 
@@ -41,12 +50,16 @@ class NoiseProcess(ABC):
         """x = V^T u. (B, C, H, W) -> (B, C, H, W)."""
 
     @abstractmethod
-    def alpha(self, t: torch.Tensor) -> torch.Tensor:
-        """alpha_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis."""
+    def alpha(self, t: torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """alpha_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis.
+
+        ``t = -1`` gives 1 (the data). Returned on ``t.device`` in ``dtype`` (default float32); float64 is
+        supported on CPU (samplers precompute their coefficients from it).
+        """
 
     @abstractmethod
-    def sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """sigma_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis."""
+    def sigma(self, t: torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """sigma_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis (``t = -1``: 0)."""
 
     @abstractmethod
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -62,13 +75,71 @@ class NoiseProcess(ABC):
         return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=device)
 
     def config(self) -> dict:
-        """The explicit configuration (JSON-serialisable), used in specs and checkpoint hashes."""
+        """The explicit configuration (JSON-serialisable), used in specs and checkpoint hashes.
+
+        ``factory(**process.config())`` rebuilds an identical process.
+        """
         return {}
+
+    # -- helpers shared by every process of the family (concrete; override only for speed) ----------------
+    def alpha_sigma(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha_t, sigma_t)`` of one integer timestep (``-1``: the data), float64 on CPU.
+
+        Shapes broadcast against ``(C, H, W)``: ``()`` for a scalar schedule, e.g. ``(1, H, W)`` per frequency.
+        Samplers precompute every step coefficient from these in ``set_timesteps``.
+        """
+        tt = torch.tensor([int(t)], dtype=torch.long)
+        a = self.alpha(tt, dtype=torch.float64)[0]
+        s = self.sigma(tt, dtype=torch.float64)[0]
+        if a.numel() == 1:
+            a = a.reshape(())
+        if s.numel() == 1:
+            s = s.reshape(())
+        return a, s
+
+    def _split_prediction(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype = model_output.dtype
+        a = self.alpha(t, dtype=dtype)
+        s = self.sigma(t, dtype=dtype)
+        x0_xt, x0_m, eps_xt, eps_m = posterior.prediction_coefficients(a, s, self.prediction_type)
+        u_t = self.to_basis(x_t)
+        m = self.to_basis(model_output)
+        return self.from_basis(x0_xt * u_t + x0_m * m), self.from_basis(eps_xt * u_t + eps_m * m)
+
+    def predict_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The data estimate x0_hat (pixel space) implied by the network output at (x_t, t) (B,)."""
+        return self._split_prediction(model_output, x_t, t)[0]
+
+    def predict_eps(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise estimate eps_hat (pixel space) implied by the network output at (x_t, t) (B,).
+
+        The score is ``-V^T (eps_hat / sigma_t)`` in the basis (classifier guidance uses this relation).
+        """
+        return self._split_prediction(model_output, x_t, t)[1]
+
+    def model_output_from(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network output that would mean data estimate ``x0`` at (x_t, t): inverse of :meth:`predict_x0`."""
+        dtype = x0.dtype
+        a = self.alpha(t, dtype=dtype)
+        s = self.sigma(t, dtype=dtype)
+        u0, u_t = self.to_basis(x0), self.to_basis(x_t)
+        eps = (u_t - a * u0) / s
+        on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
+        return self.from_basis(on_u0 * u0 + on_eps * eps)
 
 
 @dataclass
 class SampleStep:
-    """One intermediate state of the reverse process (pixel space, (B, C, H, W))."""
+    """One intermediate state of the reverse process (pixel space, (B, C, H, W)).
+
+    ``index`` is the step number (0 = first), ``timestep`` the integer timestep the network saw at this
+    step, ``x_t`` the state *after* the step (at the next listed timestep; the final sample after the
+    last step) and ``x0_pred`` the data estimate made at ``timestep`` (clipped when the sampler clips).
+
+    Tensors yielded by ``Sampler.iter_sample`` are the sampler's working buffers: they are overwritten by
+    later steps, so ``.clone()`` (or convert) whatever you keep. ``Sampler.step`` returns fresh tensors.
+    """
 
     index: int
     timestep: int
@@ -88,6 +159,9 @@ class Sampler(ABC):
 
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian",)
     timesteps: torch.Tensor  # (N,) long, decreasing
+    #: run the network under ``torch.inference_mode`` (set False for guidance that needs autograd inside
+    #: ``model_fn``; the sampler's own arithmetic then runs under ``torch.no_grad``)
+    inference_mode: bool = True
 
     @abstractmethod
     def set_timesteps(self, num_inference_steps: int | None = None) -> None:
@@ -98,7 +172,8 @@ class Sampler(ABC):
              noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SampleStep:
         """One reverse step from ``timesteps[index]`` to the next listed timestep.
 
-        ``noise`` injects the step's Gaussian noise (tests); otherwise it is drawn from ``generator``.
+        ``noise`` injects the step's Gaussian noise (tests), white noise in the process's basis (pixel
+        space for Gaussian DDPM, DCT coefficients for blurring); otherwise it is drawn from ``generator``.
         """
 
     @abstractmethod
@@ -107,6 +182,10 @@ class Sampler(ABC):
                     dtype: torch.dtype = torch.float32,
                     x_T: torch.Tensor | None = None) -> Iterator[SampleStep]:
         """Run the reverse process, yielding every intermediate state (for GIFs and callbacks)."""
+
+    def config(self) -> dict:
+        """The sampler's explicit options (JSON-serialisable), for specs and result records."""
+        return {}
 
     def sample(self, model_fn: ModelFn, shape: tuple[int, ...], *,
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",

@@ -1,0 +1,317 @@
+"""The one step executor shared by every sampler of the ``linear-gaussian`` family.
+
+A sampler only says which timesteps it visits and, per step t -> s, the four numbers of its update in the
+basis (``posterior.ddpm_coefficients`` / ``posterior.ddim_coefficients``)::
+
+    u_s = on_x0 ⊙ u0_hat + on_xt ⊙ u_t + on_eps ⊙ eps_hat + noise_std ⊙ z
+
+with ``u0_hat`` and ``eps_hat`` linear in ``u_t`` and the model output ``m`` (``posterior.prediction_coefficients``).
+``set_timesteps`` folds all of this into six coefficients per step, once::
+
+    u0_hat = x0_xt u_t + x0_m m            (then clipped to [-1, 1] in pixel space if clip_x0)
+    u_s    = on_x0 u0_hat + (on_xt + on_eps eps_xt) u_t + (on_eps eps_m) m + noise_std z
+
+For a process with ``identity_basis`` (Gaussian DDPM) the coefficients are Python floats and a step is a
+handful of in-place tensor passes into preallocated buffers: no tensor is built per step, no host-device
+synchronisation, no allocation. Other processes (blurring) go through ``to_basis``/``from_basis`` with
+per-coefficient tensors moved to the device once (per device and dtype).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+
+import torch
+
+from cardiobench.diffusion import posterior, schedules
+from cardiobench.diffusion.base import ModelFn, NoiseProcess, Sampler, SampleStep
+from cardiobench.errors import CardiobenchError, IncompatibleError
+
+#: names of the six folded coefficients of a step, in plan order
+COEFFICIENTS = ("x0_xt", "x0_m", "on_x0", "on_xt", "on_m", "noise_std")
+
+Coef = float | torch.Tensor
+
+
+def _draw_normal(buf: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Fill ``buf`` with N(0, 1) draws; identical to ``torch.randn(buf.shape, generator=generator)``."""
+    if generator is None or generator.device == buf.device:
+        return buf.normal_(generator=generator)
+    return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
+
+
+def _scalar_recipe(coefs: list[float], clip: bool) -> tuple:
+    """Fold one step's six float coefficients into the fewest tensor passes.
+
+    With clipping, ``y = x + (x0_m / x0_xt) m`` clamped to ``[-1, 1] / x0_xt`` is the clipped data estimate
+    divided by ``x0_xt`` (x0 prediction: ``y = clamp(m)``), and ``out = sum_k c_k src_k`` over
+    ``src = y, x, m, z``. Without clipping the estimate is folded away: ``out = f_x x + f_m m + noise_std z``.
+    The sum is evaluated as ``lead * (src_0 + sum_k (c_k / lead) src_k)`` with the largest coefficient as
+    ``lead``: one ``torch.add(..., out=)``, one ``add_`` per further term and one ``mul_``.
+    Returns ``(y_k, lo, hi, terms, lead, x0_kind)``.
+    """
+    x0_xt, x0_m, on_x0, on_xt, on_m, noise_std = coefs
+    if clip:
+        scale = x0_xt if x0_xt != 0.0 else x0_m
+        y_k = x0_m / x0_xt if x0_xt != 0.0 else 0.0
+        lo, hi = sorted((-1.0 / scale, 1.0 / scale))
+        terms = [("y", on_x0 * scale), ("x", on_xt), ("m", on_m)]
+        x0_kind: tuple = ("y", scale)
+    else:
+        y_k, lo, hi = None, None, None
+        terms = [("x", on_x0 * x0_xt + on_xt), ("m", on_x0 * x0_m + on_m)]
+        x0_kind = ("xm", x0_xt, x0_m)
+    terms.append(("z", noise_std))
+    terms = sorted((t for t in terms if t[1] != 0.0), key=lambda t: -abs(t[1]))
+    if not terms:
+        terms = [("x", 0.0)]
+    lead = terms[0][1]
+    scaled = [(terms[0][0], 1.0)] + [(name, c / lead) for name, c in terms[1:]]
+    return y_k, lo, hi, scaled, lead, x0_kind
+
+
+class _LazyStep(SampleStep):
+    """A ``SampleStep`` whose ``x0_pred`` is computed on first access (it costs a tensor pass per step
+    that plain sampling does not need). Like every yielded tensor it is valid until the next step."""
+
+    def __init__(self, index: int, timestep: int, x_t: torch.Tensor, fn=None, args=(), x0_pred=None):
+        self.index = index
+        self.timestep = timestep
+        self.x_t = x_t
+        self._fn, self._args, self._x0 = fn, args, x0_pred
+
+    @property
+    def x0_pred(self) -> torch.Tensor:  # type: ignore[override]
+        if self._x0 is None:
+            self._x0 = self._fn(*self._args)
+        return self._x0
+
+    @x0_pred.setter
+    def x0_pred(self, value: torch.Tensor) -> None:
+        self._x0 = value
+
+
+class LinearGaussianSampler(Sampler):
+    """Base class of DDPM and DDIM: timestep choice + per-step coefficients; the step loop is shared."""
+
+    families = ("linear-gaussian",)
+    default_steps: int | None = None
+
+    def __init__(self, process: NoiseProcess, *, num_inference_steps: int | None = None,
+                 timestep_spacing: str = "leading", clip_x0: bool = True):
+        family = getattr(process, "family", None)
+        if family not in self.families:
+            raise IncompatibleError(
+                f"{type(self).__name__} does not support noise processes of family {family!r}",
+                f"it supports: {', '.join(self.families)}",
+            )
+        self.process = process
+        self.timestep_spacing = schedules.check_choice(timestep_spacing, schedules.TIMESTEP_SPACINGS,
+                                                       "timestep_spacing")
+        self.clip_x0 = bool(clip_x0)
+        self._plans: dict[tuple[str, torch.dtype], list[tuple]] = {}
+        self.set_timesteps(num_inference_steps)
+
+    # -- what a concrete sampler provides -------------------------------------------------------------------
+    @abstractmethod
+    def step_coefficients(self, alpha_t: Coef, sigma_t: Coef, alpha_s: Coef, sigma_s: Coef
+                          ) -> tuple[Coef, Coef, Coef, Coef]:
+        """``(on_x0, on_xt, on_eps, noise_std)`` of the steps t -> s (see ``posterior``).
+
+        Called once by ``set_timesteps`` with float64 tensors holding every step along the first axis
+        (shapes ``(N, 1, 1, 1)`` or ``(N, 1, H, W)``): the formulas must be elementwise.
+        """
+
+    def previous_timesteps(self, timesteps: list[int]) -> list[int]:
+        """Where each step lands: the next listed timestep, ``-1`` (the data) after the last."""
+        return timesteps[1:] + [-1]
+
+    # -- timesteps and coefficients, computed once ------------------------------------------------------------
+    def set_timesteps(self, num_inference_steps: int | None = None) -> None:
+        n = num_inference_steps
+        if n is None:  # the sampler's default (capped at T), or every timestep
+            n = min(self.default_steps or self.process.num_timesteps, self.process.num_timesteps)
+        ts = schedules.inference_timesteps(self.process.num_timesteps, int(n), self.timestep_spacing)
+        prevs = self.previous_timesteps(ts)
+        self.num_inference_steps = len(ts)
+        self.timesteps = torch.tensor(ts, dtype=torch.long)
+        self.prev_timesteps = torch.tensor(prevs, dtype=torch.long)
+        self._ts = ts
+        # every step's coefficients at once: alpha/sigma of all (t, s) pairs in one batch, elementwise formulas
+        proc = self.process
+        t_all, s_all = torch.tensor(ts, dtype=torch.long), torch.tensor(prevs, dtype=torch.long)
+        a_t, s_t = proc.alpha(t_all, dtype=torch.float64), proc.sigma(t_all, dtype=torch.float64)
+        a_s, s_s = proc.alpha(s_all, dtype=torch.float64), proc.sigma(s_all, dtype=torch.float64)
+        x0_xt, x0_m, eps_xt, eps_m = posterior.prediction_coefficients(a_t, s_t, proc.prediction_type)
+        on_x0, on_xt, on_eps, noise_std = self.step_coefficients(a_t, s_t, a_s, s_s)
+        table = [torch.as_tensor(c, dtype=torch.float64) for c in
+                 (x0_xt, x0_m, on_x0, on_xt + on_eps * eps_xt, on_eps * eps_m, noise_std)]
+        n_steps = len(ts)
+        table = [c.expand(n_steps, *c.shape[1:]) if c.dim() and c.shape[0] == 1 else c for c in table]
+        for c in table:
+            if not bool(torch.isfinite(c).all()):
+                bad = int((~torch.isfinite(c)).reshape(n_steps, -1).any(1).nonzero()[0, 0])
+                raise CardiobenchError(
+                    f"{type(self).__name__}: non-finite step coefficients at timestep {ts[bad]} -> {prevs[bad]}")
+        # per step: (1, ...) values that are constant over the basis become 0-d (-> Python floats)
+        self._table64 = [c.reshape(n_steps) if c.dim() and c[0].numel() == 1 else c for c in table]
+        self._plans = {}
+
+    @property
+    def coefficients(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per step, the six float64 CPU coefficients in ``COEFFICIENTS`` order (0-d or per basis coefficient)."""
+        return [tuple(c[i] for c in self._table64) for i in range(self.num_inference_steps)]
+
+    def _plan(self, device: torch.device, dtype: torch.dtype) -> list[tuple]:
+        """Per step: six coefficients (Python floats or device tensors), zero flags and the scalar recipe.
+
+        Built once per (device, dtype): one transfer per coefficient table; steps hold views into it.
+        """
+        key = (str(device), dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            columns: list[list] = []
+            zero_columns: list[list[bool]] = []
+            for c in self._table64:
+                if c.dim() == 1:  # a scalar per step
+                    columns.append(c.tolist())
+                    zero_columns.append((c == 0).tolist())
+                else:
+                    columns.append(list(c.to(device=device, dtype=dtype).unbind(0)))
+                    zero_columns.append((c == 0).reshape(len(c), -1).all(1).tolist())
+            plan = []
+            for i in range(self.num_inference_steps):
+                conv = tuple(col[i] for col in columns)
+                zeros = tuple(col[i] for col in zero_columns)
+                recipe = _scalar_recipe(list(conv), self.clip_x0) if all(isinstance(c, float) for c in conv) else None
+                plan.append((conv, zeros, recipe))
+            self._plans[key] = plan
+        return plan
+
+    def _scalar_plan(self, plan: list[tuple]) -> bool:
+        return self.process.identity_basis and all(recipe is not None for _, _, recipe in plan)
+
+    @staticmethod
+    def _step_scalar(recipe: tuple, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, out: torch.Tensor,
+                     z: torch.Tensor | None) -> None:
+        """Identity basis, float coefficients: 2 to 5 in-place passes into ``y`` and ``out`` (distinct from x, m).
+
+        See ``_scalar_recipe``: ``y`` is the (clipped) data estimate divided by a constant, ``out`` the new state.
+        """
+        y_k, lo, hi, terms, lead, _ = recipe
+        if y_k is not None:
+            if y_k == 0.0:  # x0 prediction: y = m
+                torch.clamp(m, lo, hi, out=y)
+            else:
+                torch.add(x, m, alpha=y_k, out=y)
+                y.clamp_(lo, hi)
+        src = {"x": x, "m": m, "y": y, "z": z}
+        (n0, _), rest = terms[0], terms[1:]
+        if not rest:
+            torch.mul(src[n0], lead, out=out)
+            return
+        torch.add(src[n0], src[rest[0][0]], alpha=rest[0][1], out=out)
+        for name, ratio in rest[1:]:
+            out.add_(src[name], alpha=ratio)
+        if lead != 1.0:
+            out.mul_(lead)
+
+    @staticmethod
+    def _x0_scalar(recipe: tuple, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The data estimate of a scalar step (computed on demand; valid until the buffers are reused)."""
+        x0_kind = recipe[5]
+        with torch.no_grad():
+            if x0_kind[0] == "y":
+                return y * x0_kind[1]
+            _, x0_xt, x0_m = x0_kind
+            return torch.add(x * x0_xt, m, alpha=x0_m)
+
+    def _step_basis(self, coefs: tuple, zeros: tuple, x: torch.Tensor, m: torch.Tensor,
+                    z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """General path: per-coefficient arithmetic in the process's basis. Returns (x0_hat, x_s) in pixels."""
+        proc = self.process
+        x0_xt, x0_m, on_x0, on_xt, on_m, noise_std = coefs
+        u = proc.to_basis(x)
+        mu = proc.to_basis(m)
+        u0 = x0_m * mu if zeros[0] else (x0_xt * u if zeros[1] else x0_xt * u + x0_m * mu)
+        if self.clip_x0:
+            x0 = proc.from_basis(u0).clamp_(-1.0, 1.0)
+            u0 = proc.to_basis(x0)
+        else:
+            x0 = proc.from_basis(u0)
+        us = on_x0 * u0
+        if not zeros[3]:
+            us = us + on_xt * u
+        if not zeros[4]:
+            us = us + on_m * mu
+        if z is not None:
+            us = us + noise_std * z
+        return x0, proc.from_basis(us)
+
+    def step(self, model_output: torch.Tensor, index: int, x_t: torch.Tensor,
+             noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SampleStep:
+        plan = self._plan(x_t.device, x_t.dtype)
+        coefs, zeros, recipe = plan[index]
+        z = None
+        if not zeros[5]:
+            z = noise if noise is not None else _draw_normal(torch.empty_like(x_t), generator)
+        with torch.no_grad():
+            if self._scalar_plan(plan):
+                y = torch.empty_like(x_t)
+                out = torch.empty_like(x_t)
+                self._step_scalar(recipe, x_t, model_output, y, out, z)
+                x0 = self._x0_scalar(recipe, x_t, model_output, y)
+            else:
+                x0, out = self._step_basis(coefs, zeros, x_t, model_output, z)
+        return SampleStep(index=index, timestep=self._ts[index], x_t=out, x0_pred=x0)
+
+    def iter_sample(self, model_fn: ModelFn, shape: tuple[int, ...], *,
+                    generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32,
+                    x_T: torch.Tensor | None = None) -> Iterator[SampleStep]:
+        device = torch.device(device)
+        plan = self._plan(device, dtype)
+        scalar = self._scalar_plan(plan)
+        shape = tuple(shape)
+        n = len(plan)
+        with torch.no_grad():
+            x = torch.empty(shape, device=device, dtype=dtype)
+            if x_T is not None:
+                x.copy_(x_T)
+            else:
+                _draw_normal(x, generator)
+            spare = torch.empty_like(x)
+            x0 = torch.empty_like(x)
+            z = torch.empty_like(x) if not all(zeros[5] for _, zeros, _ in plan) else None
+            # one (N, B) long tensor of timesteps, moved to the device once; row i is step i's network input
+            t_in = self.timesteps.to(device)[:, None].expand(n, shape[0]).contiguous()
+        ts = self._ts
+        ctx = torch.inference_mode if self.inference_mode else torch.no_grad
+        for i in range(n):
+            coefs, zeros, recipe = plan[i]
+            with ctx():
+                m = model_fn(x, t_in[i])
+                zi = None if zeros[5] else _draw_normal(z, generator)
+                if scalar:
+                    self._step_scalar(recipe, x, m, x0, spare, zi)
+                    x, spare = spare, x
+                    yield _LazyStep(i, ts[i], x, self._x0_scalar, (recipe, spare, m, x0))
+                    continue
+                # results copied into the preallocated (ordinary, non-inference) buffers, as on the fast path
+                x0_new, x_new = self._step_basis(coefs, zeros, x, m, zi)
+                x0.copy_(x0_new)
+                spare.copy_(x_new)
+                x, spare = spare, x
+            yield SampleStep(i, ts[i], x, x0)
+
+    def config(self) -> dict:
+        return {
+            "num_inference_steps": self.num_inference_steps,
+            "timestep_spacing": self.timestep_spacing,
+            "clip_x0": self.clip_x0,
+        }
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({self.process!r}, {opts})"
