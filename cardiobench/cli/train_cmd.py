@@ -12,7 +12,7 @@ from cardiobench.cli.output import console, print_json
 from cardiobench.config import parse_set
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
-from cardiobench.specs import LOSSES, PRECISIONS, TrainSpec
+from cardiobench.specs import LOSSES, TrainSpec
 
 #: training length when neither --steps nor --epochs is given
 DEFAULT_STEPS = 2000
@@ -82,8 +82,6 @@ def train(
     backbone_options = {"size": size, **parse_options(backbone_opt, "--backbone-opt")}
     if steps is None and epochs is None:
         steps = DEFAULT_STEPS
-    if bf16 and "bf16" not in PRECISIONS:  # pragma: no cover - guards a rename
-        raise CardiobenchError("bf16 is not supported")
     spec = TrainSpec(
         dataset=dataset, resolution=resolution, data_seed=data_seed,
         dataset_options=parse_options(dataset_opt, "--dataset-opt"), noise=noise, noise_options=noise_options,

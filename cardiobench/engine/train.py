@@ -175,6 +175,7 @@ class Trainer:
         self.step = 0
         self.loss_history: list[float] = []
         self.seconds = 0.0  # training time over every run of this checkpoint
+        self.images_per_s: float | None = None  # of the latest run that trained
         self._masks: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
 
@@ -300,6 +301,7 @@ class Trainer:
         self.step = int(state["step"])
         self.loss_history = [float(x) for x in state["loss_history"].tolist()]
         self.seconds = float(state.get("meta", {}).get("seconds", 0.0))
+        self.images_per_s = state.get("meta", {}).get("images_per_s")
         ds = state.get("data_state") or {}
         if ds.get("num_items") not in (None, self.num_items):
             raise CardiobenchError(f"the training split has {self.num_items} slices, the checkpoint was trained on "
@@ -354,7 +356,9 @@ class Trainer:
             nonlocal last_save_step, last_save_time
             s = stats()
             self.seconds += time.perf_counter() - last_save_time
-            self.save(checkpoint, images_per_s=s["images_per_s"])
+            if s["images_per_s"] is not None:
+                self.images_per_s = s["images_per_s"]
+            self.save(checkpoint, images_per_s=self.images_per_s)
             last_save_step, last_save_time = self.step, time.perf_counter()
 
         with progress:
@@ -435,8 +439,10 @@ def train(
         total = int(state["total_steps"]) if state is not None else trainer.total_steps
         curve = ckpt.parent / LOSS_CURVE_NAME
         if history and trainer.rank == 0:
-            save_loss_curve(curve, history, title=f"training loss ({rspec.loss}), {rspec.noise}, "
-                                                  f"{rspec.backbone} {rspec.backbone_options.get('size', '')}")
+            pred = rspec.noise_options.get("prediction_type")
+            title = (f"training loss ({rspec.loss}), {rspec.noise}{f' {pred}-prediction' if pred else ''}, "
+                     f"{rspec.backbone} {rspec.backbone_options.get('size', '')}")
+            save_loss_curve(curve, history, title=title)
         return TrainResult(
             checkpoint=ckpt, spec=rspec, spec_hash=h, status=status, step=step, total_steps=total,
             steps_run=stats.get("steps_run", 0), seconds=stats.get("seconds", 0.0),
