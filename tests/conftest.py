@@ -37,3 +37,15 @@ def register_plugin():
     for name in registered:
         if pm.has_plugin(name):
             pm.unregister(name=name)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread: tiny models are faster without OpenMP barriers, and timings stay
+    steady on a busy machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,12 +12,7 @@ TRAIN = ["train", "--size", "tiny", "--resolution", "16", "--timesteps", "50", "
          "--dataset-opt", "train_patients=1", "--dataset-opt", "test_patients=1", "--lr", "1e-3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_then_sample(tmp_path):

@@ -1,7 +1,6 @@
 """A tiny, fast training setup shared by the engine tests (phantom with 1 patient per group, 16x16)."""
 
 import pytest
-import torch
 
 from cardiobench.specs import TrainSpec
 
@@ -12,6 +11,11 @@ TINY = dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every engine test runs on one torch thread (see ``one_thread`` in tests/conftest.py)."""
+
+
 @pytest.fixture
 def tiny_spec():
     def make(**changes) -> TrainSpec:
@@ -19,11 +23,3 @@ def tiny_spec():
 
     return make
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (no OpenMP barriers), and the timing is steadier on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

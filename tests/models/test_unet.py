@@ -8,6 +8,8 @@ from cardiobench.models.unet import SIZES, UNet, build_unet
 from cardiobench.plugins import get_component
 from cardiobench.testing.backbones import BackboneContract
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class TestUNetTiny(BackboneContract):
     backbone = "unet"
