@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.models.plugin",
     "cardiobench.cli.train_cmd",
     "cardiobench.cli.sample_cmd",
+    "cardiobench.cli.bench_cmd",
 )
 
 
