@@ -4,9 +4,11 @@
   device is synchronised both times). Tensors only: the caching allocator's reserve and the CUDA context are
   not counted.
 - CPU (Linux): the peak resident set size ``VmHWM`` of ``/proc/self/status``, reset on entry by writing ``5``
-  to ``/proc/self/clear_refs`` (Linux >= 4.0). This is the whole process (interpreter, torch, the model, the
-  allocator's cached blocks), so it is "how much RAM this needs", not the tensors alone. Where the reset is
-  not allowed the value is the peak since the process started (``kind`` says which).
+  to ``/proc/self/clear_refs`` (Linux >= 4.0), after asking glibc to return freed heap memory to the system
+  (``malloc_trim(0)``), so memory an earlier phase freed does not count. This is the whole process
+  (interpreter, torch, the model, the allocator's cached blocks), so it is "how much RAM this needs", not the
+  tensors alone. Where the reset is not allowed the value is the peak since the process started (``kind``
+  says which).
 - Elsewhere: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak since start).
 """
 
@@ -42,8 +44,21 @@ def proc_status_kib(key: str) -> int | None:
     return None
 
 
+def trim_heap() -> bool:
+    """Return freed heap memory to the system (glibc ``malloc_trim(0)``); ``False`` where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def reset_peak_rss() -> bool:
-    """Reset the process's peak RSS to its current RSS; ``False`` where the OS does not allow it."""
+    """Reset the process's peak RSS to its current RSS (after ``trim_heap``); ``False`` where the OS does not
+    allow it."""
+    trim_heap()
     try:
         _CLEAR_REFS.write_text("5")
     except OSError:
