@@ -112,10 +112,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "options": _OPTIONS,
     },
     "eval": {
-        "num_samples": Key("int", 256, "generated samples scored by the metrics", min=1),
+        "num_samples": Key("int", 256, "generated samples scored by the metrics (segmentation: test images "
+                                       "segmented)", min=1),
         "metrics": Key("list[str]", [], "metric plugin names; empty = every metric that applies to the task"),
         "batch_size": Key("int", 64, "images per feature-extractor call", min=1),
-        "split": Key("str", "test", "real split the samples are compared with"),
+        "split": Key("str", "test", "real split the samples are compared with (segmentation: the split segmented)"),
+        "ensemble_k": Key("int", 5, "segmentation: samples per image, combined by a per-pixel majority vote", min=1),
     },
     "bench": {
         "batch_size": Key("int", 64, "batch size of throughput measurements", min=1),
@@ -410,14 +412,15 @@ def get(cfg: Mapping[str, Mapping[str, Any]], dotted: str) -> Any:
 
 
 # -- typer option helpers ----------------------------------------------------------------------
-def preset_option():
-    """``--preset NAME|FILE`` for a Typer command (default: the quick preset)."""
+def preset_option(default: str | None = DEFAULT_PRESET, note: str = ""):
+    """``--preset NAME|FILE`` for a Typer command (default: the quick preset; ``None``: the command chooses)."""
     import typer
 
     return typer.Option(
-        DEFAULT_PRESET,
+        default,
         "--preset",
-        help="Preset name (" + ", ".join(preset_names()) + ") or path to a TOML file.",
+        help="Preset name (" + ", ".join(preset_names()) + ") or path to a TOML file." + (f" {note}" if note else ""),
+        show_default=default is not None,
     )
 
 
@@ -446,7 +449,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(presets: Iterable[str] = ("quick", "seed-report", "gpu", "tiny")) -> str:
+def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "seed-report", "gpu", "tiny")) -> str:
     """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
     presets = list(presets)
     loaded = {name: load_preset(name) for name in presets}

@@ -40,9 +40,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.evaluator_cmd",
     "cardiobench.diffusion.plugin",
     "cardiobench.models.plugin",
+    "cardiobench.conditioning.plugin",
     "cardiobench.cli.train_cmd",
     "cardiobench.cli.sample_cmd",
     "cardiobench.cli.bench_cmd",
+    "cardiobench.cli.classifier_cmd",
 )
 
 

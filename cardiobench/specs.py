@@ -152,8 +152,9 @@ class SampleSpec(_Spec):
     num_samples: int = 64
     seed: int = 0
     use_ema: bool = True
-    class_label: int | None = None
     guidance_scale: float | None = None
+    guidance: str | None = None  # a sampling-time conditioning method (classifier guidance)
+    guidance_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -164,4 +164,127 @@ def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs:
     return path
 
 
-__all__ = ["PALETTE", "colorize", "mask_grid", "overlay", "save_grid"]
+#: column titles of ``segmentation_grid``
+SEGMENTATION_COLUMNS: tuple[str, ...] = ("image", "ground truth", "prediction", "uncertainty")
+
+
+def heatmap(values: Any, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """(..., H, W) floats -> (..., H, W, 3) uint8 on a black -> red -> yellow ramp (``value_range`` -> 0..1).
+
+    0 is black, 0.5 pure red (255, 0, 0), 1 yellow (255, 255, 0): R rises over the first half, G over the second.
+    """
+    lo, hi = value_range
+    u = np.clip((np.asarray(values, dtype=np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    r = np.clip(2.0 * u, 0.0, 1.0)
+    g = np.clip(2.0 * u - 1.0, 0.0, 1.0)
+    rgb = np.stack([r, g, np.zeros_like(u)], axis=-1)
+    return np.rint(rgb * 255.0).astype(np.uint8)
+
+
+def segmentation_grid(
+    images: Any,
+    truth: Any,
+    pred: Any,
+    uncertainty: Any,
+    n: int = 8,
+    scale: int = 4,
+    pad: int = 2,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """A PIL image with one row per case (the first ``n``) and four columns under a header row:
+    image (grey) | ground truth (``PALETTE``) | prediction (``PALETTE``) | uncertainty (``heatmap``, 0..1).
+
+    images: (N, H, W) float in [0, 1] (or uint8); truth, pred: (N, H, W) labels 0..3; uncertainty: (N, H, W)
+    float in [0, 1] (e.g. the ensemble disagreement of ``cardiobench.metrics.ensemble.majority_vote``).
+    Layout: tiles of (H * scale, W * scale) pixels, ``pad`` pixels around and between them; the header row
+    (column titles, and the heatmap's 0..1 colour scale under "uncertainty") sits on top, so the picture is
+    ``4 * W * scale + 5 * pad`` wide and ``header + n * (H * scale + pad) + pad`` high.
+    """
+    t, p = _as_label_maps(truth), _as_label_maps(pred)
+    if t.shape != p.shape:
+        raise ValueError(f"truth and pred shapes differ: {t.shape} vs {p.shape}")
+    u = np.asarray(uncertainty)
+    if u.shape != t.shape:
+        raise ValueError(f"uncertainty must match the masks: expected {t.shape}, got {u.shape}")
+    total, h, w = t.shape
+    rows = min(max(int(n), 1), total)
+    if rows == 0:
+        raise ValueError("segmentation_grid needs at least one case")
+    scale = max(1, int(scale))
+    imgs = np.asarray(images)
+    grey = _as_grey(imgs[:rows] if imgs.ndim >= 3 else imgs, rows, (h, w), (0.0, 1.0))
+    columns = [grey, colorize(t[:rows]), colorize(p[:rows]), heatmap(u[:rows])]
+    tiles = np.stack(columns, axis=1)  # (rows, 4, H, W, 3)
+    th, tw = h * scale, w * scale
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
+
+    font = _font(max(10, min(tw // 9, 16)))
+    small = _font(max(9, min(tw // 12, 12)))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    _, top, _, bottom = probe.textbbox((0, 0), "Ag", font=font)
+    text_h = int(bottom - top) + 4
+    bar_h = max(6, text_h // 2)  # the heatmap's scale, 0 .. 1, under the uncertainty title
+    header = text_h + bar_h + 3 * pad
+    ncol = len(columns)
+    width = ncol * tw + (ncol + 1) * pad
+    height = header + rows * th + (rows + 1) * pad
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = np.asarray(background, dtype=np.uint8)
+    for r in range(rows):
+        y = header + pad + r * (th + pad)
+        for c in range(ncol):
+            x = pad + c * (tw + pad)
+            canvas[y : y + th, x : x + tw] = tiles[r, c]
+    # colour scale: "0" [black -> yellow ramp] "1", centred in the last column's header
+    x0 = pad + (ncol - 1) * (tw + pad)
+    label_w = int(probe.textlength("0", font=small)) + 3
+    bar_w = max(8, tw // 2)
+    bx = x0 + (tw - bar_w) // 2
+    by = pad + text_h + pad
+    canvas[by : by + bar_h, bx : bx + bar_w] = heatmap(np.linspace(0.0, 1.0, bar_w))[None]
+    img = Image.fromarray(canvas, mode="RGB")
+    draw = ImageDraw.Draw(img)
+    for c, title in enumerate(SEGMENTATION_COLUMNS):
+        x = pad + c * (tw + pad) + tw // 2
+        draw.text((x, pad + text_h // 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+    draw.text((bx - label_w, by + bar_h // 2), "0", fill=(0, 0, 0), font=small, anchor="lm")
+    draw.text((bx + bar_w + 3, by + bar_h // 2), "1", fill=(0, 0, 0), font=small, anchor="lm")
+    return img
+
+
+def save_segmentation_grid(
+    path: str | os.PathLike,
+    images: Any,
+    truth: Any,
+    pred: Any,
+    uncertainty: Any,
+    n: int = 8,
+    scale: int = 4,
+) -> Path:
+    """Write ``segmentation_grid(images, truth, pred, uncertainty, n, scale)`` to ``path`` atomically
+    (format from the suffix, PNG by default); returns the path."""
+    import io
+
+    from cardiobench.paths import atomic_write_bytes
+
+    path = Path(path)
+    img = segmentation_grid(images, truth, pred, uncertainty, n=n, scale=scale)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+__all__ = [
+    "PALETTE",
+    "SEGMENTATION_COLUMNS",
+    "colorize",
+    "heatmap",
+    "mask_grid",
+    "overlay",
+    "save_grid",
+    "save_segmentation_grid",
+    "segmentation_grid",
+]

@@ -13,7 +13,7 @@ from rich.table import Table
 from cardiobench.cli.output import console, print_json
 from cardiobench.config import DEFAULT_PRESET, config_option, preset_option, set_option
 from cardiobench.engine import pipeline
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.results import report
 from cardiobench.results.cli_options import results_option
@@ -21,7 +21,10 @@ from cardiobench.results.store import ResultStore
 
 ARROWS = {"lower": "↓", "higher": "↑"}
 #: metrics shown in the run summary (all are stored; `--json` and the leaderboard show every one)
-HEADLINE = ("fid", "kid", "is", "precision", "recall", "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
+HEADLINE = ("fid", "kid", "is", "precision", "recall", "cond_accuracy", "fid_class_mean", "kid_class_mean",
+            "dice_mean", "dice_lv", "dice_myo", "dice_rv", "hd95_mean", "hd95_lv", "hd95_myo", "hd95_rv",
+            "dice_mean_single", "uncertainty_mean", "uncertainty_fg",
+            "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
 TRAIN_STATUS = {
     "trained": "trained from scratch",
     "resumed": "continued an interrupted training",
@@ -42,6 +45,35 @@ def _split(value: str | None, what: str) -> list[str | None]:
     if not items:
         raise CardiobenchError(f"--{what} is empty", f"give one or more names separated by commas, e.g. --{what} a,b")
     return list(dict.fromkeys(items))
+
+
+def _task_of(conditioning: str | None) -> str | None:
+    """The task a conditioning method implies when ``--task`` is not given (controlnet/concat: segmentation)."""
+    if not conditioning or "," in conditioning:
+        names = [c.strip() for c in (conditioning or "").split(",") if c.strip()]
+    else:
+        names = [conditioning]
+    if not names:
+        return None
+    from cardiobench.plugins import get_component
+
+    tasks = [tuple(get_component("conditioning", n).metadata.get("tasks", ())) for n in names]
+    if tasks and all(t and "generation" not in t and "segmentation" in t for t in tasks):
+        return "segmentation"
+    return None
+
+
+def _default_preset(task: str | None) -> str:
+    """``--preset`` unset: the segmentation preset for segmentation runs, else the default (quick)."""
+    return "segmentation" if task == "segmentation" else DEFAULT_PRESET
+
+
+def _floats(value: str | None, what: str) -> list[float | None]:
+    items = _split(value, what)
+    try:
+        return [None if v is None else float(v) for v in items]
+    except ValueError:
+        raise CardiobenchError(f"--{what} must be numbers separated by commas, got {value!r}", "e.g. 1,3") from None
 
 
 def _fmt(value: Any) -> str:
@@ -65,7 +97,16 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
                           f"{length} · train hash {(rec.train_hash or '-')[:12]}")
     spec.add_row("checkpoint", TRAIN_STATUS.get(outcome.train_status, outcome.train_status))
     steps = plan.sample_steps if plan.sample_steps is not None else "default"
-    spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} samples · seed {plan.sample_seed}")
+    if plan.task == "segmentation":
+        spec.add_row("segmenting", f"{plan.sampler} · {steps} steps · {plan.eval_samples} {plan.eval_split} images "
+                                   f"x {plan.ensemble_k} samples (majority vote) · seed {plan.sample_seed}")
+    else:
+        spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} samples · "
+                                 f"seed {plan.sample_seed}")
+    if plan.conditioning:
+        scale = f" · scale {plan.guidance_scale:g}" if plan.guidance_scale is not None else ""
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(plan.train.conditioning_options.items()) if v is not None)
+        spec.add_row("conditioning", f"{plan.conditioning}{scale}" + (f" · {opts}" if opts else ""))
     spec.add_row("ruler", f"evaluator {rec.evaluator_id}"
                  + (f" (test accuracy {outcome.meta['evaluator_accuracy']:.3f})"
                     if outcome.meta.get("evaluator_accuracy") is not None else ""))
@@ -125,9 +166,15 @@ def run(
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin (default unet)."),
-    conditioning: str = typer.Option(None, "--conditioning", help="Conditioning plugin (none by default)."),
-    task: str = typer.Option(None, "--task", help="generation (default) or segmentation."),
-    preset: str = preset_option(),
+    conditioning: str = typer.Option(None, "--conditioning", help="Conditioning plugin (none by default): "
+                                     "classifier-free, classifier-guidance, controlnet, concat."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", "-s", help="Guidance scale (classifier(-free) "
+                                         "guidance), or the ControlNet conditioning scale."),
+    task: str = typer.Option(None, "--task", help="generation (default) or segmentation (default for controlnet "
+                             "and concat)."),
+    ensemble_k: int = typer.Option(None, "--ensemble-k", "-k", help="Segmentation: samples per image (majority "
+                                   "vote)."),
+    preset: str = preset_option(None, "Default: quick; segmentation for segmentation runs."),
     config_file: str = config_option(),
     sets: list[str] = set_option(),
     steps: int = typer.Option(None, "--steps", help="Sampling (inference) steps."),
@@ -143,11 +190,13 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout; no progress."),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
+    task = task or _task_of(conditioning)
+    preset = preset or _default_preset(task)
     cfg = pipeline.resolve(preset, config_file, _overrides(**{
         "diffusion.noise": noise, "sample.sampler": sampler, "data.dataset": dataset, "data.data_root": data_root,
         "model.backbone": backbone, "conditioning.method": conditioning, "run.task": task, "sample.steps": steps,
         "train.steps": train_steps, "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed,
-        "run.device": device}), sets)
+        "run.device": device, "conditioning.guidance_scale": guidance_scale, "eval.ensemble_k": ensemble_k}), sets)
     plan = pipeline.plan_from_config(cfg)
     store = ResultStore(results)
     out_root = out or store.path.parent
@@ -170,9 +219,12 @@ def compare(
     noise: str = typer.Option("gaussian", "--noise", help="Comma-separated noise processes."),
     sampler: str = typer.Option("ddpm", "--sampler", help="Comma-separated samplers."),
     backbone: str = typer.Option(None, "--backbone", help="Comma-separated backbones."),
+    conditioning: str = typer.Option(None, "--conditioning", help="Comma-separated conditioning methods."),
+    guidance_scale: str = typer.Option(None, "--guidance-scale", "-s", help="Comma-separated guidance scales."),
+    task: str = typer.Option(None, "--task", help="generation (default) or segmentation."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
-    preset: str = preset_option(),
+    preset: str = preset_option(None, "Default: quick; segmentation for segmentation runs."),
     config_file: str = config_option(),
     sets: list[str] = set_option(),
     steps: int = typer.Option(None, "--steps", help="Sampling (inference) steps."),
@@ -193,18 +245,21 @@ def compare(
     term = console(stderr=True)
     plans: list[pipeline.RunPlan] = []
     skipped: list[str] = []
-    for n, s, b in itertools.product(_split(noise, "noise"), _split(sampler, "sampler"),
-                                     _split(backbone, "backbone")):
+    task = task or _task_of(conditioning)
+    preset = preset or _default_preset(task)
+    for n, s, b, c, g in itertools.product(_split(noise, "noise"), _split(sampler, "sampler"),
+                                           _split(backbone, "backbone"), _split(conditioning, "conditioning"),
+                                           _floats(guidance_scale, "guidance-scale")):
         cfg = pipeline.resolve(preset, config_file, _overrides(**{
             "diffusion.noise": n, "sample.sampler": s, "model.backbone": b, "data.dataset": dataset,
             "data.data_root": data_root, "sample.steps": steps, "train.steps": train_steps,
-            "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed, "run.device": device}), sets)
+            "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed, "run.device": device,
+            "conditioning.method": c, "conditioning.guidance_scale": g, "run.task": task}), sets)
         try:
             plans.append(pipeline.plan_from_config(cfg))
-        except CardiobenchError as exc:
-            if "does not support" not in exc.message and "cannot be used" not in exc.message:
-                raise
-            skipped.append(f"{n} x {s}: {exc.format_message()}")
+        except IncompatibleError as exc:
+            what = " x ".join(str(v) for v in (n, s, c, None if g is None else f"s={g:g}") if v is not None)
+            skipped.append(f"{what}: {exc.format_message()}")
     for line in skipped:
         term.print(f"[yellow]skip[/] {line}", soft_wrap=True)
     if not plans:

@@ -8,6 +8,7 @@ import typer
 
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.train_cmd import parse_options, summary_table
+from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 
 
@@ -23,6 +24,10 @@ def sample(
     sampler_opt: list[str] = typer.Option(None, "--sampler-opt", help="Other sampler option KEY=VALUE, e.g. "
                                           "timestep_spacing=trailing."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Samples per network call."),
+    class_name: str = typer.Option(None, "--class", help="Class-conditioned models: draw only this pathology group "
+                                   "(NOR, MINF, DCM, HCM, RV); default: every group in turn."),
+    guidance_scale: float = typer.Option(1.0, "--guidance-scale", "-s", help="Classifier-free guidance scale "
+                                         "(1 = the conditional model)."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights instead of the EMA weights."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
@@ -34,9 +39,17 @@ def sample(
     options = parse_options(sampler_opt, "--sampler-opt")
     if eta is not None:
         options["eta"] = eta
+    labels = None
+    if class_name is not None:
+        from cardiobench.data.base import GROUPS
+
+        if class_name.upper() not in GROUPS:
+            raise CardiobenchError(f"unknown class {class_name!r}", f"use one of: {', '.join(GROUPS)}")
+        labels = [GROUPS.index(class_name.upper())] * num_samples
     result = run_sampling(
         checkpoint, sampler=sampler, steps=steps, num_samples=num_samples, seed=seed, sampler_options=options,
         batch_size=batch_size, use_ema=not no_ema, device=device, quiet=as_json, console=console(stderr=True),
+        labels=labels, guidance_scale=guidance_scale,
     )
     files = write_samples(result, out)
     if as_json:

@@ -54,6 +54,10 @@ def train(
     size: str = typer.Option("small", "--size", help="Named backbone size (unet: tiny, small, base)."),
     backbone_opt: list[str] = typer.Option(None, "--backbone-opt", help="Backbone option KEY=VALUE, e.g. "
                                            "base_channels=48."),
+    conditioning: str = typer.Option(None, "--conditioning", help="Conditioning method that trains the network: "
+                                     "classifier-free, controlnet, concat (docs/conditioning.md)."),
+    conditioning_opt: list[str] = typer.Option(None, "--conditioning-opt", help="Conditioning option KEY=VALUE, "
+                                               "e.g. p_uncond=0.2."),
     steps: int = typer.Option(None, "--steps", help=f"Optimizer steps (default {DEFAULT_STEPS} if no --epochs)."),
     epochs: int = typer.Option(None, "--epochs", help="Passes over the training split (instead of --steps)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Slices per optimizer step."),
@@ -87,8 +91,15 @@ def train(
         dataset_options=parse_options(dataset_opt, "--dataset-opt"), noise=noise, noise_options=noise_options,
         backbone=backbone, backbone_options=backbone_options, steps=steps, epochs=epochs, batch_size=batch_size,
         lr=lr, warmup_steps=warmup_steps, loss=loss, ema_decay=ema_decay, grad_clip=grad_clip, seed=seed,
-        precision="bf16" if bf16 else "fp32",
+        precision="bf16" if bf16 else "fp32", conditioning=conditioning or None,
+        conditioning_options=parse_options(conditioning_opt, "--conditioning-opt"),
     )
+    if conditioning:
+        from cardiobench.plugins import get_component
+
+        if not get_component("conditioning", conditioning).metadata.get("trains_network", True):
+            raise CardiobenchError(f"{conditioning} does not train the diffusion network",
+                                   "train the unconditional model (no --conditioning); see docs/conditioning.md")
     from cardiobench.engine.train import train as run_training
 
     result = run_training(

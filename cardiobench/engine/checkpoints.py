@@ -128,6 +128,32 @@ def find_cached_checkpoint(spec_hash: str) -> Path | None:
     return None
 
 
+#: trained checkpoints shipped with the package, named ``<train spec hash>.pt`` (a read-only cache layer)
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+
+
+def shipped_checkpoint(spec_hash: str) -> Path | None:
+    """The checkpoint of this training spec shipped with cardiobench, or ``None``."""
+    path = SHIPPED_CHECKPOINTS / f"{spec_hash}.pt"
+    return path if path.is_file() else None
+
+
+def install_shipped(spec_hash: str) -> Path | None:
+    """Copy a shipped checkpoint into the cache unless a finished one is there; the cached path, or ``None``."""
+    if find_cached_checkpoint(spec_hash) is not None:
+        return None
+    shipped = shipped_checkpoint(spec_hash)
+    if shipped is None:
+        return None
+    dst = cached_checkpoint_path(spec_hash)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    shutil.copyfile(shipped, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
 def publish(src: Path, dst: Path) -> Path:
     """Place a finished checkpoint at ``dst`` atomically: a hard link when possible, else a copy."""
     dst.parent.mkdir(parents=True, exist_ok=True)

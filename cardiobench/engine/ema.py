@@ -21,7 +21,7 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._src = model
         pairs = zip(self.model.parameters(), model.parameters(), strict=True)
-        self._pairs = [(e, p) for e, p in pairs if p.dtype.is_floating_point]
+        self._pairs = [(e, p) for e, p in pairs if p.dtype.is_floating_point and p.requires_grad]  # frozen: constant
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1.0 + step) / (10.0 + step))

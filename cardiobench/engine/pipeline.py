@@ -22,13 +22,11 @@ from typing import Any
 from rich.console import Console
 
 from cardiobench import config as cfgmod
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.paths import atomic_write_bytes
 from cardiobench.plugins import check_compatible, get_component
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 from cardiobench.specs import TrainSpec
-
-#: trained checkpoints shipped with the package, named ``<train spec hash>.pt``
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
 
 def _accepted(factory: Any, candidates: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +62,11 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
     else:
         backbone_options = {"base_channels": model["base_channels"], "channel_mults": list(model["channel_mults"])}
     backbone_options = {**_accepted(backbone.factory, backbone_options), **(model.get("options") or {})}
+    method = cfg["conditioning"]["method"]
+    trains = bool(method) and get_component("conditioning", method).metadata.get("trains_network", True)
     return TrainSpec(
+        conditioning=method if trains else None,
+        conditioning_options=dict(cfg["conditioning"].get("options") or {}) if trains else {},
         dataset=data["dataset"],
         resolution=data["resolution"],
         data_seed=data["seed"],
@@ -86,6 +88,9 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
     )
 
 
+TASKS = ("generation", "segmentation")
+
+
 @dataclass
 class RunPlan:
     """One benchmark run, fully specified before any work starts."""
@@ -103,6 +108,12 @@ class RunPlan:
     device: str
     data_root: str | None
     config: dict[str, dict[str, Any]] = field(repr=False, default_factory=dict)
+    conditioning: str | None = None
+    conditioning_options: dict[str, Any] = field(default_factory=dict)
+    #: guidance scale (classifier(-free) guidance) or ControlNet conditioning scale; None where a method has none
+    guidance_scale: float | None = None
+    ensemble_k: int = 1
+    eval_split: str = "test"
 
     @property
     def train_hash(self) -> str:
@@ -110,7 +121,7 @@ class RunPlan:
 
     def spec(self) -> dict[str, Any]:
         """Everything that determines the result (not where or how fast it ran)."""
-        return {
+        spec: dict[str, Any] = {
             "task": self.task,
             "train": self.train.to_dict(),
             "train_hash": self.train_hash,
@@ -123,6 +134,12 @@ class RunPlan:
             },
             "eval": {"metrics": sorted(self.metrics)},
         }
+        if self.conditioning:
+            spec["conditioning"] = {"method": self.conditioning, "options": self.conditioning_options,
+                                    "guidance_scale": self.guidance_scale}
+        if self.task == "segmentation":
+            spec["eval"].update(ensemble_k=self.ensemble_k, split=self.eval_split)
+        return spec
 
     @property
     def spec_hash(self) -> str:
@@ -130,24 +147,38 @@ class RunPlan:
 
     @property
     def label(self) -> str:
-        return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset})"
+        cond = ""
+        if self.conditioning:
+            scale = f" s={self.guidance_scale:g}" if self.guidance_scale is not None else ""
+            cond = f", {self.conditioning}{scale}"
+        return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
 
 
 def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
     """Validate the combination and build the plan; raises one-line errors before any work starts."""
     task = cfg["run"]["task"]
-    if task != "generation":
-        raise CardiobenchError(f"task {task!r} is not available in `cardiobench run` yet",
-                               "use --task generation (segmentation needs a conditioning method)")
+    if task not in TASKS:
+        raise CardiobenchError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
     method = cfg["conditioning"]["method"]
+    scale = float(cfg["conditioning"]["guidance_scale"])
+    condition = None
     if method:
-        get_component("conditioning", method)
+        comp = get_component("conditioning", method)
+        condition = comp.metadata.get("condition")
+    if task == "segmentation" and condition != "image":
+        raise IncompatibleError(
+            "segmentation needs an image-conditioning method" + (f"; {method!r} conditions on {condition}s"
+                                                                 if method else ""),
+            "add --conditioning controlnet or --conditioning concat")
     noise, sampler = cfg["diffusion"]["noise"], cfg["sample"]["sampler"]
     check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task)
+    if method == "concat" and scale != 1.0:
+        raise IncompatibleError(f"concat has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
     sampler_comp = get_component("sampler", sampler)
     smp_generic = _accepted(sampler_comp.factory, {"eta": cfg["sample"]["eta"]})
     for name in cfg["eval"]["metrics"]:
         get_component("metric", name)
+    options = dict(cfg["conditioning"].get("options") or {})
     return RunPlan(
         task=task,
         train=train_spec_from_config(cfg),
@@ -162,6 +193,11 @@ def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
         device=cfg["run"]["device"],
         data_root=cfg["data"]["data_root"],
         config=cfg,
+        conditioning=method or None,
+        conditioning_options=options if method else {},
+        guidance_scale=None if not method or method == "concat" else scale,
+        ensemble_k=int(cfg["eval"]["ensemble_k"]) if task == "segmentation" else 1,
+        eval_split=cfg["eval"]["split"],
     )
 
 
@@ -182,38 +218,25 @@ class RunOutcome:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def shipped_checkpoint(train_hash: str) -> Path | None:
-    path = SHIPPED_CHECKPOINTS / f"{train_hash}.pt"
-    return path if path.is_file() else None
-
-
 def _ensure_trained(plan: RunPlan, *, retrain: bool, quiet: bool, console: Console):
     """Train, continue, or reuse the plan's model; the checkpoint lives in the cache."""
-    from cardiobench.engine.checkpoints import cached_checkpoint_path, find_cached_checkpoint
+    from cardiobench.engine.checkpoints import install_shipped
     from cardiobench.engine.train import resolve_spec, train
 
     spec = resolve_spec(plan.train)
-    status_override = None
-    if not retrain and find_cached_checkpoint(spec.hash()) is None:
-        shipped = shipped_checkpoint(spec.hash())
-        if shipped is not None:
-            dst = cached_checkpoint_path(spec.hash())
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_suffix(".tmp")
-            shutil.copyfile(shipped, tmp)
-            tmp.replace(dst)
-            status_override = "reused-shipped"
+    shipped = None if retrain else install_shipped(spec.hash())
     result = train(spec, None, retrain=retrain, device=plan.device, data_root=plan.data_root, quiet=quiet,
                    console=console)
-    return result, (status_override if status_override and result.status == "reused" else result.status)
+    return result, ("reused-shipped" if shipped is not None and result.status == "reused" else result.status)
 
 
-def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int = 24) -> None:
+def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int = 24, guidance: Any = None) -> None:
     """The reverse process of ``n`` samples as an animated GIF (the seed report's Figure 11)."""
     import torch
 
+    from cardiobench.conditioning.base import Condition
     from cardiobench.data.tensors import onehot_to_masks
-    from cardiobench.engine.sample import load_model
+    from cardiobench.engine.sample import balanced_labels, load_model, make_model_fn
     from cardiobench.engine.train import model_channels, resolve_device
     from cardiobench.viz import mask_grid
 
@@ -221,12 +244,18 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
     model, process, tspec, _ = load_model(checkpoint, device=dev)
     smp = get_component("sampler", plan.sampler).create(process, **plan.sampler_options)
     smp.set_timesteps(plan.sample_steps)
+    cond = None
+    if plan.conditioning:  # label-conditioned: every class in turn, one per column
+        cond = Condition(labels=torch.from_numpy(balanced_labels(n)).to(dev))
+    model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=plan.guidance_scale or 1.0,
+                                         guidance=guidance, process=process)
+    smp.inference_mode = not needs_grad
     total = len(smp.timesteps)
     keep = {round(i * (total - 1) / (frames - 1)) for i in range(frames)}
     shape = (n, model_channels(tspec)[1], tspec.resolution, tspec.resolution)
     generator = torch.Generator().manual_seed(plan.sample_seed)
     images = []
-    for step in smp.iter_sample(lambda x, t: model(x, t), shape, generator=generator, device=dev):
+    for step in smp.iter_sample(model_fn, shape, generator=generator, device=dev):
         if step.index in keep:
             masks = onehot_to_masks(step.x_t.float()).cpu().numpy()
             images.append(mask_grid(masks, nrow=4, scale=4).convert("P"))
@@ -236,11 +265,114 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
     tmp.replace(path)
 
 
+def _data_options(plan: RunPlan) -> dict[str, Any]:
+    return {**plan.train.dataset_options, **({"data_root": plan.data_root} if plan.data_root else {}),
+            **({"seed": plan.train.data_seed} if plan.train.data_seed else {})}
+
+
+def _guidance(plan: RunPlan, *, quiet: bool, console: Console):
+    """The sampling-time method (classifier guidance, with its classifier trained or reused), or ``None``."""
+    if not plan.conditioning:
+        return None
+    comp = get_component("conditioning", plan.conditioning)
+    if comp.metadata.get("trains_network", True):
+        return None
+    from cardiobench.engine.train import resolve_spec
+
+    method = comp.create(**plan.conditioning_options)
+    prepare = getattr(method, "prepare", None)
+    if callable(prepare):  # e.g. train or reuse the noisy classifier
+        prepare(resolve_spec(plan.train), device=plan.device, data_root=plan.data_root, quiet=quiet, console=console)
+    return method
+
+
+def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, quiet: bool, console: Console
+                ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
+    """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
+    from cardiobench.engine.sample import sample, write_samples
+    from cardiobench.metrics.api import evaluate_generation
+    from cardiobench.viz import save_grid
+
+    guidance = _guidance(plan, quiet=quiet, console=console)
+    t1 = time.perf_counter()
+    samples = sample(checkpoint, sampler=plan.sampler, steps=plan.sample_steps,
+                     num_samples=plan.eval_samples, seed=plan.sample_seed, sampler_options=plan.sampler_options,
+                     batch_size=plan.sample_batch, device=plan.device, quiet=quiet, console=console,
+                     guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0,
+                     guidance=guidance)
+    t_sample = time.perf_counter() - t1
+    files = write_samples(samples, out_dir)
+    grid = out_dir / "grid.png"
+    save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
+    artefacts: dict[str, str] = {"samples": files["samples"], "sample_grid": str(grid)}
+    t_gif = 0.0
+    if gif:
+        t_gif = time.perf_counter()
+        _gif(plan, checkpoint, out_dir / "reverse.gif", guidance=guidance)
+        artefacts["reverse_gif"] = str(out_dir / "reverse.gif")
+        t_gif = time.perf_counter() - t_gif
+    if not quiet:
+        console.print(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
+    t2 = time.perf_counter()
+    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=_data_options(plan) or None,
+                                     metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed,
+                                     labels=samples.labels)
+    timings = {"sample_s": round(t_sample, 3),
+               "sample_images_per_s": round(len(samples.masks) / t_sample, 3) if t_sample else None,
+               "gif_s": round(t_gif, 3), "eval_s": round(time.perf_counter() - t2, 3)}
+    return evaluation, artefacts, timings
+
+
+def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool, console: Console
+                  ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
+    """Segment test images with a k-sample ensemble, write the artefacts and evaluate Dice/HD95."""
+    import numpy as np
+
+    from cardiobench.data import open_dataset
+    from cardiobench.engine.segment import PREDICTIONS_NAME, segment, write_segmentations
+    from cardiobench.metrics.api import evaluate_segmentation
+    from cardiobench.metrics.ensemble import ensemble_summary
+    from cardiobench.viz import save_segmentation_grid
+
+    t = plan.train
+    source = open_dataset(t.dataset, size=t.resolution, **_data_options(plan))
+    split = source.load(plan.eval_split)
+    if len(split) == 0:
+        raise CardiobenchError(f"the {plan.eval_split} split of {t.dataset!r} is empty", "use --set eval.split=val")
+    n = min(plan.eval_samples, len(split))
+    pick = np.unique(np.linspace(0, len(split) - 1, n).round().astype(int))  # evenly over patients and slices
+    cases = split.subset(pick)
+    t1 = time.perf_counter()
+    result = segment(checkpoint, cases.images, k=plan.ensemble_k, sampler=plan.sampler, steps=plan.sample_steps,
+                     sampler_options=plan.sampler_options, seed=plan.sample_seed, batch_size=plan.sample_batch,
+                     guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0,
+                     device=plan.device, quiet=quiet, console=console)
+    t_sample = time.perf_counter() - t1
+    pred_path = write_segmentations(result, out_dir / PREDICTIONS_NAME)
+    grid = save_segmentation_grid(out_dir / "grid.png", cases.images, cases.masks, result.votes, result.uncertainty,
+                                  n=min(8, len(cases)))
+    if not quiet:
+        console.print(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
+                      f"{t.dataset} {plan.eval_split} split")
+    t2 = time.perf_counter()
+    evaluation = evaluate_segmentation(result.votes, cases.masks, cases.spacing, metrics=plan.metrics or None,
+                                       device=result.device)
+    single = evaluate_segmentation(result.samples[:, 0], cases.masks, cases.spacing, metrics=["dice"])
+    evaluation["metrics"]["dice_mean_single"] = single["metrics"]["dice_mean"]
+    evaluation["directions"]["dice_mean_single"] = "none"
+    summary = ensemble_summary(result.uncertainty, result.votes)
+    evaluation["metrics"].update(summary)
+    evaluation["directions"].update({k: "none" for k in summary})
+    evaluation["meta"].update(n_images=int(len(cases)), ensemble_k=plan.ensemble_k, split=plan.eval_split)
+    timings = {"sample_s": round(t_sample, 3),
+               "sample_images_per_s": round(len(cases) * plan.ensemble_k / t_sample, 3) if t_sample else None,
+               "eval_s": round(time.perf_counter() - t2, 3)}
+    return evaluation, {"segmentations": str(pred_path), "segmentation_grid": str(grid)}, timings
+
+
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,
             quiet: bool = False, console: Console | None = None, gif: bool = True) -> RunOutcome:
     """Run the plan end to end (or return the stored result of an identical finished run)."""
-    from cardiobench.engine.sample import sample, write_samples
-    from cardiobench.metrics.api import evaluate_generation
     from cardiobench.results.environment import collect_environment
 
     console = console or Console(stderr=True)
@@ -254,54 +386,22 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     t0 = time.perf_counter()
     trained, train_status = _ensure_trained(plan, retrain=retrain, quiet=quiet, console=console)
     t_train = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    samples = sample(trained.checkpoint, sampler=plan.sampler, steps=plan.sample_steps,
-                     num_samples=plan.eval_samples, seed=plan.sample_seed, sampler_options=plan.sampler_options,
-                     batch_size=plan.sample_batch, device=plan.device, quiet=quiet, console=console)
-    t_sample = time.perf_counter() - t1
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = write_samples(samples, out_dir)
-    from cardiobench.viz import save_grid
-
-    grid = out_dir / "grid.png"
-    save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
-    artefacts: dict[str, str] = {"samples": files["samples"], "sample_grid": str(grid)}
-    if gif:
-        t_gif = time.perf_counter()
-        _gif(plan, trained.checkpoint, out_dir / "reverse.gif")
-        artefacts["reverse_gif"] = str(out_dir / "reverse.gif")
-        t_gif = time.perf_counter() - t_gif
+    if plan.task == "segmentation":
+        evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, quiet=quiet, console=console)
     else:
-        t_gif = 0.0
+        evaluation, artefacts, timings = _generation(plan, trained.checkpoint, out_dir, gif=gif, quiet=quiet,
+                                                     console=console)
     if trained.loss_curve is not None and Path(trained.loss_curve).is_file():
         shutil.copyfile(trained.loss_curve, out_dir / "loss_curve.png")
         artefacts["loss_curve"] = str(out_dir / "loss_curve.png")
-
-    t2 = time.perf_counter()
-    if not quiet:
-        console.print(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
-    data_options = {**plan.train.dataset_options, **({"data_root": plan.data_root} if plan.data_root else {}),
-                    **({"seed": plan.train.data_seed} if plan.train.data_seed else {})}
-    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=data_options or None,
-                                     metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed)
-    t_eval = time.perf_counter() - t2
     meta = evaluation["meta"]
-    timings = {
-        "train_s": round(t_train, 3),
-        "train_images_per_s": trained.images_per_s,
-        "sample_s": round(t_sample, 3),
-        "sample_images_per_s": round(len(samples.masks) / t_sample, 3) if t_sample else None,
-        "gif_s": round(t_gif, 3),
-        "eval_s": round(t_eval, 3),
-        "total_s": round(time.perf_counter() - t0, 3),
-    }
+    timings = {"train_s": round(t_train, 3), "train_images_per_s": trained.images_per_s, **timings,
+               "total_s": round(time.perf_counter() - t0, 3)}
     metrics_path = out_dir / "metrics.json"
     payload = {"spec": plan.spec(), "spec_hash": spec_hash, "train_status": train_status, **evaluation,
                "timings": timings}
-    tmp = metrics_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(metrics_path)
+    atomic_write_bytes(metrics_path, json.dumps(payload, indent=2, default=str).encode())
     artefacts["metrics"] = str(metrics_path)
     artefacts["checkpoint"] = str(trained.checkpoint)
     record = RunRecord(
@@ -310,7 +410,7 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
         noise=plan.train.noise,
         sampler=plan.sampler,
         backbone=plan.train.backbone,
-        conditioning=None,
+        conditioning=plan.conditioning,
         spec=plan.spec(),
         spec_hash=spec_hash,
         train_hash=trained.spec_hash,
@@ -319,7 +419,7 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
         directions={k: v for k, v in evaluation["directions"].items() if v in ("lower", "higher")},
         evaluator_id=meta.get("evaluator_id"),
         timings=timings,
-        environment=collect_environment(samples.device, train_status=train_status,
+        environment=collect_environment(trained.device, train_status=train_status,
                                         evaluator_accuracy=meta.get("evaluator_accuracy")),
         artefacts=artefacts,
     )

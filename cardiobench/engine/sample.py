@@ -21,10 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cardiobench import __version__
+from cardiobench.conditioning.base import Condition, ConditioningMethod
+from cardiobench.data.base import GROUPS
 from cardiobench.data.tensors import onehot_to_masks
+from cardiobench.diffusion.base import ModelFn
 from cardiobench.engine.checkpoints import load_checkpoint
-from cardiobench.engine.train import build_model, build_process, model_channels, resolve_device
-from cardiobench.errors import CardiobenchError
+from cardiobench.engine.train import build_conditioning, build_model, build_process, model_channels, resolve_device
+from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.paths import atomic_write_bytes
 from cardiobench.plugins import check_compatible, get_component
 from cardiobench.specs import SampleSpec, TrainSpec, canonical_json
@@ -45,6 +48,7 @@ class SampleResult:
     device: str
     checkpoint: str
     files: dict[str, str] = field(default_factory=dict)
+    labels: np.ndarray | None = None  # (N,) requested pathology group of each sample (conditioned generation)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,30 @@ def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: s
     return model, build_process(spec), spec, state
 
 
+def balanced_labels(n: int, num_classes: int = len(GROUPS)) -> np.ndarray:
+    """``n`` class labels cycling through every class (0, 1, ..., K-1, 0, ...): equal counts per class."""
+    return np.arange(n, dtype=np.int64) % num_classes
+
+
+def make_model_fn(model: torch.nn.Module, tspec: TrainSpec, cond: Condition | None = None, *,
+                  guidance_scale: float = 1.0, guidance: ConditioningMethod | None = None, process: Any = None
+                  ) -> tuple[ModelFn, bool]:
+    """``(model_fn, needs_grad)`` for the sampler: the trained model under its own conditioning method, or an
+    unconditional model steered by ``guidance`` (classifier guidance), or the plain model."""
+    method = guidance if guidance is not None else build_conditioning(tspec)
+    if guidance is not None and tspec.conditioning:
+        raise IncompatibleError(f"{guidance.name} steers an unconditional model; this checkpoint is conditioned "
+                                f"with {tspec.conditioning}", "use the unconditional checkpoint of the same spec")
+    if method is None:
+        if cond is not None and (cond.labels is not None or cond.images is not None):
+            raise IncompatibleError("this checkpoint is unconditional: it cannot take class labels or images",
+                                    "train with --conditioning, or sample without labels")
+        return (lambda x, t: model(x, t)), False
+    if cond is None:
+        raise CardiobenchError(f"{method.name} needs a condition ({method.condition}) for every sample")
+    return method.model_fn(model, cond, guidance_scale=guidance_scale, process=process), method.needs_grad
+
+
 def sample(
     checkpoint: str | os.PathLike,
     *,
@@ -91,19 +119,41 @@ def sample(
     device: str = "auto",
     quiet: bool = False,
     console: Console | None = None,
+    labels: np.ndarray | list[int] | None = None,
+    guidance_scale: float = 1.0,
+    guidance: ConditioningMethod | None = None,
 ) -> SampleResult:
     """Draw ``num_samples`` masks from a trained checkpoint with the named sampler plugin.
 
     ``steps``: inference steps (``None`` = the sampler's default); ``sampler_options`` go to the sampler's
-    factory (e.g. ``{"eta": 0.5}`` for DDIM).
+    factory (e.g. ``{"eta": 0.5}`` for DDIM). A label-conditioned model (classifier-free guidance) or one
+    steered by ``guidance`` (classifier guidance) draws sample ``i`` of class ``labels[i]`` (default: every
+    class in turn, equal counts) at ``guidance_scale``.
     """
     if batch_size < 1:
         raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
-    check_compatible(noise=tspec.noise, sampler=sampler)
+    check_compatible(noise=tspec.noise, sampler=sampler,
+                     conditioning=guidance.name if guidance is not None else tspec.conditioning, task="generation")
+    method = guidance if guidance is not None else build_conditioning(tspec)
+    if method is not None and method.condition != "label":
+        raise IncompatibleError(f"{tspec.conditioning} models are image-conditioned (segmentation)",
+                                "use `cardiobench run --task segmentation` (cardiobench.engine.segment)")
+    y = None
+    if method is not None:
+        y = balanced_labels(num_samples) if labels is None else np.asarray(labels, dtype=np.int64)
+        if y.shape != (num_samples,) or y.min() < 0 or y.max() >= len(GROUPS):
+            raise CardiobenchError(f"need {num_samples} class labels in 0..{len(GROUPS) - 1}, got shape {y.shape}")
+    elif labels is not None or float(guidance_scale) != 1.0:
+        what = "class labels" if labels is not None else "a guidance scale"
+        raise IncompatibleError(f"this checkpoint is unconditional: it cannot take {what}",
+                                "train with --conditioning classifier-free, or use --conditioning classifier-guidance")
     sspec = SampleSpec(train_hash=state["spec_hash"], sampler=sampler, sampler_options=dict(sampler_options or {}),
-                       steps=steps, num_samples=num_samples, seed=seed, use_ema=use_ema)
+                       steps=steps, num_samples=num_samples, seed=seed, use_ema=use_ema,
+                       guidance_scale=float(guidance_scale) if method is not None else None,
+                       guidance=guidance.name if guidance is not None else None,
+                       guidance_options=guidance.config() if guidance is not None else {})
     try:
         smp = get_component("sampler", sampler).create(process, **sspec.sampler_options)
     except TypeError as exc:
@@ -112,9 +162,6 @@ def sample(
     channels = model_channels(tspec)[1]
     res = tspec.resolution
     generator = torch.Generator().manual_seed(seed)
-
-    def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return model(x, t)
 
     out: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -125,13 +172,17 @@ def sample(
         done = 0
         while done < num_samples:
             b = min(batch_size, num_samples - done)
+            cond = None if y is None else Condition(labels=torch.from_numpy(y[done:done + b]).to(dev))
+            model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=guidance_scale,
+                                                 guidance=guidance, process=process)
+            smp.inference_mode = not needs_grad
             x_T = torch.randn((b, channels, res, res), generator=generator).to(dev)
             x0 = smp.sample(model_fn, (b, channels, res, res), generator=generator, device=dev, x_T=x_T)
             out.append(onehot_to_masks(x0.float()).cpu().numpy())
             done += b
             progress.update(task, completed=done)
     return SampleResult(masks=np.concatenate(out), spec=sspec, train_spec=tspec, seconds=time.perf_counter() - t0,
-                        device=str(dev), checkpoint=str(checkpoint))
+                        device=str(dev), checkpoint=str(checkpoint), labels=y)
 
 
 def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | None = None) -> dict[str, str]:
@@ -139,7 +190,9 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.savez_compressed(buf, masks=result.masks.astype(np.uint8), metadata=np.array(canonical_json(result.metadata())))
+    extra = {"labels": result.labels.astype(np.int64)} if result.labels is not None else {}
+    np.savez_compressed(buf, masks=result.masks.astype(np.uint8), metadata=np.array(canonical_json(result.metadata())),
+                        **extra)
     atomic_write_bytes(out / SAMPLES_NAME, buf.getvalue())
     grid = save_grid(out / GRID_NAME, result.masks, nrow=nrow, scale=max(1, 96 // result.masks.shape[-1]))
     result.files = {"samples": str(out / SAMPLES_NAME), "grid": str(grid)}

@@ -32,8 +32,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cardiobench import __version__
+from cardiobench.conditioning.base import Condition
 from cardiobench.data import NUM_CLASSES, open_dataset
-from cardiobench.data.tensors import masks_to_onehot
+from cardiobench.data.tensors import images_to_tensor, masks_to_onehot
 from cardiobench.engine.checkpoints import (
     CHECKPOINT_NAME,
     cached_checkpoint_path,
@@ -79,37 +80,65 @@ def build_process(spec: TrainSpec):
 
 
 def model_channels(spec: TrainSpec) -> tuple[int, int]:
-    """(in, out) channels of the backbone: the one-hot mask (4) in and out."""
+    """(in, out) channels of the denoised variable: the one-hot mask (4) in and out (a conditioning method may
+    add input channels, e.g. the MRI image for ``concat``)."""
     return NUM_CLASSES, NUM_CLASSES
 
 
+def build_conditioning(spec: TrainSpec):
+    """The spec's conditioning method (``None`` for an unconditional model), built from its options."""
+    if not spec.conditioning:
+        return None
+    comp = get_component("conditioning", spec.conditioning)
+    try:
+        return comp.create(**spec.conditioning_options)
+    except TypeError as exc:
+        raise CardiobenchError(f"bad option for conditioning {spec.conditioning!r}: {exc}",
+                               "see `cardiobench plugins --kind conditioning` and docs/conditioning.md") from None
+
+
 def build_model(spec: TrainSpec) -> torch.nn.Module:
-    """The backbone, initialised from ``spec.seed`` without touching the caller's global RNG."""
+    """The network of ``spec`` (the backbone, shaped by its conditioning method), initialised from ``spec.seed``
+    without touching the caller's global RNG."""
     cin, cout = model_channels(spec)
+    backbone = get_component("backbone", spec.backbone)
+
+    def make_backbone(in_channels: int, out_channels: int, **extra: Any) -> torch.nn.Module:
+        return backbone.create(in_channels, out_channels, **{**spec.backbone_options, **extra})
+
+    method = build_conditioning(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        model = get_component("backbone", spec.backbone).create(cin, cout, **spec.backbone_options)
+        model = make_backbone(cin, cout) if method is None else method.build_network(make_backbone, cin, cout)
     if not isinstance(model, torch.nn.Module):
         raise CardiobenchError(f"backbone {spec.backbone!r} did not return a torch.nn.Module")
     return model
 
 
 def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | None = None) -> TrainSpec:
-    """``spec`` with every default made explicit (the process's and the backbone's ``config()``).
+    """``spec`` with every default made explicit (the process's, the backbone's and the conditioning's ``config()``).
 
     Two specs that train the same thing (``{"size": "small"}`` vs the same values spelled out) then
-    share one hash; resolving twice changes nothing.
+    share one hash; resolving twice changes nothing. Settings a conditioning method imposes on the backbone
+    (channels, class count) are not backbone options, so a ControlNet's base spec resolves like the
+    unconditional model it is.
     """
     process = process if process is not None else build_process(spec)
     noise_options = {**spec.noise_options, **(process.config() if hasattr(process, "config") else {})}
     backbone_options = dict(spec.backbone_options)
     model = model if model is not None else build_model(spec)
-    if callable(getattr(model, "config", None)):
-        cfg = dict(model.config())
+    inner = getattr(model, "base", model)  # a ControlNet's backbone is its frozen base
+    if callable(getattr(inner, "config", None)):
+        cfg = dict(inner.config())
         for key in ("in_channels", "out_channels"):
             cfg.pop(key, None)
+        if spec.conditioning and cfg.get("num_classes") is not None:  # set by the method, not a backbone option
+            cfg.pop("num_classes")
         backbone_options.update(cfg)
-    return spec.replace(noise_options=noise_options, backbone_options=backbone_options)
+    method = build_conditioning(spec)
+    conditioning_options = {**spec.conditioning_options, **(method.config() if method is not None else {})}
+    return spec.replace(noise_options=noise_options, backbone_options=backbone_options,
+                        conditioning_options=conditioning_options)
 
 
 @dataclass
@@ -155,18 +184,17 @@ class Trainer:
     """
 
     def __init__(self, spec: TrainSpec, *, device: str | torch.device = "auto", data_root: str | None = None):
-        if spec.conditioning:
-            raise CardiobenchError(f"conditioning {spec.conditioning!r} is not supported by the training engine yet",
-                                   "train without --conditioning")
         self.device = resolve_device(device)
         self.data_root = data_root
         self.rank, self.world_size = _dist()
         self.process = build_process(spec)
+        self.method = build_conditioning(spec)
         self.model = build_model(spec).to(self.device)
         self.spec = resolve_spec(spec, self.process, self.model)
         self.spec_hash = self.spec.hash()
         self.ema = EMA(self.model, spec.ema_decay) if spec.ema_decay > 0 else None
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr)
+        params = list(self.method.trainable_parameters(self.model) if self.method else self.model.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=spec.lr)
         self.net: torch.nn.Module = self.model
         if self.world_size > 1:  # pragma: no cover - exercised under torchrun only
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -178,6 +206,15 @@ class Trainer:
         self.images_per_s: float | None = None  # of the latest run that trained
         self._masks: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
+        self._images: torch.Tensor | None = None
+
+    def load_base(self, state: dict[str, torch.Tensor]) -> None:
+        """Before the first step: load a trained base model (a ControlNet's frozen U-Net and its copy)."""
+        if self.step:
+            raise CardiobenchError("the base model can only be loaded before training starts")
+        self.model.load_base(state)
+        if self.ema is not None:
+            self.ema = EMA(self.model, self.spec.ema_decay)
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -194,6 +231,15 @@ class Trainer:
                             f"{s.resolution}x{s.resolution}")
         self._masks = torch.from_numpy(train.masks.astype("uint8"))
         self._labels = torch.as_tensor(train.groups, dtype=torch.long)
+        if self.method is not None and self.method.condition == "image":
+            self._images = images_to_tensor(train.images)
+
+    def condition(self, index: torch.Tensor) -> Condition:
+        """The condition of the training items ``index`` (on the training device)."""
+        assert self._labels is not None
+        labels = self._labels[index].to(self.device)
+        images = self._images[index].to(self.device) if self._images is not None else None
+        return Condition(labels=labels, images=images)
 
     @property
     def num_items(self) -> int:
@@ -242,7 +288,10 @@ class Trainer:
         x_t = self.process.q_sample(x0, t, noise)
         target = self.process.training_target(x0, noise, t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"):
-            out = self.net(x_t, t)
+            if self.method is None:
+                out = self.net(x_t, t)
+            else:
+                out = self.method.forward_train(self.net, x_t, t, self.condition(index), self.generator)
         out = out.float()
         if self.spec.loss == "mse":
             return F.mse_loss(out, target)
@@ -258,7 +307,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.spec.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.spec.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.step)
@@ -406,6 +455,21 @@ def _final_loss(history: list[float]) -> float | None:
     return float(sum(tail) / len(tail))
 
 
+def _base_weights(base_spec: TrainSpec, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """The trained weights (EMA if kept) of the model another one starts from (a ControlNet's base):
+    reused from the cache or the shipped checkpoints, else trained first."""
+    from cardiobench.engine.checkpoints import install_shipped
+
+    console = kwargs.get("console") or Console(stderr=True)
+    resolved = resolve_spec(base_spec)
+    install_shipped(resolved.hash())
+    if not kwargs.get("quiet"):
+        console.print(f"[bold]base model[/] {resolved.short_hash()} ({resolved.noise}, {resolved.backbone})")
+    result = train(resolved, None, **kwargs)
+    state = load_checkpoint(result.checkpoint)
+    return state["ema"] if state.get("ema") is not None else state["model"]
+
+
 def train(
     spec: TrainSpec,
     out_dir: str | Path | None = None,
@@ -475,6 +539,9 @@ def train(
 
     if start is not None and status == "reused":
         return result("reused", {}, start)
+    if start is None and callable(getattr(trainer.method, "base_spec", None)):  # a fresh ControlNet
+        trainer.load_base(_base_weights(trainer.method.base_spec(spec), device=device, data_root=data_root,
+                                        quiet=quiet, console=console))
     if start is not None:
         trainer.load_state_dict(start)
         if trainer.step > trainer.total_steps:

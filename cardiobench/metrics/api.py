@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cardiobench.data.base import GROUPS
 from cardiobench.errors import CardiobenchError, DataError
 from cardiobench.metrics.base import MetricContext, metric_directions
 from cardiobench.metrics.segmentation import as_label_maps, spacing_array
@@ -28,7 +29,7 @@ SEGMENTATION_RULER = "seg-acdc-1"
 
 
 #: display order of the built-in metrics (plugins follow, by name)
-_ORDER = ("fidelity", "dice", "hd95", "memorisation", "anatomy")
+_ORDER = ("fidelity", "conditional", "dice", "hd95", "memorisation", "anatomy")
 
 
 def _metrics_for(task: str, names: list[str] | None):
@@ -69,6 +70,12 @@ def _labels(x, name: str) -> np.ndarray:
         raise DataError(str(exc)) from None
 
 
+def _class_labels(labels, n: int) -> np.ndarray:
+    from cardiobench.metrics.conditional import check_labels
+
+    return check_labels(labels, n)
+
+
 def _inception_id(path) -> str:
     from cardiobench.metrics.fidelity import check_inception_weights
 
@@ -76,10 +83,29 @@ def _inception_id(path) -> str:
     return f"inception-{digest[:12]}"
 
 
+def _reference_pick(train_groups: np.ndarray, labels: np.ndarray | None, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of the training masks that play the real set of the reference row.
+
+    Unconditional: ``n`` at random. Conditional: per group, as many as there are samples requested as that
+    group (all of them when the training split has fewer), so that every per-class reference FID/KID
+    compares sets of the same sizes as the samples' own.
+    """
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.permutation(len(train_groups))[:n])
+    picks = []
+    for g in range(len(GROUPS)):
+        members = np.flatnonzero(train_groups == g)
+        picks.append(rng.permutation(members)[: int((labels == g).sum())])
+    pick = np.concatenate(picks)
+    return np.sort(pick) if len(pick) >= 2 else _reference_pick(train_groups, None, n, seed)
+
+
 def evaluate_generation(
     samples,
     dataset: str = "phantom",
     *,
+    labels=None,
     data_options: dict[str, Any] | None = None,
     metrics: list[str] | None = None,
     device: str = "cpu",
@@ -95,12 +121,19 @@ def evaluate_generation(
     Real masks: the data set's test split (``meta["n_real"]``). The reference row is the same metrics for
     a perfect generator: the test split itself, compared with as many training masks as there are samples
     (fidelity), checked for anatomy, and matched against the training split (memorisation).
+
+    ``labels`` (N,) integers into ``cardiobench.data.GROUPS``: the class each sample was generated for
+    (class-conditional generation; ``None`` = unconditional). With labels the ``conditional`` metric reports
+    ``cond_accuracy`` and FID/KID per class; in the reference row the test masks, labelled with their true
+    groups, play the samples (``cond_accuracy`` = the evaluator's accuracy on real test slices, the ceiling)
+    and the training masks picked per group (as many as samples requested of it) play the real set.
     """
     s = _labels(samples, "samples")
     if s.shape[1] != s.shape[2]:
         raise DataError(f"samples must be square label maps, got {s.shape[1]}x{s.shape[2]}")
     if len(s) < 2:
         raise DataError(f"need at least 2 samples to evaluate, got {len(s)}")
+    y = None if labels is None else _class_labels(labels, len(s))
     size = int(s.shape[-1])
     from cardiobench.metrics.evaluator import get_evaluator, load_splits
 
@@ -110,7 +143,9 @@ def evaluate_generation(
     if len(test) < 2 or len(train) < 2:
         raise CardiobenchError(f"data set {dataset!r} has too few train/test masks ({len(train)}/{len(test)})")
     chosen = _metrics_for("generation", metrics)
-    needs_evaluator = any(name == "fidelity" for name, _ in chosen) and feature_extractor == "domain"
+    conditional = y is not None and any(name == "conditional" for name, _ in chosen)
+    uses_fidelity = any(name == "fidelity" for name, _ in chosen) or conditional
+    needs_evaluator = (uses_fidelity and feature_extractor == "domain") or conditional
     evaluator = get_evaluator(dataset, data_options, log=log) if needs_evaluator else None
     spacing_mm = np.median(np.asarray(test.spacing, dtype=np.float64).reshape(-1, 2), axis=0)
     options = {
@@ -127,6 +162,8 @@ def evaluate_generation(
             real=test.masks,
             train=train.masks,
             evaluator=evaluator,
+            labels=y,
+            real_labels=test.groups,
             device=device,
             options=options,
         )
@@ -135,7 +172,8 @@ def evaluate_generation(
         ref_values: dict[str, float] = {}
         n_ref = min(len(s), len(train))
         if reference:
-            pick = np.sort(np.random.default_rng(seed).permutation(len(train))[:n_ref])
+            pick = _reference_pick(train.groups, y, n_ref, seed)
+            n_ref = len(pick)
             ref_ctx = MetricContext(
                 task="generation",
                 masks=test.masks,
@@ -143,6 +181,8 @@ def evaluate_generation(
                 real=train.masks[pick],
                 train=train.masks,
                 evaluator=evaluator,
+                labels=None if y is None else test.groups,
+                real_labels=train.groups[pick],
                 device=device,
                 options=options,
             )
@@ -157,7 +197,7 @@ def evaluate_generation(
             "evaluator_sha256": evaluator.digest,
             "evaluator_accuracy": evaluator.meta.get("accuracy", {}).get("test"),
         }
-    elif any(name == "fidelity" for name, _ in chosen):
+    elif uses_fidelity:
         ruler = {"evaluator_id": _inception_id(inception_weights), "evaluator_sha256": None, "evaluator_accuracy": None}
     else:
         ruler = {
@@ -176,6 +216,16 @@ def evaluate_generation(
         "n_reference": int(n_ref) if reference else 0,
         "kid_subset_size": ctx.settings.get("kid_subset_size"),
         "isc_splits": ctx.settings.get("isc_splits"),
+        "conditional": conditional,
+        **(
+            {
+                "classifier_id": evaluator.id,
+                "class_counts": ctx.settings.get("class_counts"),
+                "class_kid_subset_size": ctx.settings.get("class_kid_subset_size"),
+            }
+            if conditional and evaluator is not None
+            else {}
+        ),
         "spacing_mm": [float(v) for v in spacing_mm],
         "metrics_run": [name for name, _ in chosen],
         "seconds": {**timings, "total": round(time.perf_counter() - t0, 3)},

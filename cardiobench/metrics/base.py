@@ -21,6 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from cardiobench.data.base import GROUPS
+
 TASKS: tuple[str, ...] = ("generation", "segmentation")
 DIRECTIONS: tuple[str, ...] = ("lower", "higher", "none")
 
@@ -35,6 +37,9 @@ class MetricContext:
     real:      (R, H, W) real masks the samples are compared with: the test split (generation)
     train:     (T, H, W) training masks (generation: memorisation)
     evaluator: the domain evaluator (``cardiobench.metrics.evaluator.Evaluator``), generation only
+    labels:    (N,) int64 class requested for each mask (index into ``cardiobench.data.GROUPS``);
+               ``None`` for unconditional generation (conditional metrics then report nothing)
+    real_labels: (R,) int64 pathology group of each ``real`` mask
     device:    where tensors may go (``"cpu"``, ``"cuda"``, ...), from the engine
     options:   e.g. ``feature_extractor``, ``inception_weights``, ``kid_subset_size``
     settings:  what a metric actually used (adapted sizes...), merged into the result's metadata
@@ -47,6 +52,8 @@ class MetricContext:
     real: np.ndarray | None = None
     train: np.ndarray | None = None
     evaluator: Any = None
+    labels: np.ndarray | None = None
+    real_labels: np.ndarray | None = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +67,17 @@ class Metric(Protocol):
 
     def compute(self, ctx: MetricContext) -> dict[str, float]: ...
 
+
+#: metric-name suffix of each pathology group (``fid_nor``, ...), in ``GROUPS`` order
+CLASS_KEYS: tuple[str, ...] = tuple(g.lower() for g in GROUPS)
+#: the values of the ``conditional`` metric (class-conditional generation)
+CONDITIONAL_KEYS: tuple[str, ...] = (
+    "cond_accuracy",
+    *(f"fid_{k}" for k in CLASS_KEYS),
+    "fid_class_mean",
+    *(f"kid_{k}" for k in CLASS_KEYS),
+    "kid_class_mean",
+)
 
 #: every value the built-in metrics report -> its direction (also registered as plugin metadata)
 METRIC_DIRECTIONS: dict[str, str] = {
@@ -88,6 +106,9 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "hd95_lv": "lower",
     "hd95_mean": "lower",
     "hd95_missing": "lower",
+    # segmentation ensembles (majority vote of k samples): the disagreement map, not ranked
+    "uncertainty_mean": "none",
+    "uncertainty_fg": "none",
 }
 
 
@@ -98,6 +119,7 @@ def _anatomy_directions() -> dict[str, str]:
 
 
 METRIC_DIRECTIONS.update(_anatomy_directions())
+METRIC_DIRECTIONS.update({k: "higher" if k == "cond_accuracy" else "lower" for k in CONDITIONAL_KEYS})
 
 
 def metric_directions() -> dict[str, str]:

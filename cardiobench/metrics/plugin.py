@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from cardiobench.hookspecs import hookimpl
-from cardiobench.metrics.base import METRIC_DIRECTIONS, MetricContext
+from cardiobench.metrics.base import CONDITIONAL_KEYS, METRIC_DIRECTIONS, MetricContext
 from cardiobench.metrics.segmentation import STRUCTURE_KEYS
 
 
@@ -33,6 +33,34 @@ class FidelityMetric:
             device=ctx.device,
             kid_subset_size=opts.get("kid_subset_size"),
             isc_splits=opts.get("isc_splits"),
+        )
+        ctx.settings.update(out.pop("_settings"))
+        return out
+
+
+class ConditionalMetric:
+    """Conditional generation: the evaluator's accuracy on the requested classes, FID/KID per class."""
+
+    name = "conditional"
+    tasks: ClassVar[tuple[str, ...]] = ("generation",)
+    directions = _directions(CONDITIONAL_KEYS)
+
+    def compute(self, ctx: MetricContext) -> dict[str, float]:
+        if ctx.labels is None:  # an unconditional run: nothing to measure, nothing invented
+            return {}
+        from cardiobench.metrics.conditional import conditional_metrics
+
+        opts = ctx.options
+        out = conditional_metrics(
+            ctx.masks,
+            ctx.labels,
+            ctx.real,
+            ctx.real_labels,
+            evaluator=ctx.evaluator,
+            feature_extractor=opts.get("feature_extractor", "domain"),
+            inception_weights=opts.get("inception_weights"),
+            device=ctx.device,
+            kid_subset_size=opts.get("kid_subset_size"),
         )
         ctx.settings.update(out.pop("_settings"))
         return out
@@ -97,7 +125,7 @@ class HD95Metric:
         return {k: v for k, v in out.items() if k.startswith("hd95_") and k != "hd95_unit"}
 
 
-BUILTIN_METRICS = (FidelityMetric, AnatomyMetric, MemorisationMetric, DiceMetric, HD95Metric)
+BUILTIN_METRICS = (FidelityMetric, ConditionalMetric, AnatomyMetric, MemorisationMetric, DiceMetric, HD95Metric)
 
 
 @hookimpl

@@ -110,9 +110,22 @@ class LeaderboardError(CardiobenchError):
 
 
 # -- formatting helpers --------------------------------------------------------------------------
+#: upper-cased parts of composite metric names (structures, pathology groups)
+_ACRONYMS = {"lv", "myo", "rv", "nor", "minf", "dcm", "hcm"}
+_PREFIXES = {"dice": "Dice", "hd95": "HD95", "fid": "FID", "kid": "KID", "cond": "cond.", "uncertainty": "uncertainty"}
+_SUFFIXES = {"single": "(1 sample)", "fg": "foreground", "class": "per class"}
+
+
 def metric_label(name: str) -> str:
-    """``fid`` -> ``FID``, ``hd95`` -> ``HD95``; longer names stay as they are."""
-    return name.upper() if len(name) <= 4 and name.isalnum() else name
+    """``fid`` -> ``FID``, ``hd95`` -> ``HD95``, ``dice_lv`` -> ``Dice LV``, ``fid_class_mean`` -> ``FID per class
+    mean``; other longer names stay as they are."""
+    if len(name) <= 4 and name.isalnum():
+        return name.upper()
+    head, _, rest = name.partition("_")
+    if head not in _PREFIXES or not rest:
+        return name
+    parts = [p.upper() if p in _ACRONYMS else _SUFFIXES.get(p, p) for p in rest.split("_")]
+    return " ".join([_PREFIXES[head], *parts])
 
 
 def decimals_for(values: Iterable[Any]) -> int:
@@ -183,7 +196,15 @@ _IDENTITY: dict[str, tuple[tuple[str, str], ...]] = {
 def cell(run: RunRecord, key: str) -> str:
     """The text of identity column ``key`` for ``run`` ("" when unknown)."""
     spec = run.spec or {}
-    if key in ("noise", "sampler", "backbone", "conditioning"):
+    if key == "conditioning":
+        value = run.conditioning
+        scale = _spec_get(spec, "conditioning.guidance_scale")
+        if value and scale is not None:
+            value = f"{value} s={float(scale):g}"
+        k = _spec_get(spec, "eval.ensemble_k")
+        if value and k is not None:
+            value = f"{value} k={k}"
+    elif key in ("noise", "sampler", "backbone"):
         value = getattr(run, key)
     elif key == "steps":
         value = _spec_get(spec, "sample.steps", "sample_steps", "bench.sample_steps", "steps")

@@ -3,6 +3,7 @@
 import pytest
 
 from cardiobench.engine import pipeline
+from cardiobench.engine.checkpoints import shipped_checkpoint
 from cardiobench.engine.train import resolve_spec
 from cardiobench.errors import CardiobenchError
 
@@ -12,7 +13,7 @@ def test_quick_preset_has_a_shipped_checkpoint_of_the_same_spec(noise):
     cfg = pipeline.resolve("quick", None, {"diffusion.noise": noise}, [])
     plan = pipeline.plan_from_config(cfg)
     h = resolve_spec(plan.train).hash()
-    assert pipeline.shipped_checkpoint(h) is not None, (
+    assert shipped_checkpoint(h) is not None, (
         f"no shipped checkpoint for the quick {noise} spec {h[:12]}: regenerate it with "
         f"`cardiobench run --noise {noise} --sampler ddpm --retrain` and copy it to cardiobench/assets/checkpoints"
     )
@@ -32,6 +33,29 @@ def test_run_spec_hash_changes_with_sampler_but_train_hash_does_not():
     assert a.train_hash == b.train_hash and a.spec_hash != b.spec_hash
 
 
-def test_segmentation_task_is_refused_with_a_clear_error():
-    with pytest.raises(CardiobenchError, match="task 'segmentation'"):
+def test_segmentation_needs_an_image_conditioning_method():
+    with pytest.raises(CardiobenchError, match="segmentation needs an image-conditioning method"):
         pipeline.plan_from_config(pipeline.resolve("quick", None, {"run.task": "segmentation"}, []))
+    with pytest.raises(CardiobenchError, match="unknown task"):
+        pipeline.plan_from_config(pipeline.resolve("quick", None, {"run.task": "segmentaton"}, []))
+
+
+def test_segmentation_preset_controlnet_base_is_the_shipped_quick_model():
+    """The segmentation preset trains on top of the quick unconditional model, which ships with cardiobench."""
+    from cardiobench.conditioning.controlnet import ControlNet
+
+    plan = pipeline.plan_from_config(pipeline.resolve("segmentation", None, {}, []))
+    assert plan.task == "segmentation" and plan.conditioning == "controlnet" and plan.ensemble_k == 5
+    base = resolve_spec(ControlNet().base_spec(resolve_spec(plan.train)))
+    quick = resolve_spec(pipeline.plan_from_config(pipeline.resolve("quick", None, {}, [])).train)
+    assert base.hash() == quick.hash()
+    assert shipped_checkpoint(base.hash()) is not None
+
+
+def test_conditioning_goes_into_the_run_spec_only_when_set():
+    plain = pipeline.plan_from_config(pipeline.resolve("quick", None, {}, []))
+    assert "conditioning" not in plain.spec()  # unconditional run hashes are unchanged by conditioning support
+    cfg = pipeline.plan_from_config(pipeline.resolve("quick", None, {"conditioning.method": "classifier-free",
+                                                                     "conditioning.guidance_scale": 3.0}, []))
+    assert cfg.spec()["conditioning"]["guidance_scale"] == 3.0 and cfg.train.conditioning == "classifier-free"
+    assert cfg.spec_hash != plain.spec_hash and cfg.train_hash != plain.train_hash

@@ -1,0 +1,46 @@
+"""Image-conditioned segmentation by concatenation (the MedSegDiff-style baseline, Wu et al. 2023).
+
+The MRI slice is concatenated to ``x_t`` as an extra input channel, and the U-Net is trained from scratch to
+denoise the mask given the image: ``m = net([x_t, image], t)``. One network evaluation per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cardiobench.conditioning.base import BackboneFactory, Condition, ConditioningMethod
+from cardiobench.diffusion.base import ModelFn
+from cardiobench.errors import CardiobenchError
+
+
+def require_images(cond: Condition, method: str) -> torch.Tensor:
+    if cond.images is None:
+        raise CardiobenchError(f"{method} needs the MRI image of each sample (paired data)")
+    return cond.images
+
+
+class Concat(ConditioningMethod):
+    """Segmentation baseline: the MRI image as extra input channels of the U-Net (trained from scratch)."""
+
+    name = "concat"
+    condition = "image"
+    tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    image_channels = 1
+
+    def build_network(self, make_backbone: BackboneFactory, in_channels: int, out_channels: int) -> nn.Module:
+        return make_backbone(in_channels + self.image_channels, out_channels)
+
+    def forward_train(self, net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Condition,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        return net(torch.cat([x_t, require_images(cond, self.name)], dim=1), t)
+
+    def model_fn(self, net: nn.Module, cond: Condition, *, guidance_scale: float = 1.0,
+                 process: Any = None) -> ModelFn:
+        if float(guidance_scale) != 1.0:
+            raise CardiobenchError(f"concat has no guidance scale (got {guidance_scale})",
+                                   "leave --guidance-scale at 1")
+        images = require_images(cond, self.name)
+        return lambda x, t: net(torch.cat([x, images], dim=1), t)
