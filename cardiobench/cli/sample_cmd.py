@@ -27,7 +27,10 @@ def sample(
     class_name: str = typer.Option(None, "--class", help="Class-conditioned models: draw only this pathology group "
                                    "(NOR, MINF, DCM, HCM, RV); default: every group in turn."),
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", "-s", help="Classifier-free guidance scale "
-                                         "(1 = the conditional model)."),
+                                         "(1 = the conditional model), or classifier-guidance weight w with "
+                                         "--classifier (0 = unguided)."),
+    classifier: Path = typer.Option(None, "--classifier", help="Classifier guidance: steer this unconditional "
+                                    "checkpoint with a noisy classifier file (`cardiobench classifier train`)."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights instead of the EMA weights."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
@@ -46,10 +49,17 @@ def sample(
         if class_name.upper() not in GROUPS:
             raise CardiobenchError(f"unknown class {class_name!r}", f"use one of: {', '.join(GROUPS)}")
         labels = [GROUPS.index(class_name.upper())] * num_samples
+    guidance = None
+    if classifier is not None:
+        from cardiobench.conditioning.classifier import load_classifier
+        from cardiobench.conditioning.classifier_guidance import ClassifierGuidance
+
+        _, cspec, _ = load_classifier(classifier)  # a clear one-line error for a missing or corrupt file
+        guidance = ClassifierGuidance(str(classifier), classifier_size=cspec.size, classifier_steps=cspec.steps)
     result = run_sampling(
         checkpoint, sampler=sampler, steps=steps, num_samples=num_samples, seed=seed, sampler_options=options,
         batch_size=batch_size, use_ema=not no_ema, device=device, quiet=as_json, console=console(stderr=True),
-        labels=labels, guidance_scale=guidance_scale,
+        labels=labels, guidance_scale=guidance_scale, guidance=guidance,
     )
     files = write_samples(result, out)
     if as_json:
@@ -60,6 +70,7 @@ def sample(
                    f"in {result.seconds:.1f} s on {result.device}",
         "sampler": f"{sampler} ({steps or 'default'} steps{', ' + str(options) if options else ''}), seed {seed}, "
                    f"{'raw' if no_ema else 'EMA'} weights",
+        **({"guidance": f"classifier guidance, w = {guidance_scale:g}, classifier {classifier}"} if guidance else {}),
         "label maps": files["samples"],
         "grid": files["grid"],
     }

@@ -98,6 +98,12 @@ class ConditioningMethod(ABC):
         reproducible bit for bit.
         """
 
+    def prepare(self, train_spec: Any, **kwargs: Any) -> Any:
+        """Get ready to sample a model of ``train_spec`` (a ``TrainSpec``): e.g. train or reuse an auxiliary
+        network (classifier guidance's noisy classifier). ``kwargs``: ``device``, ``data_root``, ``quiet``,
+        ``console``. The pipeline calls it before sampling; the default does nothing."""
+        return None
+
     # -- sampling ----------------------------------------------------------------------------------------
     @abstractmethod
     def model_fn(self, net: nn.Module, cond: Condition, *, guidance_scale: float = 1.0,

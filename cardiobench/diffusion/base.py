@@ -128,6 +128,23 @@ class NoiseProcess(ABC):
         on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
         return self.from_basis(on_u0 * u0 + on_eps * eps)
 
+    def model_output_from_eps(self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network output that would mean noise estimate ``eps`` at (x_t, t): inverse of :meth:`predict_eps`.
+
+        In the basis: ``u0 = (u_t - sigma_t ⊙ eps_u) / alpha_t``, then the training target
+        ``on_u0 ⊙ u0 + on_eps ⊙ eps_u`` of ``prediction_type``. Classifier guidance edits the noise
+        estimate and hands the sampler this output. Shapes (B, C, H, W); ``t`` (B,).
+        """
+        if self.prediction_type == "epsilon":
+            return eps
+        dtype = eps.dtype
+        a = self.alpha(t, dtype=dtype)
+        s = self.sigma(t, dtype=dtype)
+        e, u_t = self.to_basis(eps), self.to_basis(x_t)
+        u0 = (u_t - s * e) / a
+        on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
+        return self.from_basis(on_u0 * u0 + on_eps * e)
+
 
 @dataclass
 class SampleStep:

@@ -280,9 +280,9 @@ def _guidance(plan: RunPlan, *, quiet: bool, console: Console):
     from cardiobench.engine.train import resolve_spec
 
     method = comp.create(**plan.conditioning_options)
-    prepare = getattr(method, "prepare", None)
-    if callable(prepare):  # e.g. train or reuse the noisy classifier
-        prepare(resolve_spec(plan.train), device=plan.device, data_root=plan.data_root, quiet=quiet, console=console)
+    # e.g. train or reuse the noisy classifier
+    method.prepare(resolve_spec(plan.train), device=plan.device, data_root=plan.data_root, quiet=quiet,
+                   console=console)
     return method
 
 

@@ -86,3 +86,47 @@ def test_incompatible_conditioning_is_one_line_exit_2(tmp_path, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.db").exists() or not ResultStore(tmp_path / "r.db").runs()
+
+
+def test_classifier_guidance_run_trains_its_classifier_once_and_compares_scales(tmp_path):
+    """The unconditional model steered by a noisy classifier trained (then reused) for its forward process."""
+    from cardiobench.paths import cache_dir
+
+    db = tmp_path / "r.db"
+    opts = ("--set", "conditioning.options.classifier_size=tiny", "--set", "conditioning.options.classifier_steps=20",
+            "--set", "eval.num_samples=10", "--no-gif")
+    res = invoke("compare", "--preset", "tiny", "--conditioning", "classifier-guidance", "--guidance-scale", "0,2",
+                 "--results", str(db), *opts)
+    assert res.exit_code == 0, res.output
+    assert len(list(cache_dir("classifiers").glob("*.pt"))) == 1
+    rows = ResultStore(db).runs()
+    assert sorted(r.spec["conditioning"]["guidance_scale"] for r in rows) == [0.0, 2.0]
+    for row in rows:
+        assert row.conditioning == "classifier-guidance" and 0 <= row.metrics["cond_accuracy"] <= 1
+        assert not row.spec["conditioning"].get("options", {}).get("classifier_checkpoint")
+
+
+def test_sample_steers_an_unconditional_checkpoint_with_a_classifier_file(tmp_path):
+    from cardiobench.paths import cache_dir
+
+    res = invoke("run", "--preset", "tiny", "--results", str(tmp_path / "r.db"), "--no-gif", "--json")
+    assert res.exit_code == 0, res.output
+    ckpt = json.loads(res.stdout)["artefacts"]["checkpoint"]
+    clf = invoke("classifier", "train", "--preset", "tiny", "--size", "tiny", "--steps", "20", "--json")
+    assert clf.exit_code == 0, clf.output
+    path = json.loads(clf.stdout)["path"]
+    assert path.startswith(str(cache_dir("classifiers")))
+    out = tmp_path / "s"
+    res = invoke("sample", "-c", ckpt, "--classifier", path, "-s", "2", "--class", "DCM", "-n", "4", "--steps", "3",
+                 "-o", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    spec = data["sample_spec"]
+    assert spec["guidance"] == "classifier-guidance" and spec["guidance_scale"] == 2.0
+    import numpy as np
+
+    assert np.load(out / "samples.npz")["labels"].tolist() == [2, 2, 2, 2]
+    bad = invoke("sample", "-c", ckpt, "--classifier", str(tmp_path / "none.pt"), "-o", str(out))
+    assert bad.exit_code == 2 and "classifier checkpoint" in bad.stderr
+    nolabel = invoke("sample", "-c", ckpt, "--class", "DCM", "-o", str(out))
+    assert nolabel.exit_code == 2 and "--classifier FILE" in nolabel.stderr
