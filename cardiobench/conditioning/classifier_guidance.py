@@ -88,8 +88,8 @@ class ClassifierGuidance(ConditioningMethod):
 
     Options: ``classifier_size`` (``tiny`` or ``small``) and ``classifier_steps`` name the classifier trained for
     the model's data and forward process (``classifier_spec``); ``classifier_checkpoint`` is the path of its file
-    (filled by ``prepare``, which the pipeline calls; not part of ``config``). ``classifier`` (Python API only) supplies a
-    ready ``(x_t, t) -> logits`` module instead of a file.
+    (filled by ``prepare``, which the pipeline calls; not part of ``config``). ``classifier`` (Python API only)
+    supplies a ready ``(x_t, t) -> logits`` module instead of a file.
     """
 
     name = "classifier-guidance"

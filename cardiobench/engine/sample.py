@@ -149,7 +149,8 @@ def sample(
         what = "class labels" if labels is not None else "a guidance scale"
         raise IncompatibleError(f"this checkpoint is unconditional: it cannot take {what}",
                                 "train with --conditioning classifier-free, or steer it with a noisy classifier "
-                                "(`cardiobench sample --classifier FILE`, `cardiobench run --conditioning classifier-guidance`)")
+                                "(`cardiobench sample --classifier FILE`, "
+                                "`cardiobench run --conditioning classifier-guidance`)")
     sspec = SampleSpec(train_hash=state["spec_hash"], sampler=sampler, sampler_options=dict(sampler_options or {}),
                        steps=steps, num_samples=num_samples, seed=seed, use_ema=use_ema,
                        guidance_scale=float(guidance_scale) if method is not None else None,
