@@ -26,7 +26,7 @@ HEADLINE = ("fid", "kid", "is", "precision", "recall", "cond_accuracy", "fid_cla
             "dice_mean_single", "uncertainty_mean", "uncertainty_fg",
             "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
 TRAIN_STATUS = {
-    "trained": "trained from scratch",
+    "trained": "trained now",
     "resumed": "continued an interrupted training",
     "reused": "reused cached checkpoint",
     "reused-shipped": "reused checkpoint shipped with cardiobench (same spec hash; --retrain to train)",
@@ -95,7 +95,10 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     size = t.backbone_options.get("size") or f"{t.backbone_options.get('base_channels', '?')} ch"
     spec.add_row("model", f"{t.noise} ({t.noise_options.get('prediction_type', '')}) · {t.backbone} {size} · "
                           f"{length} · train hash {(rec.train_hash or '-')[:12]}")
-    spec.add_row("checkpoint", TRAIN_STATUS.get(outcome.train_status, outcome.train_status))
+    status = TRAIN_STATUS.get(outcome.train_status, outcome.train_status)
+    if outcome.meta.get("base_model"):  # e.g. a ControlNet: only its control branch was trained
+        status += f" · on the frozen base model {outcome.meta['base_model'][:12]}"
+    spec.add_row("checkpoint", status)
     steps = plan.sample_steps if plan.sample_steps is not None else "default"
     if plan.task == "segmentation":
         spec.add_row("segmenting", f"{plan.sampler} · {steps} steps · {plan.eval_samples} {plan.eval_split} images "
@@ -114,13 +117,14 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     metrics = Table(title="metrics", header_style="bold", title_justify="left")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
-    metrics.add_column("real vs real", justify="right")
+    if outcome.reference:
+        metrics.add_column("real vs real", justify="right")
     names = [m for m in HEADLINE if m in rec.metrics] + sorted(
         m for m in rec.metrics if m not in HEADLINE and not m.startswith("anatomy_") and not m.endswith("_std"))
     for name in names:
         arrow = ARROWS.get(rec.directions.get(name, ""), "")
-        metrics.add_row(f"{report.metric_label(name)} {arrow}", _fmt(rec.metrics.get(name)),
-                        _fmt(outcome.reference.get(name)) if outcome.reference else "–")
+        ref = [_fmt(outcome.reference.get(name))] if outcome.reference else []
+        metrics.add_row(f"{report.metric_label(name)} {arrow}", _fmt(rec.metrics.get(name)), *ref)
     timing = Table.grid(padding=(0, 2))
     timing.add_column(style="bold")
     timing.add_column()

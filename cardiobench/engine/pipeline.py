@@ -179,6 +179,12 @@ def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
     for name in cfg["eval"]["metrics"]:
         get_component("metric", name)
     options = dict(cfg["conditioning"].get("options") or {})
+    if method:  # the method's options, checked now rather than after training
+        try:
+            comp.create(**options)
+        except TypeError as exc:
+            raise CardiobenchError(f"bad option for conditioning {method!r}: {exc}",
+                                   "see the method's options in docs/conditioning.md") from None
     return RunPlan(
         task=task,
         train=train_spec_from_config(cfg),
@@ -349,8 +355,9 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool
                      device=plan.device, quiet=quiet, console=console)
     t_sample = time.perf_counter() - t1
     pred_path = write_segmentations(result, out_dir / PREDICTIONS_NAME)
-    grid = save_segmentation_grid(out_dir / "grid.png", cases.images, cases.masks, result.votes, result.uncertainty,
-                                  n=min(8, len(cases)))
+    show = np.unique(np.linspace(0, len(cases) - 1, min(8, len(cases))).round().astype(int))  # spread out
+    grid = save_segmentation_grid(out_dir / "grid.png", cases.images[show], cases.masks[show], result.votes[show],
+                                  result.uncertainty[show], n=len(show))
     if not quiet:
         console.print(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
                       f"{t.dataset} {plan.eval_split} split")
@@ -368,6 +375,16 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool
                "sample_images_per_s": round(len(cases) * plan.ensemble_k / t_sample, 3) if t_sample else None,
                "eval_s": round(time.perf_counter() - t2, 3)}
     return evaluation, {"segmentations": str(pred_path), "segmentation_grid": str(grid)}, timings
+
+
+def _base_model_hash(plan: RunPlan) -> str | None:
+    """The train hash of the frozen base model a method builds on (ControlNet), else ``None``."""
+    from cardiobench.engine.train import build_conditioning, resolve_spec
+
+    spec = resolve_spec(plan.train)
+    method = build_conditioning(spec)
+    base_spec = getattr(method, "base_spec", None)
+    return resolve_spec(base_spec(spec)).hash() if callable(base_spec) else None
 
 
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,
@@ -396,6 +413,9 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
         shutil.copyfile(trained.loss_curve, out_dir / "loss_curve.png")
         artefacts["loss_curve"] = str(out_dir / "loss_curve.png")
     meta = evaluation["meta"]
+    base = _base_model_hash(plan)
+    if base:
+        meta["base_model"] = base
     timings = {"train_s": round(t_train, 3), "train_images_per_s": trained.images_per_s, **timings,
                "total_s": round(time.perf_counter() - t0, 3)}
     metrics_path = out_dir / "metrics.json"

@@ -67,7 +67,8 @@ def segment(
     from cardiobench.metrics.ensemble import majority_vote
 
     if k < 1:
-        raise CardiobenchError(f"the ensemble size k must be >= 1, got {k}", "e.g. --set segment.k=5")
+        raise CardiobenchError(f"the ensemble size k must be >= 1, got {k}",
+                               "e.g. --ensemble-k 5 (config key eval.ensemble_k)")
     if batch_size < 1:
         raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
     imgs = np.asarray(images, dtype=np.float32)

@@ -80,6 +80,10 @@ def test_compare_over_guidance_scales_trains_one_model(tmp_path):
     (("--task", "generation", "--conditioning", "controlnet"), "does not apply to task 'generation'"),
     (("--conditioning", "contrlnet"), "did you mean"),
     (("--conditioning", "concat", "--guidance-scale", "2"), "no guidance scale"),
+    (("--task", "segmentation", "--conditioning", "classifier-guidance"), "image-conditioning"),
+    (("--conditioning", "classifier-guidance", "--set", "conditioning.options.foo=1"), "bad option for conditioning"),
+    (("--conditioning", "classifier-guidance", "--set", "conditioning.options.classifier_size=huge"),
+     "unknown classifier size"),
 ])
 def test_incompatible_conditioning_is_one_line_exit_2(tmp_path, args, message):
     res = invoke("run", "--preset", "tiny", *args, "--results", str(tmp_path / "r.db"))

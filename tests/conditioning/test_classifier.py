@@ -208,3 +208,21 @@ def test_a_process_of_another_family_is_rejected(register_plugin):
     register_plugin(Plugin(), "other-noise")
     with pytest.raises(IncompatibleError, match="linear-gaussian"):
         classifier_spec_for(TINY_TRAIN.replace(noise="other-noise", noise_options={}))
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "blurring"])
+def test_the_quick_preset_s_classifiers_ship_with_cardiobench(noise):
+    """`cardiobench run --conditioning classifier-guidance` on the quick models trains nothing."""
+    from cardiobench.engine import pipeline
+    from cardiobench.engine.train import resolve_spec
+
+    plan = pipeline.plan_from_config(pipeline.resolve("quick", None, {"diffusion.noise": noise,
+                                                                       "conditioning.method": "classifier-guidance"},
+                                                      []))
+    h = classifier_spec_for(resolve_spec(plan.train)).hash()
+    path = C.shipped_classifier(h)
+    assert path is not None, (f"no shipped classifier for the quick {noise} spec {h[:12]}: regenerate it with "
+                              f"`cardiobench classifier train --noise {noise} --retrain` and copy it to "
+                              "cardiobench/assets/classifiers")
+    _, spec, meta = load_classifier(path)
+    assert spec.hash() == h and meta["accuracy"]["overall"] > meta["accuracy"]["chance"] + 0.1
