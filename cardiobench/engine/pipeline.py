@@ -292,6 +292,19 @@ def _guidance(plan: RunPlan, *, quiet: bool, console: Console):
     return method
 
 
+def _class_rows(labels: Any, per_class: int) -> tuple[Any, list[str]]:
+    """Indices of up to ``per_class`` samples of each requested class, class by class (equal counts), and the
+    class names: the rows of a class-conditioned sample grid."""
+    import numpy as np
+
+    from cardiobench.data.base import GROUPS
+
+    classes = [c for c in range(len(GROUPS)) if (labels == c).any()]
+    per = min([per_class] + [int((labels == c).sum()) for c in classes])
+    idx = np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes])
+    return idx, [GROUPS[c] for c in classes]
+
+
 def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, quiet: bool, console: Console
                 ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
@@ -309,7 +322,11 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, qu
     t_sample = time.perf_counter() - t1
     files = write_samples(samples, out_dir)
     grid = out_dir / "grid.png"
-    save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
+    if samples.labels is not None:  # class-conditioned: one labelled row per requested class
+        rows, names = _class_rows(samples.labels, per_class=8)
+        save_grid(grid, samples.masks[rows], nrow=len(rows) // len(names), row_labels=names, scale=4)
+    else:
+        save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
     artefacts: dict[str, str] = {"samples": files["samples"], "sample_grid": str(grid)}
     t_gif = 0.0
     if gif:

@@ -59,3 +59,14 @@ def test_conditioning_goes_into_the_run_spec_only_when_set():
                                                                      "conditioning.guidance_scale": 3.0}, []))
     assert cfg.spec()["conditioning"]["guidance_scale"] == 3.0 and cfg.train.conditioning == "classifier-free"
     assert cfg.spec_hash != plain.spec_hash and cfg.train_hash != plain.train_hash
+
+
+def test_class_rows_take_equal_counts_of_each_requested_class_in_order():
+    import numpy as np
+
+    labels = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 2])
+    idx, names = pipeline._class_rows(labels, per_class=3)
+    assert names == ["NOR", "MINF", "DCM", "HCM", "RV"]
+    assert idx.tolist() == [0, 5, 1, 6, 2, 7, 3, 8, 4, 9]  # 2 each: the fewest any class has
+    idx, names = pipeline._class_rows(np.array([2, 2, 2, 4]), per_class=8)
+    assert names == ["DCM", "RV"] and idx.tolist() == [0, 3]
