@@ -84,6 +84,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _classifier_line(path: str) -> str:
+    """The noisy classifier of a classifier-guidance run: its hash and test accuracy at uniform t."""
+    from cardiobench.conditioning.classifier import classifier_report
+
+    try:
+        rep = classifier_report(path)
+    except CardiobenchError:
+        return f"{path} (no longer readable)"
+    acc = (rep.get("accuracy") or {}).get("overall")
+    return f"noisy classifier {str(rep.get('spec_hash'))[:12]} ({rep['spec']['size']}, {rep['spec']['steps']} steps" + (
+        f", test accuracy {acc:.3f} at uniform t)" if acc is not None else ")")
+
+
 def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     rec, plan = outcome.record, outcome.plan
     spec = Table.grid(padding=(0, 2))
@@ -110,6 +123,8 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
         scale = f" · scale {plan.guidance_scale:g}" if plan.guidance_scale is not None else ""
         opts = ", ".join(f"{k}={v}" for k, v in sorted(plan.train.conditioning_options.items()) if v is not None)
         spec.add_row("conditioning", f"{plan.conditioning}{scale}" + (f" · {opts}" if opts else ""))
+    if rec.artefacts.get("classifier"):
+        spec.add_row("classifier", _classifier_line(rec.artefacts["classifier"]))
     spec.add_row("ruler", f"evaluator {rec.evaluator_id}"
                  + (f" (test accuracy {outcome.meta['evaluator_accuracy']:.3f})"
                     if outcome.meta.get("evaluator_accuracy") is not None else ""))

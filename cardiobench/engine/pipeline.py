@@ -328,6 +328,8 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, qu
     else:
         save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
     artefacts: dict[str, str] = {"samples": files["samples"], "sample_grid": str(grid)}
+    if getattr(guidance, "classifier_checkpoint", None):  # classifier guidance: the classifier it used
+        artefacts["classifier"] = str(guidance.classifier_checkpoint)
     t_gif = 0.0
     if gif:
         t_gif = time.perf_counter()
