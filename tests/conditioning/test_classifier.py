@@ -118,10 +118,10 @@ def test_training_is_deterministic_and_cached(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been reused")
 
-    monkeypatch.setattr(C, "train_classifier", no_training)
-    assert prepare_classifier(spec, device="cpu", quiet=True).status == "reused"
-    assert ensure_classifier(spec, device="cpu", quiet=True) == first.path
-    monkeypatch.undo()
+    with monkeypatch.context() as mp:  # (monkeypatch.undo() would also undo conftest's private cache folder)
+        mp.setattr(C, "train_classifier", no_training)
+        assert prepare_classifier(spec, device="cpu", quiet=True).status == "reused"
+        assert ensure_classifier(spec, device="cpu", quiet=True) == first.path
 
     again = prepare_classifier(spec, device="cpu", quiet=True, retrain=True)
     assert again.status == "trained"
