@@ -81,7 +81,8 @@ def diffusers_scheduler(kind: str, steps: int):
 def diffusers_loop(sched, fn, x_T: torch.Tensor, generator: torch.Generator, kind: str) -> torch.Tensor:
     """The denoising loop of diffusers' DDPMPipeline / DDIMPipeline (under ``torch.no_grad``)."""
     x = x_T.clone()
-    extra = {"eta": 0.0} if kind == "ddim" else {}
+    # ours re-derives eps from the clipped x0 (DDIM's use_clipped_model_output, our default): the same arithmetic
+    extra = {"eta": 0.0, "use_clipped_model_output": True} if kind == "ddim" else {}
     with torch.no_grad():
         for t in sched.timesteps:
             m = fn(x, t)

@@ -6,6 +6,14 @@ variance): ``eta = 0`` is deterministic, ``eta = 1`` has DDPM's noise level.
 The step lands on the next listed timestep (``prev_timestep="next"``, the consistent choice). diffusers'
 DDIMScheduler instead always lands on ``t - T // N`` whatever the spacing (``prev_timestep="stride"``);
 both agree for ``leading`` spacing and for ``trailing`` when N divides T.
+
+With ``clip_x0`` the data estimate is clipped to [-1, 1]. ``use_clipped_model_output=True`` (the default here,
+as in lucidrains' ``denoising-diffusion-pytorch``, which re-derives the noise from the clipped x0) then uses
+the noise estimate implied by the clipped data estimate, ``eps_hat = (u_t - alpha_t u0_hat) / sigma_t``, so the
+two terms of the update agree. ``False`` keeps the network's own noise estimate next to the clipped x0
+(diffusers' ``DDIMScheduler`` default): when guidance pushes x0 far outside [-1, 1] (classifier-free guidance
+with an x0-prediction model) the two disagree and the update moves *against* the guidance; see
+docs/diffusion.md. Without clipping both are the same.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ class DDIMSampler(LinearGaussianSampler):
     default_steps = 50
 
     def __init__(self, process: NoiseProcess, num_inference_steps: int | None = None, eta: float = 0.0,
-                 timestep_spacing: str = "leading", clip_x0: bool = True, prev_timestep: str = "next"):
+                 timestep_spacing: str = "leading", clip_x0: bool = True, prev_timestep: str = "next",
+                 use_clipped_model_output: bool = True):
         eta = float(eta)
         if not 0.0 <= eta <= 1.0:
             raise CardiobenchError(f"DDIM eta must be in [0, 1], got {eta}")
@@ -36,6 +45,7 @@ class DDIMSampler(LinearGaussianSampler):
                                    f"use one of: {', '.join(PREV_TIMESTEP_RULES)}")
         self.eta = eta
         self.prev_timestep = prev_timestep
+        self.eps_from_clipped_x0 = bool(use_clipped_model_output)
         super().__init__(process, num_inference_steps=num_inference_steps, timestep_spacing=timestep_spacing,
                          clip_x0=clip_x0)
 
@@ -49,4 +59,5 @@ class DDIMSampler(LinearGaussianSampler):
         return posterior.ddim_coefficients(alpha_t, sigma_t, alpha_s, sigma_s, self.eta)
 
     def config(self) -> dict:
-        return {**super().config(), "eta": self.eta, "prev_timestep": self.prev_timestep}
+        return {**super().config(), "eta": self.eta, "prev_timestep": self.prev_timestep,
+                "use_clipped_model_output": self.eps_from_clipped_x0}

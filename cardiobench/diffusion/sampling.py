@@ -11,6 +11,11 @@ with ``u0_hat`` and ``eps_hat`` linear in ``u_t`` and the model output ``m`` (``
     u0_hat = x0_xt u_t + x0_m m            (then clipped to [-1, 1] in pixel space if clip_x0)
     u_s    = on_x0 u0_hat + (on_xt + on_eps eps_xt) u_t + (on_eps eps_m) m + noise_std z
 
+or, when the noise estimate is re-derived from the clipped ``u0_hat`` (``eps_from_clipped_x0``, DDIM's
+``use_clipped_model_output``: ``eps_hat = (u_t - alpha_t u0_hat) / sigma_t``)::
+
+    u_s    = (on_x0 - on_eps alpha_t / sigma_t) u0_hat + (on_xt + on_eps / sigma_t) u_t + noise_std z
+
 For a process with ``identity_basis`` (Gaussian DDPM) the coefficients are Python floats and a step is a
 handful of in-place tensor passes into preallocated buffers: no tensor is built per step, no host-device
 synchronisation, no allocation. Other processes (blurring) go through ``to_basis``/``from_basis`` with
@@ -97,6 +102,9 @@ class LinearGaussianSampler(Sampler):
 
     families = ("linear-gaussian",)
     default_steps: int | None = None
+    #: with ``clip_x0``, use the noise estimate implied by the *clipped* data estimate in the update (DDIM's
+    #: ``use_clipped_model_output``); it matters only for samplers whose update has an ``eps_hat`` term
+    eps_from_clipped_x0: bool = False
 
     def __init__(self, process: NoiseProcess, *, num_inference_steps: int | None = None,
                  timestep_spacing: str = "leading", clip_x0: bool = True):
@@ -145,8 +153,12 @@ class LinearGaussianSampler(Sampler):
         a_s, s_s = proc.alpha(s_all, dtype=torch.float64), proc.sigma(s_all, dtype=torch.float64)
         x0_xt, x0_m, eps_xt, eps_m = posterior.prediction_coefficients(a_t, s_t, proc.prediction_type)
         on_x0, on_xt, on_eps, noise_std = self.step_coefficients(a_t, s_t, a_s, s_s)
-        table = [torch.as_tensor(c, dtype=torch.float64) for c in
-                 (x0_xt, x0_m, on_x0, on_xt + on_eps * eps_xt, on_eps * eps_m, noise_std)]
+        if self.clip_x0 and self.eps_from_clipped_x0:
+            # eps_hat re-derived from the clipped data estimate: eps_hat = (u_t - alpha_t ⊙ u0_hat) / sigma_t
+            on_x0, on_xt_all, on_m = on_x0 - on_eps * a_t / s_t, on_xt + on_eps / s_t, 0.0 * on_eps
+        else:
+            on_xt_all, on_m = on_xt + on_eps * eps_xt, on_eps * eps_m
+        table = [torch.as_tensor(c, dtype=torch.float64) for c in (x0_xt, x0_m, on_x0, on_xt_all, on_m, noise_std)]
         n_steps = len(ts)
         table = [c.expand(n_steps, *c.shape[1:]) if c.dim() and c.shape[0] == 1 else c for c in table]
         for c in table:

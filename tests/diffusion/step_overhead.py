@@ -60,11 +60,12 @@ def main(threads: int = 2, repeats: int = 15) -> None:
     ddpm = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
     ddpm.set_timesteps(1000)
     cases = [
-        ("DDIM-50 eta=0 clip", lambda: ours(DDIMSampler(p, 50), 49, model), lambda: theirs(ddim, 49, model)),
+        ("DDIM-50 eta=0 clip", lambda: ours(DDIMSampler(p, 50), 49, model),
+         lambda: theirs(ddim, 49, model, use_clipped_model_output=True)),
         ("DDIM-50 eta=0 no clip", lambda: ours(DDIMSampler(p, 50, clip_x0=False), 49, model),
          lambda: theirs(ddim_noclip, 49, model)),
         ("DDIM-50 eta=1 clip", lambda: ours(DDIMSampler(p, 50, eta=1.0), 49, model),
-         lambda: theirs(ddim, 49, model, eta=1.0)),
+         lambda: theirs(ddim, 49, model, eta=1.0, use_clipped_model_output=True)),
         ("DDPM-1000 clip", lambda: ours(DDPMSampler(p), 100, model), lambda: theirs(ddpm, 100, model)),
     ]
     for name, fo, ft in cases:

@@ -22,13 +22,16 @@ PREDICTIONS = {"epsilon": "epsilon", "v": "v_prediction", "x0": "sample"}
 SHAPE = (3, 2, 5, 5)
 
 
-def fixed_network(alphas_cumprod: torch.Tensor, prediction_type: str):
-    """A deterministic, nonlinear stand-in for a trained network: it 'believes' x0 = tanh(1.5 x + 0.3 cos x)."""
+def fixed_network(alphas_cumprod: torch.Tensor, prediction_type: str, gain: float = 1.0):
+    """A deterministic, nonlinear stand-in for a trained network: it 'believes' x0 = gain tanh(1.5 x + 0.3 cos x).
+
+    ``gain > 1`` overshoots [-1, 1] (as a guided x0 estimate does), so clipping x0 changes the step.
+    """
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         abar = alphas_cumprod.to(x.dtype)[t].reshape(-1, 1, 1, 1)
         a, s = abar.sqrt(), (1 - abar).sqrt()
-        x0 = torch.tanh(1.5 * x + 0.3 * torch.cos(x))
+        x0 = gain * torch.tanh(1.5 * x + 0.3 * torch.cos(x))
         eps = (x - a * x0) / s
         return {"epsilon": eps, "x0": x0, "v": a * eps - s * x0}[prediction_type]
 
@@ -42,15 +45,17 @@ def _to_float64(scheduler) -> None:
             setattr(scheduler, name, getattr(scheduler, name).double())
 
 
-def ddim_max_diff(schedule, ptype, steps, spacing, eta, clip, dtype, prev_timestep="stride"):
+def ddim_max_diff(schedule, ptype, steps, spacing, eta, clip, dtype, prev_timestep="stride", use_clipped=True,
+                  gain=1.0):
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule=SCHEDULES[schedule],
                                   prediction_type=PREDICTIONS[ptype], clip_sample=clip, timestep_spacing=spacing)
     ref.set_timesteps(steps)
-    fn = fixed_network(ref.alphas_cumprod, ptype)
+    fn = fixed_network(ref.alphas_cumprod, ptype, gain)
     if dtype == torch.float64:
         _to_float64(ref)
     ours = DDIMSampler(GaussianProcess(1000, beta_schedule=schedule, prediction_type=ptype), steps, eta=eta,
-                       timestep_spacing=spacing, clip_x0=clip, prev_timestep=prev_timestep)
+                       timestep_spacing=spacing, clip_x0=clip, prev_timestep=prev_timestep,
+                       use_clipped_model_output=use_clipped)
     assert ours.timesteps.tolist() == ref.timesteps.tolist()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(SHAPE, generator=g, dtype=dtype)
@@ -59,7 +64,8 @@ def ddim_max_diff(schedule, ptype, steps, spacing, eta, clip, dtype, prev_timest
     for i, t in enumerate(ref.timesteps.tolist()):
         noise = torch.randn(SHAPE, generator=g, dtype=dtype)
         tb = torch.full((SHAPE[0],), t)
-        theirs = ref.step(fn(x, tb), t, x, eta=eta, variance_noise=noise if eta > 0 else None)
+        theirs = ref.step(fn(x, tb), t, x, eta=eta, variance_noise=noise if eta > 0 else None,
+                          use_clipped_model_output=use_clipped)
         mine = ours.step(fn(y, tb), i, y, noise=noise)
         worst = max(worst, float((theirs.pred_original_sample - mine.x0_pred).abs().max()) * 1e-3,
                     float((theirs.prev_sample - mine.x_t).abs().max()))
@@ -110,11 +116,40 @@ DDPM_CASES = [  # steps, variance, clip
 ]
 
 
+@pytest.mark.parametrize("ptype", PREDICTIONS)
+@pytest.mark.parametrize("use_clipped", [True, False])
+def test_ddim_with_an_overshooting_x0_matches_diffusers_in_both_clipping_modes(ptype, use_clipped):
+    """x0 estimates beyond [-1, 1] (guidance) are clipped; the noise estimate is the network's own
+    (use_clipped_model_output=False, diffusers' default) or re-derived from the clipped x0 (True, ours)."""
+    for steps, spacing, eta in [(25, "leading", 0.0), (10, "trailing", 1.0)]:
+        diff = ddim_max_diff("cosine", ptype, steps, spacing, eta, True, torch.float64, use_clipped=use_clipped,
+                             gain=1.8)
+        assert diff < 1e-9, (ptype, steps, spacing, eta, diff)
+
+
+@pytest.mark.parametrize("ptype", PREDICTIONS)
+def test_the_two_clipping_modes_differ_when_x0_overshoots(ptype):
+    """So the parity test above compares two different things (and neither is vacuous)."""
+    proc = GaussianProcess(1000, prediction_type=ptype)
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def midway(gain: float, use_clipped: bool) -> torch.Tensor:  # x_t after 12 of 25 steps
+        fn = fixed_network(ref.alphas_cumprod, ptype, gain)
+        steps = DDIMSampler(proc, 25, use_clipped_model_output=use_clipped).iter_sample(
+            fn, SHAPE, x_T=x_T, dtype=torch.float64)
+        return next(s.x_t for s in steps if s.index == 11).clone()
+
+    assert float((midway(1.8, True) - midway(1.8, False)).abs().max()) > 1e-2
+    assert float((midway(1.0, True) - midway(1.0, False)).abs().max()) < 1e-9  # no overshoot: the same
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("ptype", PREDICTIONS)
-def test_ddim_matches_diffusers_float64(schedule, ptype):
+@pytest.mark.parametrize("use_clipped", [True, False])
+def test_ddim_matches_diffusers_float64(schedule, ptype, use_clipped):
     for steps, spacing, eta, clip in DDIM_CASES:
-        diff = ddim_max_diff(schedule, ptype, steps, spacing, eta, clip, torch.float64)
+        diff = ddim_max_diff(schedule, ptype, steps, spacing, eta, clip, torch.float64, use_clipped=use_clipped)
         assert diff < 1e-9, (schedule, ptype, steps, spacing, eta, clip, diff)
 
 
