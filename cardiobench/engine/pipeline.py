@@ -251,7 +251,12 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
     smp = get_component("sampler", plan.sampler).create(process, **plan.sampler_options)
     smp.set_timesteps(plan.sample_steps)
     cond = None
-    if plan.conditioning:  # label-conditioned: every class in turn, one per column
+    nrow = 4
+    if plan.conditioning:  # label-conditioned: every class in turn, one class per column
+        from cardiobench.data.base import GROUPS
+
+        nrow = len(GROUPS)
+        n = nrow * max(1, round(n / nrow))
         cond = Condition(labels=torch.from_numpy(balanced_labels(n)).to(dev))
     model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=plan.guidance_scale or 1.0,
                                          guidance=guidance, process=process)
@@ -264,7 +269,7 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
     for step in smp.iter_sample(model_fn, shape, generator=generator, device=dev):
         if step.index in keep:
             masks = onehot_to_masks(step.x_t.float()).cpu().numpy()
-            images.append(mask_grid(masks, nrow=4, scale=4).convert("P"))
+            images.append(mask_grid(masks, nrow=nrow, scale=4).convert("P"))
     images += [images[-1]] * 6  # linger on the result
     tmp = path.with_suffix(".tmp.gif")
     images[0].save(tmp, save_all=True, append_images=images[1:], duration=120, loop=0)
