@@ -114,6 +114,8 @@ class RunPlan:
     guidance_scale: float | None = None
     ensemble_k: int = 1
     eval_split: str = "test"
+    #: the sampler's every option as built (defaults included), so a changed default changes the run hash
+    sampler_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def train_hash(self) -> str:
@@ -131,6 +133,7 @@ class RunPlan:
                 "steps": self.sample_steps,
                 "seed": self.sample_seed,
                 "num_samples": self.eval_samples,
+                **({"resolved": self.sampler_config} if self.sampler_config else {}),
             },
             "eval": {"metrics": sorted(self.metrics)},
         }
@@ -152,6 +155,21 @@ class RunPlan:
             scale = f" s={self.guidance_scale:g}" if self.guidance_scale is not None else ""
             cond = f", {self.conditioning}{scale}"
         return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
+
+
+def _sampler_config(comp: Any, train: TrainSpec, options: dict[str, Any], steps: int | None) -> dict[str, Any]:
+    """The sampler's resolved options (its ``config()``), built on the run's noise process; ``{}`` if it has none."""
+    from cardiobench.engine.train import build_process, resolve_spec
+
+    try:
+        sampler = comp.create(build_process(resolve_spec(train)), **options)
+    except TypeError as exc:
+        raise CardiobenchError(f"bad option for sampler {comp.name!r}: {exc}",
+                               "see `cardiobench plugins --kind sampler` and docs/diffusion.md") from None
+    if steps is not None:
+        sampler.set_timesteps(steps)
+    config = getattr(sampler, "config", None)
+    return json.loads(json.dumps(config(), default=str)) if callable(config) else {}
 
 
 def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
@@ -185,11 +203,14 @@ def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
         except TypeError as exc:
             raise CardiobenchError(f"bad option for conditioning {method!r}: {exc}",
                                    "see the method's options in docs/conditioning.md") from None
+    train = train_spec_from_config(cfg)
+    sampler_options = {**smp_generic, **(cfg["sample"].get("options") or {})}
     return RunPlan(
         task=task,
-        train=train_spec_from_config(cfg),
+        train=train,
         sampler=sampler,
-        sampler_options={**smp_generic, **(cfg["sample"].get("options") or {})},
+        sampler_options=sampler_options,
+        sampler_config=_sampler_config(sampler_comp, train, sampler_options, cfg["sample"]["steps"]),
         sample_steps=cfg["sample"]["steps"],
         sample_seed=cfg["sample"]["seed"],
         sample_batch=cfg["sample"]["batch_size"],

@@ -70,3 +70,22 @@ def test_class_rows_take_equal_counts_of_each_requested_class_in_order():
     assert idx.tolist() == [0, 5, 1, 6, 2, 7, 3, 8, 4, 9]  # 2 each: the fewest any class has
     idx, names = pipeline._class_rows(np.array([2, 2, 2, 4]), per_class=8)
     assert names == ["DCM", "RV"] and idx.tolist() == [0, 3]
+
+
+def test_run_spec_holds_the_sampler_s_resolved_options_so_a_changed_default_changes_the_hash(monkeypatch):
+    from cardiobench.diffusion.ddim import DDIMSampler
+
+    plan = pipeline.plan_from_config(pipeline.resolve("quick", None, {"sample.sampler": "ddim"}, []))
+    resolved = plan.spec()["sample"]["resolved"]
+    assert resolved["use_clipped_model_output"] is True and resolved["eta"] == 0.0
+    assert resolved["num_inference_steps"] == 50
+    before = plan.spec_hash
+    original = DDIMSampler.__init__
+
+    def other_default(self, *args, **kwargs):
+        kwargs.setdefault("use_clipped_model_output", False)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DDIMSampler, "__init__", other_default)
+    again = pipeline.plan_from_config(pipeline.resolve("quick", None, {"sample.sampler": "ddim"}, []))
+    assert again.spec_hash != before and again.train_hash == plan.train_hash
