@@ -118,32 +118,32 @@ class NoiseProcess(ABC):
         """
         return self._split_prediction(model_output, x_t, t)[1]
 
-    def model_output_from(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network output that would mean data estimate ``x0`` at (x_t, t): inverse of :meth:`predict_x0`."""
-        dtype = x0.dtype
-        a = self.alpha(t, dtype=dtype)
-        s = self.sigma(t, dtype=dtype)
-        u0, u_t = self.to_basis(x0), self.to_basis(x_t)
-        eps = (u_t - a * u0) / s
+    def _model_output(self, estimate: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, of: str) -> torch.Tensor:
+        """The network output meaning data estimate (``of="x0"``) or noise estimate (``of="eps"``) at (x_t, t).
+
+        In the basis, ``u_t = alpha_t ⊙ u0 + sigma_t ⊙ eps`` gives the other estimate; the output is the training
+        target ``on_u0 ⊙ u0 + on_eps ⊙ eps`` of ``prediction_type``.
+        """
+        a = self.alpha(t, dtype=estimate.dtype)
+        s = self.sigma(t, dtype=estimate.dtype)
+        v, u_t = self.to_basis(estimate), self.to_basis(x_t)
+        u0, eps = (v, (u_t - a * v) / s) if of == "x0" else ((u_t - s * v) / a, v)
         on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
         return self.from_basis(on_u0 * u0 + on_eps * eps)
+
+    def model_output_from(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network output that would mean data estimate ``x0`` at (x_t, t): inverse of :meth:`predict_x0`."""
+        return self._model_output(x0, x_t, t, "x0")
 
     def model_output_from_eps(self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network output that would mean noise estimate ``eps`` at (x_t, t): inverse of :meth:`predict_eps`.
 
-        In the basis: ``u0 = (u_t - sigma_t ⊙ eps_u) / alpha_t``, then the training target
-        ``on_u0 ⊙ u0 + on_eps ⊙ eps_u`` of ``prediction_type``. Classifier guidance edits the noise
-        estimate and hands the sampler this output. Shapes (B, C, H, W); ``t`` (B,).
+        Classifier guidance edits the noise estimate and hands the sampler this output. Shapes (B, C, H, W);
+        ``t`` (B,). For epsilon prediction it is ``eps`` itself.
         """
         if self.prediction_type == "epsilon":
             return eps
-        dtype = eps.dtype
-        a = self.alpha(t, dtype=dtype)
-        s = self.sigma(t, dtype=dtype)
-        e, u_t = self.to_basis(eps), self.to_basis(x_t)
-        u0 = (u_t - s * e) / a
-        on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
-        return self.from_basis(on_u0 * u0 + on_eps * e)
+        return self._model_output(eps, x_t, t, "eps")
 
 
 @dataclass
