@@ -38,8 +38,8 @@ def _print_report(report: dict[str, Any], status: str | None = None) -> None:
         out.print(f"status: {STATUS.get(status, status)}")
     acc = report.get("accuracy") or {}
     if acc:
-        table = Table(title=f"test-split accuracy by timestep (n = {acc.get('n')}, chance {acc.get('chance')})",
-                      header_style="bold")
+        out.print(f"test-split accuracy by timestep (n = {acc.get('n')}, chance {acc.get('chance')}):")
+        table = Table(header_style="bold")
         for col in ("t", "accuracy", "cross-entropy"):
             table.add_column(col, justify="right" if col != "t" else "left")
         for name, b in (acc.get("buckets") or {}).items():
