@@ -131,7 +131,9 @@ class ControlNet(ConditioningMethod):
     """ControlNet on the trained unconditional mask model of the same spec: image-conditioned segmentation.
 
     Options: ``base_steps`` (training length of the base model; ``None`` = the same ``steps``/``epochs`` as
-    this training), ``hint_channels`` (widths of the hint encoder's hidden convolutions). The sampling
+    this training), ``base_dataset_options`` (the base model's data-set options; ``None`` = this training's,
+    e.g. ``{}`` keeps the base on the full training split while the ControlNet trains on a smaller one),
+    ``hint_channels`` (widths of the hint encoder's hidden convolutions). The sampling
     ``guidance_scale`` is the ControlNet conditioning scale ``s`` multiplying every residual (1 = as trained).
     """
 
@@ -140,22 +142,33 @@ class ControlNet(ConditioningMethod):
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
     image_channels = 1
 
-    def __init__(self, base_steps: int | None = None, hint_channels: list[int] | tuple[int, ...] = (16, 32)):
+    def __init__(self, base_steps: int | None = None, hint_channels: list[int] | tuple[int, ...] = (16, 32),
+                 base_dataset_options: dict[str, Any] | None = None):
         if base_steps is not None and (not isinstance(base_steps, int) or base_steps < 1):
             raise CardiobenchError(f"base_steps must be a positive integer, got {base_steps!r}")
+        if base_dataset_options is not None and not isinstance(base_dataset_options, dict):
+            raise CardiobenchError(f"base_dataset_options must be a table of data-set options, got "
+                                   f"{base_dataset_options!r}",
+                                   "e.g. --set conditioning.options.base_dataset_options={}")
         self.base_steps = base_steps
+        self.base_dataset_options = None if base_dataset_options is None else dict(base_dataset_options)
         self.hint_channels = tuple(int(c) for c in hint_channels)
         if not self.hint_channels or any(c < 1 for c in self.hint_channels):
             raise CardiobenchError(f"hint_channels must be positive integers, got {hint_channels!r}")
 
     def config(self) -> dict[str, Any]:
-        return {"base_steps": self.base_steps, "hint_channels": list(self.hint_channels)}
+        cfg: dict[str, Any] = {"base_steps": self.base_steps, "hint_channels": list(self.hint_channels)}
+        if self.base_dataset_options is not None:
+            cfg["base_dataset_options"] = dict(self.base_dataset_options)
+        return cfg
 
     def base_spec(self, spec: TrainSpec) -> TrainSpec:
         """The unconditional model this ControlNet starts from: the same spec without conditioning."""
         base = spec.replace(conditioning=None, conditioning_options={})
         if self.base_steps is not None:
             base = base.replace(steps=self.base_steps, epochs=None)
+        if self.base_dataset_options is not None:
+            base = base.replace(dataset_options=dict(self.base_dataset_options))
         return base
 
     def build_network(self, make_backbone: BackboneFactory, in_channels: int, out_channels: int) -> nn.Module:

@@ -169,6 +169,19 @@ def test_controlnet_base_spec_is_the_unconditional_model():
     assert ControlNet().base_spec(spec).steps == 10
 
 
+def test_controlnet_base_can_keep_its_own_data_options():
+    """A ControlNet trained on a small split on top of a base trained on the full one (base_dataset_options)."""
+    from cardiobench.specs import TrainSpec
+
+    spec = TrainSpec(steps=10, dataset_options={"val_fraction": 0.95}, conditioning="controlnet")
+    assert ControlNet().base_spec(spec).dataset_options == {"val_fraction": 0.95}
+    method = ControlNet(base_dataset_options={})
+    assert method.base_spec(spec).dataset_options == {} and method.config()["base_dataset_options"] == {}
+    assert "base_dataset_options" not in ControlNet().config()  # unchanged hashes for the default
+    with pytest.raises(CardiobenchError, match="base_dataset_options"):
+        ControlNet(base_dataset_options=[1])
+
+
 def test_concat_adds_one_input_channel():
     from cardiobench.conditioning.concat import Concat
 
