@@ -98,6 +98,12 @@ class ConditioningMethod(ABC):
         reproducible bit for bit.
         """
 
+    def base_spec(self, spec: Any) -> Any:
+        """The ``TrainSpec`` of a trained model this method builds on (ControlNet's frozen base), else ``None``.
+
+        Training loads that model's weights before the first step; the run summary names it."""
+        return None
+
     def prepare(self, train_spec: Any, **kwargs: Any) -> Any:
         """Get ready to sample a model of ``train_spec`` (a ``TrainSpec``): e.g. train or reuse an auxiliary
         network (classifier guidance's noisy classifier). ``kwargs``: ``device``, ``data_root``, ``quiet``,

@@ -174,9 +174,13 @@ class ClassifierGuidance(ConditioningMethod):
         if cond.labels is None:
             raise CardiobenchError("classifier guidance needs class labels (the pathology group of each sample)")
         labels = cond.labels
+        classifiers: dict[str, nn.Module] = {}  # loaded and checked once per device, not per step
 
         def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            classifier = self.classifier_for(process, x.device)
+            key = str(x.device)
+            if key not in classifiers:
+                classifiers[key] = self.classifier_for(process, x.device)
+            classifier = classifiers[key]
             m = net(x, t)
             eps = process.predict_eps(m, x, t)
             grad = classifier_log_prob_grad(classifier, x, t, labels)

@@ -428,8 +428,8 @@ def _base_model_hash(plan: RunPlan) -> str | None:
 
     spec = resolve_spec(plan.train)
     method = build_conditioning(spec)
-    base_spec = getattr(method, "base_spec", None)
-    return resolve_spec(base_spec(spec)).hash() if callable(base_spec) else None
+    base = method.base_spec(spec) if method is not None else None
+    return resolve_spec(base).hash() if base is not None else None
 
 
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,

@@ -539,9 +539,10 @@ def train(
 
     if start is not None and status == "reused":
         return result("reused", {}, start)
-    if start is None and callable(getattr(trainer.method, "base_spec", None)):  # a fresh ControlNet
-        trainer.load_base(_base_weights(trainer.method.base_spec(spec), device=device, data_root=data_root,
-                                        quiet=quiet, console=console))
+    base_spec = trainer.method.base_spec(spec) if trainer.method is not None else None
+    if start is None and base_spec is not None:  # a fresh ControlNet
+        trainer.load_base(_base_weights(base_spec, device=device, data_root=data_root, quiet=quiet,
+                                        console=console))
     if start is not None:
         trainer.load_state_dict(start)
         if trainer.step > trainer.total_steps:

@@ -80,15 +80,6 @@ def spacing_array(spacing, n: int) -> np.ndarray:
     return np.ascontiguousarray(s)
 
 
-def confusion_matrices(pred, target) -> np.ndarray:
-    """(N, H, W) label maps -> (N, 4, 4) int64 counts, [case, pred label, target label]."""
-    p, g = _pair(pred, target)
-    n = len(p)
-    code = (p.astype(np.int32) << 2) | g
-    code += (np.arange(n, dtype=np.int32) * 16)[:, None, None]
-    return np.bincount(code.ravel(), minlength=n * 16).reshape(n, 4, 4)
-
-
 def dice_scores(pred, target) -> np.ndarray:
     """(N, H, W) label maps -> (N, 3) float64 Dice per structure (RV, MYO, LV); both empty 1, one empty 0.
 
