@@ -20,7 +20,9 @@ import html
 import io
 import json
 import math
-import mimetypes
+import os
+import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,9 @@ EXTENSIONS: dict[str, str] = {".md": "md", ".markdown": "md", ".csv": "csv", ".j
 GRID_KEYS: tuple[str, ...] = ("sample_grid", "samples_grid", "grid")
 #: images larger than this are not embedded in the HTML page
 MAX_EMBED_BYTES = 8 * 2**20
+#: the only files the HTML page embeds: PNG and GIF images, told by their first bytes
+IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"),
+                                             (b"GIF89a", "image/gif"))
 ARROWS = {"lower": "↓", "higher": "↑"}
 
 
@@ -453,14 +458,27 @@ def render_text(boards: Sequence[Board]) -> str:
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
+#: Markdown export: HTML's special characters become entities (no raw HTML, no autolinks), and the
+#: characters of table cells, code spans and link/image syntax are backslash-escaped
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]"}
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """``text`` as inert Markdown: one line, no raw HTML, no links or images, no table breaks."""
+    return "".join(_MD_ESCAPES.get(c, c) for c in re.sub(r"[\r\n]+", " ", str(text)))
+
+
+def _md_code(text: str) -> str:
+    """``text`` as a code span when it is plain (letters, digits, ``._:/+@-`` and spaces), else escaped text."""
+    text = str(text)
+    return f"`{text}`" if re.fullmatch(r"[\w.:/+@ -]+", text) else _md_escape(text)
 
 
 def to_markdown(boards: Sequence[Board]) -> str:
     out: list[str] = []
     for board in boards:
-        out.append(f"### {board.title} — {board.ruler_kind} `{board.ruler or 'unknown'}`")
+        ruler = _md_code(board.ruler or "unknown")
+        out.append(f"### {_md_escape(board.title)} — {_md_escape(board.ruler_kind)} {ruler}")
         out.append("")
         headers = ["#"] + [c.header for c in board.columns] + [m.label for m in board.metrics] + ["run"]
         out.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
@@ -469,13 +487,27 @@ def to_markdown(boards: Sequence[Board]) -> str:
         for rank, run in enumerate(board.rows, 1):
             out.append("| " + " | ".join(_row_cells(board, rank, run, _md_escape, "**{}**")) + " |")
         out.append("")
-        out.append(f"*{_caption(board)}; best value per column in bold.*")
+        out.append(f"*{_md_escape(_caption(board))}; best value per column in bold.*")
         out.append("")
     return "\n".join(out)
 
 
+#: text cells starting with one of these are formulas to a spreadsheet (OWASP CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as data: text that would start a formula gets a leading ``'``.
+    Numbers, and text that is just a number (``-1``), are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def to_csv(boards: Sequence[Board]) -> str:
-    """One flat table of every board's rows; metric columns are the union, spreads as ``NAME_spread``."""
+    """One flat table of every board's rows; metric columns are the union, spreads as ``NAME_spread``.
+    Text cells that a spreadsheet would run as a formula are neutralised (``csv_cell``)."""
     metric_names: list[str] = []
     spread_names: list[str] = []
     for board in boards:
@@ -489,14 +521,14 @@ def to_csv(boards: Sequence[Board]) -> str:
               + metric_names + [f"{n}_spread" for n in spread_names])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([csv_cell(h) for h in header])
     for board in boards:
         for rank, run in enumerate(board.rows, 1):
             row = [board.task, board.dataset, board.ruler_kind, board.ruler or "", rank, run.id, run.created_at,
                    run.spec_hash] + [cell(run, k) for k in ident]
             row += ["" if run.metrics.get(n) is None else run.metrics[n] for n in metric_names]
             row += ["" if run.spreads.get(n) is None else run.spreads[n] for n in spread_names]
-            writer.writerow(row)
+            writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
 
@@ -570,35 +602,92 @@ footer { margin-top: 40px; font-size: 12px; border-top: 1px solid var(--line); p
 """
 
 
-def grid_path(run: RunRecord, base_dirs: Sequence[Path] = ()) -> Path | None:
-    """The existing sample-grid image of ``run`` (artefact ``sample_grid``...), relative paths tried
-    against each of ``base_dirs`` and the current folder; ``None`` if there is none."""
-    arts = run.artefacts or {}
-    candidates = [arts[k] for k in GRID_KEYS if isinstance(arts.get(k), str)]
-    candidates += [v for k, v in arts.items() if "grid" in k and isinstance(v, str) and v not in candidates]
-    for value in candidates:
+_SPEC_DIR = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def run_folder(run: RunRecord, results_dir: str | os.PathLike) -> Path | None:
+    """Where ``cardiobench run`` writes the run's files: ``RESULTS_DIR/runs/SPEC_HASH[:12]`` (``results_dir`` with
+    its symbolic links resolved); ``None`` when the run's spec hash cannot name a folder."""
+    name = (run.spec_hash or "")[:12]
+    if not _SPEC_DIR.fullmatch(name):
+        return None
+    return Path(results_dir).resolve() / "runs" / name
+
+
+def _read_image(path: Path) -> tuple[str | None, str | None]:
+    """``(data URI, None)`` for a PNG or GIF file of at most ``MAX_EMBED_BYTES``, else ``(None, reason)``."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file"
+        too_big = f"larger than {MAX_EMBED_BYTES // 2**20} MiB"
+        if info.st_size > MAX_EMBED_BYTES:
+            return None, too_big
+        data = fh.read(MAX_EMBED_BYTES + 1)
+    if len(data) > MAX_EMBED_BYTES:
+        return None, too_big
+    mime = next((m for magic, m in IMAGE_MAGIC if data.startswith(magic)), None)
+    if mime is None:
+        return None, "not a PNG or GIF image"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", None
+
+
+def grid_image(run: RunRecord, results_dir: str | os.PathLike | None,
+               base_dirs: Sequence[str | os.PathLike] = ()) -> tuple[str | None, str | None]:
+    """The run's sample grid (artefact ``sample_grid``, or any key with ``grid``) as a data URI to embed.
+
+    Returns ``(uri, None)``; ``(None, reason)`` when the run names a grid that is not embedded; ``(None, None)``
+    when it names none. Only a file the run wrote itself is embedded: its real path (symbolic links
+    resolved) lies inside the run's folder ``run_folder(run, results_dir)``, and it is a PNG or GIF (by its
+    first bytes) of at most ``MAX_EMBED_BYTES``. A store received from someone else can therefore never
+    pull any other local file into a page meant for sharing. Relative paths are tried against each of
+    ``base_dirs`` and the current folder; a path from another machine is looked up by its file name in the
+    run's folder.
+    """
+    arts = run.artefacts if isinstance(run.artefacts, Mapping) else {}
+    values = [arts[k] for k in GRID_KEYS if isinstance(arts.get(k), str)]
+    values += [v for k, v in arts.items() if "grid" in str(k) and isinstance(v, str) and v not in values]
+    if not values:
+        return None, None
+    if results_dir is None:
+        return None, "no results folder to embed from"
+    folder = run_folder(run, results_dir)
+    if folder is None:
+        return None, "the run has no spec hash naming its folder"
+    reason = None
+    for value in values:
         p = Path(value).expanduser()
         tries = [p] if p.is_absolute() else [Path(b) / p for b in base_dirs] + [p]
+        tries.append(folder / p.name)  # the run's folder moved here from elsewhere
         for t in tries:
-            if t.is_file():
-                return t
-    return None
-
-
-def _data_uri(path: Path) -> str | None:
-    try:
-        if path.stat().st_size > MAX_EMBED_BYTES:
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+            try:
+                if not t.is_file():
+                    continue
+                real = t.resolve(strict=True)
+            except (OSError, RuntimeError):  # unreadable, a symbolic link loop
+                continue
+            if not real.is_relative_to(folder):
+                reason = reason or "outside the run's folder"
+                continue
+            uri, why = _read_image(real)
+            if uri is not None:
+                return uri, None
+            reason = reason or why
+    return None, reason or "file not found"
 
 
 def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str = "cardiobench leaderboard",
-            source: str | None = None) -> str:
-    """A self-contained page: inline CSS, sample grids embedded as base64 data URIs."""
+            source: str | None = None, results_dir: str | os.PathLike | None = None) -> str:
+    """A self-contained page: inline CSS, sample grids embedded as base64 data URIs.
+
+    ``results_dir`` is the folder holding the results store: only grids inside a run's own folder there
+    are embedded (see ``grid_image``); the page says why any other grid a run names is not.
+    """
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -625,10 +714,12 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
             parts.append(f'<td class="num rank">{run.id}</td></tr>')
         parts.append(f'</tbody></table></div><p class="caption">{e(_caption(board))}</p>')
         figures = []
+        refused = []
         for rank, run in enumerate(board.rows, 1):
-            path = grid_path(run, base_dirs)
-            uri = _data_uri(path) if path is not None else None
+            uri, reason = grid_image(run, results_dir, base_dirs)
             if uri is None:
+                if reason:
+                    refused.append(f"run {run.id}: artefact not embedded: {reason}")
                 continue
             what = " · ".join(
                 f"{text} steps" if c.key == "steps" else text
@@ -646,6 +737,7 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
             )
         if figures:
             parts.append('<div class="grids">' + "".join(figures) + "</div>")
+        parts += [f'<p class="caption">{e(line)}</p>' for line in refused]
         parts.append("</section>")
     footer = f"generated by cardiobench {e(__version__)} at {e(now_iso())}"
     if source:
@@ -654,8 +746,9 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
     return "\n".join(parts)
 
 
-def render(boards: Sequence[Board], fmt: str, *, base_dirs: Sequence[Path] = (), source: str | None = None) -> str:
-    """The leaderboard in ``fmt`` (one of ``FORMATS``) as text."""
+def render(boards: Sequence[Board], fmt: str, *, base_dirs: Sequence[Path] = (), source: str | None = None,
+           results_dir: str | os.PathLike | None = None) -> str:
+    """The leaderboard in ``fmt`` (one of ``FORMATS``) as text; ``results_dir`` and ``base_dirs``: see ``to_html``."""
     if fmt == "table":
         return render_text(boards)
     if fmt == "md":
@@ -665,5 +758,5 @@ def render(boards: Sequence[Board], fmt: str, *, base_dirs: Sequence[Path] = (),
     if fmt == "json":
         return to_json(boards)
     if fmt == "html":
-        return to_html(boards, base_dirs=base_dirs, source=source)
+        return to_html(boards, base_dirs=base_dirs, source=source, results_dir=results_dir)
     raise LeaderboardError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")

@@ -8,7 +8,11 @@
 - Schema: the table ``schema_version`` records every migration applied; ``MIGRATIONS`` lists them in
   order. Opening a store applies the missing ones in one transaction; a store written by a newer
   cardiobench is refused with a clear error rather than misread.
-- Reading a store that does not exist returns nothing and creates nothing.
+- Reading never writes: readers open the file read-only (``mode=ro``; ``immutable=1`` when even that fails,
+  e.g. a WAL store on a read-only mount whose ``-shm`` file cannot be created). Reading a store that does
+  not exist, or an empty (zero-byte) file, returns nothing and creates or changes nothing.
+- A row that cannot be decoded (hand-edited, corrupt) is skipped by ``runs`` and reported through its
+  ``skipped`` list; ``get`` of such a row is a ``StoreError``.
 """
 
 from __future__ import annotations
@@ -73,8 +77,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 class StoreError(CardiobenchError):
     """The results store cannot be used: unreadable, newer schema, bad record..."""
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A stored row ``runs`` could not decode: its run id and why."""
+
+    id: int | None
+    reason: str
+
+
+class _BadRow(Exception):
+    """A row whose columns do not decode into a ``RunRecord``."""
 
 
 def default_results_path() -> Path:
@@ -222,27 +241,136 @@ class ResultStore:
     def exists(self) -> bool:
         return self.path.is_file()
 
-    # -- connections ----------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _check_header(self) -> None:
+        """A non-empty file must start with SQLite's 16-byte magic. SQLite itself reads a file shorter than one
+        page as an empty database (and would write over it), so a truncated or foreign file is refused here."""
         try:
-            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreError(f"cannot read results store {self.path}: {exc.strerror}") from None
+        if head and head != SQLITE_MAGIC:
+            raise StoreError(f"{self.path} is not a cardiobench results store (not an SQLite database)",
+                             "use another --results file, or move this one away")
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self, query: str = "") -> sqlite3.Connection:
+        """A connection to the store; ``query`` (e.g. ``mode=ro``) opens it through a SQLite URI."""
+        try:
+            if query:
+                uri = f"{self.path.resolve().as_uri()}?{query}"
+                conn = sqlite3.connect(uri, timeout=self.timeout, isolation_level=None, uri=True)
+            else:
+                conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open results store {self.path}: {exc}") from None
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         return conn
 
+    def _inspect(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version, ``None`` for an empty database (e.g. a zero-byte file); a database that holds
+        other tables but no cardiobench schema is a ``StoreError``."""
+        version = self._schema_version(conn)
+        if version == 0:
+            if not self._rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'"):
+                return None
+            raise StoreError(f"{self.path} is not a cardiobench results store (it has no schema_version table)",
+                             "use another --results file")
+        return version
+
+    def _newer_error(self, version: int) -> StoreError:
+        return StoreError(
+            f"results store {self.path} has schema version {version}, newer than this cardiobench "
+            f"understands ({SCHEMA_VERSION})",
+            "upgrade cardiobench, or use another --results file",
+        )
+
+    def _open_reader(self) -> tuple[sqlite3.Connection, int | None]:
+        """A read-only connection and the schema version (see ``_inspect``). Tries ``mode=ro`` first; where
+        SQLite cannot even read that way (a WAL store on a read-only mount cannot create its ``-shm``
+        file), ``immutable=1``: no locks and no shared memory, correct because nobody can write there."""
+        conn = self._connect("mode=ro")
+        try:
+            return conn, self._inspect(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            text = str(exc).lower()
+            if not any(s in text for s in ("readonly", "read-only", "unable to open", "disk i/o")):
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        conn = self._connect("mode=ro&immutable=1")
+        try:
+            return conn, self._inspect(conn)
+        except BaseException:
+            conn.close()
+            raise
+
     @contextlib.contextmanager
-    def _connection(self, create: bool) -> Iterator[sqlite3.Connection | None]:
-        """A ready connection (schema up to date), or ``None`` when reading a store that doesn't exist."""
-        if not create and not self.exists():
+    def _reader(self) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection to a store of this schema, or ``None`` when there is nothing to read (no
+        file, an empty file). Never writes to the file, never creates it."""
+        if not self.exists():
             yield None
             return
-        if create:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the results folder {self.path.parent}: {exc.strerror}") from None
+        self._check_header()
+        conn: sqlite3.Connection | None = None
+        try:
+            conn, version = self._open_reader()
+            if version is not None and version > SCHEMA_VERSION:
+                raise self._newer_error(version)
+            if version is not None and version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"results store {self.path} has schema version {version}, older than this cardiobench's "
+                    f"({SCHEMA_VERSION})",
+                    "any command that stores results (e.g. cardiobench run) upgrades it in place",
+                )
+            yield None if version is None else conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"results store {self.path} cannot be used: {exc}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` now if ``add_run`` would refuse later: a store with a newer schema, a file that is
+        not a results store, a read-only store. Run it before expensive work (training) that ends in a write."""
+        if not self.exists():
+            from cardiobench.paths import check_writable_dir
+
+            check_writable_dir(self.path.parent, "results folder")  # it is created with the first row
+            return
+        self._check_header()
+        conn: sqlite3.Connection | None = None
+        try:
+            conn, version = self._open_reader()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"results store {self.path} cannot be used: {exc}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+        if version is not None and version > SCHEMA_VERSION:
+            raise self._newer_error(version)
+        for what in (self.path, self.path.parent):
+            if not os.access(what, os.W_OK):
+                raise StoreError(f"results store {self.path} is read-only ({what} is not writable)",
+                                 "use another --results file")
+
+    @contextlib.contextmanager
+    def _connection(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+        """``create=True``: a writable connection, schema created or migrated; ``create=False``: ``_reader``."""
+        if not create:
+            with self._reader() as conn:
+                yield conn
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results folder {self.path.parent}: {exc.strerror}") from None
+        if self.exists():
+            self._check_header()
         conn = self._connect()
         try:
             if not self._ready:
@@ -299,18 +427,17 @@ class ResultStore:
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """WAL mode, then any migration not yet applied (one writer does it; the others wait and see)."""
-        if self._schema_version(conn) == SCHEMA_VERSION:
+        current = self._schema_version(conn)
+        if current == SCHEMA_VERSION:
             return
+        if current > SCHEMA_VERSION:
+            raise self._newer_error(current)
         self._set_wal(conn)
         with self._transaction(conn):
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
             current = self._schema_version(conn)
             if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"results store {self.path} has schema version {current}, newer than this cardiobench "
-                    f"understands ({SCHEMA_VERSION})",
-                    "upgrade cardiobench, or use another --results file",
-                )
+                raise self._newer_error(current)
             for version, statements in MIGRATIONS:
                 if version <= current:
                     continue
@@ -351,11 +478,8 @@ class ResultStore:
     # -- reading --------------------------------------------------------------------------
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:
-        data: dict[str, Any] = {col: row[col] for col in _PLAIN_COLUMNS}
-        data["id"] = row["id"]
-        for col, attr in _JSON_COLUMNS.items():
-            data[attr] = json.loads(row[col])
-        return RunRecord(**data)
+        """The record of a row; ``_BadRow`` (with the reason) when a column does not decode."""
+        return _decode_row(row)
 
     def runs(
         self,
@@ -363,11 +487,14 @@ class ResultStore:
         status: str | None = "ok",
         newest_first: bool = False,
         limit: int | None = None,
+        skipped: list[SkippedRow] | None = None,
         **filters: str | None,
     ) -> list[RunRecord]:
         """Runs matching every given filter (``task``, ``dataset``, ``noise``, ``sampler``, ``backbone``,
         ``conditioning``, ``evaluator_id``, ``spec_hash``, ``train_hash``); ``None`` = any value.
         ``status`` defaults to finished runs only; ``status=None`` returns all. Oldest first by default.
+        Rows that cannot be decoded (hand-edited, corrupt) are left out; pass a list as ``skipped`` to
+        receive a ``SkippedRow`` (run id and reason) for each.
         """
         unknown = set(filters) - set(_FILTERS)
         if unknown:
@@ -384,7 +511,14 @@ class ResultStore:
             if conn is None:
                 return []
             rows = self._rows(conn, sql, tuple(v for _, v in where))
-        return [self._record(r) for r in rows]
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(row))
+            except _BadRow as exc:
+                if skipped is not None:
+                    skipped.append(SkippedRow(_row_id(row), str(exc)))
+        return out
 
     def latest(self, **filters: str | None) -> RunRecord | None:
         """The most recent run matching ``filters`` (same as ``runs``), or ``None``."""
@@ -403,7 +537,12 @@ class ResultStore:
             if conn is None:
                 return None
             rows = self._rows(conn, "SELECT * FROM runs WHERE id = ?", (int(run_id),))
-        return self._record(rows[0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return self._record(rows[0])
+        except _BadRow as exc:
+            raise StoreError(f"run {run_id} in {self.path} cannot be read: {exc}") from None
 
     def count(self, status: str | None = None) -> int:
         with self._connection(create=False) as conn:
@@ -412,3 +551,52 @@ class ResultStore:
             if status is None:
                 return int(self._rows(conn, "SELECT COUNT(*) FROM runs")[0][0])
             return int(self._rows(conn, "SELECT COUNT(*) FROM runs WHERE status = ?", (status,))[0][0])
+
+
+# -- decoding rows ----------------------------------------------------------------------------------
+#: JSON columns that must hold an object (``seeds_json`` may hold any JSON value)
+_OBJECT_COLUMNS = ("spec_json", "metrics_json", "directions_json", "spreads_json", "timings_json",
+                   "environment_json", "artefacts_json")
+_REQUIRED_TEXT = ("created_at", "task", "dataset", "spec_hash", "status")
+
+
+def _row_id(row: sqlite3.Row) -> int | None:
+    value = row["id"]
+    return value if isinstance(value, int) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _decode_row(row: sqlite3.Row) -> RunRecord:
+    """A ``RunRecord`` from a ``runs`` row, checked so the leaderboard can rely on its types; ``_BadRow`` if not."""
+    data: dict[str, Any] = {}
+    for col in _PLAIN_COLUMNS:
+        value = row[col]
+        if value is None and col not in _REQUIRED_TEXT:
+            data[col] = None
+        elif isinstance(value, str):
+            data[col] = value
+        else:
+            raise _BadRow(f"{col} is {'missing' if value is None else type(value).__name__}, not text")
+    data["id"] = row["id"]
+    for col, attr in _JSON_COLUMNS.items():
+        raw = row[col]
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise _BadRow(f"{col} is not valid JSON ({exc})") from None
+        if col in _OBJECT_COLUMNS and not isinstance(value, dict):
+            raise _BadRow(f"{col} is not a JSON object")
+        data[attr] = value
+    for name, value in data["metrics"].items():
+        if value is not None and not _is_number(value):
+            raise _BadRow(f"metric {name!r} is not a number")
+    for name, value in data["spreads"].items():
+        if value is not None and not _is_number(value):
+            raise _BadRow(f"spread of {name!r} is not a number")
+    for name, value in data["directions"].items():
+        if not isinstance(value, str):
+            raise _BadRow(f"direction of {name!r} is not text")
+    return RunRecord(**data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cardiobench.results.store import ResultStore, RunRecord
+from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 
 GEN_DIRECTIONS = {"fid": "lower", "kid": "lower", "is": "higher", "plausible": "higher"}
 ENV_CPU = {"cardiobench": "0.1.0", "device": {"type": "cpu", "name": "demo CPU"}}
@@ -36,7 +36,15 @@ def grid_png(path: Path, seed: int, size: int = 32, n: int = 9) -> Path:
     return save_grid(path, masks, nrow=3)
 
 
-def generation_runs(evaluator: str = "ev-7c1e2a9f", grids: Path | None = None) -> list[RunRecord]:
+def default_spec_hash(run: RunRecord) -> str:
+    """The spec hash ``ResultStore.add_run`` would give ``run`` (known up front, to name its run folder)."""
+    identity = {k: getattr(run, k) for k in ("task", "dataset", "noise", "sampler", "backbone", "conditioning")}
+    return stable_hash(identity | {"spec": run.spec})
+
+
+def generation_runs(evaluator: str = "ev-7c1e2a9f", results_dir: Path | None = None) -> list[RunRecord]:
+    """Four made-up generation runs; with ``results_dir``, each gets a sample grid where ``cardiobench run``
+    writes it: ``results_dir/runs/SPEC_HASH[:12]/grid.png``."""
     rows = [
         ("gaussian", "ddpm", 50, 18.42, 0.0121, 2.31, 0.91),
         ("gaussian", "ddim", 50, 21.07, 0.0154, 2.25, 0.88),
@@ -45,20 +53,20 @@ def generation_runs(evaluator: str = "ev-7c1e2a9f", grids: Path | None = None) -
     ]
     runs = []
     for i, (noise, sampler, steps, fid, kid, is_, plaus) in enumerate(rows):
-        arts = {}
-        if grids is not None:
-            arts["sample_grid"] = str(grid_png(grids / f"{noise}-{sampler}.png", seed=i))
-        runs.append(
-            RunRecord(
-                task="generation", dataset="phantom", noise=noise, sampler=sampler, backbone="unet",
-                spec={"sample": {"steps": steps, "sampler": sampler}, "diffusion": {"noise": noise}},
-                train_hash=f"train-{noise}", seeds={"train": 0, "sample": 0},
-                metrics={"fid": fid, "kid": kid, "is": is_, "plausible": plaus},
-                spreads={"fid": round(fid * 0.04, 2)}, directions=dict(GEN_DIRECTIONS),
-                evaluator_id=evaluator, timings={"train_s": 140.0, "sample_s": 22.5, "eval_s": 9.1},
-                environment=ENV_CPU, artefacts=arts,
-            )
+        run = RunRecord(
+            task="generation", dataset="phantom", noise=noise, sampler=sampler, backbone="unet",
+            spec={"sample": {"steps": steps, "sampler": sampler}, "diffusion": {"noise": noise}},
+            train_hash=f"train-{noise}", seeds={"train": 0, "sample": 0},
+            metrics={"fid": fid, "kid": kid, "is": is_, "plausible": plaus},
+            spreads={"fid": round(fid * 0.04, 2)}, directions=dict(GEN_DIRECTIONS),
+            evaluator_id=evaluator, timings={"train_s": 140.0, "sample_s": 22.5, "eval_s": 9.1},
+            environment=ENV_CPU,
         )
+        run.spec_hash = default_spec_hash(run)
+        if results_dir is not None:
+            grid = Path(results_dir) / "runs" / run.spec_hash[:12] / "grid.png"
+            run.artefacts["sample_grid"] = str(grid_png(grid, seed=i))
+        runs.append(run)
     return runs
 
 
@@ -84,7 +92,7 @@ def fill_demo_store(folder: Path) -> ResultStore:
     """A store with 4 generation runs (one evaluator), 1 run of another evaluator, 4 throughput runs."""
     folder = Path(folder).resolve()
     store = ResultStore(folder / "results.db")
-    for run in generation_runs(grids=folder / "grids"):
+    for run in generation_runs(results_dir=folder):
         store.add_run(run)
     other = generation_runs(evaluator="ev-03b5d6e1")[0]
     other.metrics = {"fid": 9.99, "kid": 0.005}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import os
+import sqlite3
+from pathlib import Path
 
 import pytest
-from lb_demo import fill_demo_store
+from lb_demo import fill_demo_store, generation_runs, grid_png
 
+from cardiobench.results.store import SCHEMA_VERSION, ResultStore
 from cardiobench.testing.cli import invoke
 
 
@@ -91,3 +96,102 @@ def test_stdout_exports_are_clean(demo):
     result = invoke("leaderboard", "--results", str(demo.path), "--format", "csv")
     assert result.stdout.startswith("task,dataset,")
     assert invoke("leaderboard", "--results", str(demo.path), "-f", "md").stdout.startswith("### generation")
+
+
+# -- a store received from someone else ---------------------------------------------------------
+def test_html_export_never_embeds_a_file_the_run_did_not_write(demo, tmp_path):
+    secret = tmp_path / "credentials"
+    secret.write_bytes(b"[default]\naws_secret_access_key = TOPSECRET0123456789\n")
+    photo = grid_png(tmp_path / "private.png", seed=5)  # an image, but not in any run's folder
+    for i, path in enumerate((secret, photo, Path("/etc/passwd"))):
+        run = generation_runs()[i]
+        run.artefacts = {"sample_grid": str(path)}
+        demo.add_run(run)
+    out = tmp_path / "board.html"
+    result = invoke("leaderboard", "--results", str(demo.path), "--all", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    for path in (secret, photo, Path("/etc/passwd")):
+        assert base64.b64encode(path.read_bytes()).decode() not in page
+    assert page.count("data:image/png;base64,") == 4  # the demo runs' own grids, under runs/SPEC/
+    assert page.count("artefact not embedded: outside the run&#x27;s folder") == 3
+
+
+def test_an_empty_store_file_is_read_as_empty_and_left_alone(tmp_path):
+    db = tmp_path / "results.db"
+    db.write_bytes(b"")
+    result = invoke("leaderboard", "--results", str(db))
+    assert result.exit_code == 0, result.output
+    assert "No results yet" in result.output
+    assert db.read_bytes() == b"" and [p.name for p in tmp_path.iterdir()] == ["results.db"]
+
+
+def test_a_file_that_is_no_store_is_one_line_exit_2_and_left_alone(tmp_path):
+    db = tmp_path / "results.db"
+    db.write_bytes(b"PK\x03\x04 a zip, not SQLite" * 50)
+    result = invoke("leaderboard", "--results", str(db))
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert str(db) in result.output and "not an SQLite database" in result.output
+    assert db.read_bytes() == b"PK\x03\x04 a zip, not SQLite" * 50
+
+
+def test_a_corrupt_row_is_skipped_with_one_warning_line(demo):
+    conn = sqlite3.connect(demo.path)
+    conn.execute("UPDATE runs SET metrics_json = '{\"fid\": 18.4, oops' WHERE id = 2")  # hand-edited
+    conn.commit()
+    conn.close()
+    result = invoke("leaderboard", "--results", str(demo.path), "-f", "json")
+    assert result.exit_code == 0, result.output
+    ids = [r["run_id"] for b in json.loads(result.stdout)["boards"] for r in b["rows"]]
+    assert sorted(ids) == [1, 3, 4, 5, 6, 7, 8, 9]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Warning: skipped 1 unreadable row of {demo.path}: run 2 (metrics_json is not valid JSON")
+
+
+def test_a_store_on_a_read_only_mount_can_be_read(tmp_path):
+    """A WAL store in a folder nobody may write to (a read-only mount): SQLite can neither create nor open
+    the store's -shm file there, and a plain open fails with "unable to open database file". chmod does
+    not stop root, so for root the -shm path is made one that cannot be opened (a link to nowhere):
+    the same failure, met the same way."""
+    store = fill_demo_store(tmp_path / "res")
+    folder = store.path.parent
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    if os.geteuid() == 0:
+        Path(f"{store.path}-shm").symlink_to(tmp_path / "no-such-folder" / "shm")
+    before = {p.name: p.read_bytes() for p in folder.glob("*.db")}
+    for path in [*folder.rglob("*"), folder]:
+        if not path.is_symlink():
+            os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    try:
+        result = invoke("leaderboard", "--results", str(store.path), "-f", "json")
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    assert result.exit_code == 0, result.output
+    assert len([r for b in json.loads(result.stdout)["boards"] for r in b["rows"]]) == 9
+    assert {p.name: p.read_bytes() for p in folder.glob("*.db")} == before
+
+
+@pytest.mark.parametrize("command", [["run"], ["compare", "--noise", "gaussian"]])
+def test_run_force_refuses_a_newer_store_before_training(tmp_path, monkeypatch, command):
+    from cardiobench.engine import pipeline
+
+    db = tmp_path / "results.db"
+    ResultStore(db).add_run(generation_runs()[0])
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+
+    def no_training(*args, **kwargs):
+        pytest.fail("training started although the store cannot take the result")
+
+    monkeypatch.setattr(pipeline, "_ensure_trained", no_training)
+    result = invoke(*command, "--preset", "tiny", "--force", "--no-gif", "--results", str(db))
+    assert result.exit_code == 2, result.output
+    [line] = [x for x in result.stderr.strip().splitlines() if x.startswith("Error")]
+    assert f"results store {db} has schema version {SCHEMA_VERSION + 1}, newer than this cardiobench" in line
+    assert not (tmp_path / "runs").exists()

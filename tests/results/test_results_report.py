@@ -162,7 +162,8 @@ def test_json_has_directions_and_best(demo_boards):
 
 def test_html_is_self_contained_with_grids(demo_boards, tmp_path):
     boards, store = demo_boards
-    page = report.to_html(boards, base_dirs=[store.path.parent], source=str(store.path))
+    page = report.to_html(boards, base_dirs=[store.path.parent], source=str(store.path),
+                          results_dir=store.path.parent)
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert "src=\"http" not in page and "<link" not in page and "<script" not in page
     uris = page.split('src="data:image/png;base64,')[1:]
@@ -175,13 +176,14 @@ def test_html_is_self_contained_with_grids(demo_boards, tmp_path):
 def test_html_escapes_and_resolves_relative_grid_paths(tmp_path):
     from lb_demo import grid_png
 
-    grid_png(tmp_path / "runs" / "g.png", seed=1)
-    run = numbered([gen("<b>x</b>", "ddpm", {"fid": 1.0}, artefacts={"sample_grid": "runs/g.png"})])[0]
-    page = report.to_html(report.build_boards([run]), base_dirs=[tmp_path])
+    grid_png(tmp_path / "runs" / "spec1" / "g.png", seed=1)  # the run's folder: runs/SPEC_HASH[:12]
+    run = numbered([gen("<b>x</b>", "ddpm", {"fid": 1.0}, artefacts={"sample_grid": "runs/spec1/g.png"})])[0]
+    page = report.to_html(report.build_boards([run]), base_dirs=[tmp_path], results_dir=tmp_path)
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert page.count("data:image/png;base64,") == 1
     missing = numbered([gen("a", "ddpm", {"fid": 1.0}, artefacts={"sample_grid": "nowhere.png"})])
-    assert "data:image" not in report.to_html(report.build_boards(missing))
+    page = report.to_html(report.build_boards(missing), results_dir=tmp_path)
+    assert "data:image" not in page and "run 1: artefact not embedded: file not found" in page
 
 
 def test_text_render_does_not_fold(demo_boards):
@@ -200,3 +202,72 @@ def test_terminal_table_marks_best_bold_green_and_escapes_markup():
     assert list(fid.cells) == ["[bold green]5.000[/]", "7.000"]
     noise = next(c for c in table.columns if c.header == "noise")
     assert list(noise.cells)[0] == "\\[red]x"
+
+
+# -- what a page meant for sharing may contain --------------------------------------------------
+def test_html_embeds_only_images_the_run_wrote_in_its_own_folder(tmp_path, monkeypatch):
+    from lb_demo import grid_png
+
+    res = tmp_path / "res"
+    secret = tmp_path / "credentials"
+    secret.write_bytes(b"aws_secret_access_key = TOPSECRET0123456789")
+    outside_png = grid_png(tmp_path / "holiday.png", seed=3)  # a real image, but not the run's
+    folder = res / "runs" / "spec5"
+    fake = folder / "grid.png"
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(secret.read_bytes())  # named like a grid, inside the run's folder, but no image
+    (res / "runs" / "spec6").mkdir(parents=True)
+    (res / "runs" / "spec6" / "grid.png").symlink_to(outside_png)  # a link out of the run's folder
+    grid_png(res / "runs" / "spec7" / "grid.png", seed=1)
+    gif = res / "runs" / "spec8" / "grid.gif"
+    gif.parent.mkdir(parents=True)
+    gif.write_bytes(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+    grid_png(res / "runs" / "spec9" / "grid.png", seed=2)
+    arts = ["/etc/passwd", str(secret), str(outside_png), "../credentials", str(fake),
+            str(res / "runs" / "spec6" / "grid.png"), str(res / "runs" / "spec7" / "grid.png"), str(gif),
+            "/elsewhere/on/the/senders/machine/runs/spec9/grid.png"]
+    runs = numbered([gen(f"n{i}", "ddpm", {"fid": float(i)}, artefacts={"sample_grid": a})
+                     for i, a in enumerate(arts, 1)])
+    page = report.to_html(report.build_boards(runs), base_dirs=[res], results_dir=res)
+
+    for leaked in (secret.read_bytes(), (tmp_path / "holiday.png").read_bytes(), open("/etc/passwd", "rb").read()):
+        assert base64.b64encode(leaked).decode() not in page
+    uris = page.split('src="data:')[1:]
+    assert [u.split(";", 1)[0] for u in uris] == ["image/png", "image/gif", "image/png"]  # runs 7, 8, 9 only
+    assert "(run 7)" in page and "(run 8)" in page and "(run 9)" in page  # 9: a moved folder, found by name
+    for run_id in (1, 2, 3, 4, 6):
+        assert f"run {run_id}: artefact not embedded: outside the run&#x27;s folder" in page
+    assert "run 5: artefact not embedded: not a PNG or GIF image" in page
+
+    monkeypatch.setattr(report, "MAX_EMBED_BYTES", 100)  # a sane size cap
+    page = report.to_html(report.build_boards(runs[6:7]), results_dir=res)
+    assert "data:image" not in page and "run 7: artefact not embedded: larger than" in page
+
+
+def test_markdown_export_lets_no_raw_html_or_links_through():
+    runs = numbered([gen("<img src=x onerror=alert(1)>", "a|b", {"fid": 1.0}, evaluator="ev`<b>",
+                         conditioning="[click](http://evil.example)\n<script>x</script>"),
+                     gen("ok & fine", "ddpm", {"fid": 2.0}, evaluator="ev`<b>")])
+    runs[0].dataset = runs[1].dataset = "phantom<i>"
+    md = report.to_markdown(report.build_boards(runs))
+    assert "<img" not in md and "<script" not in md and "<i>" not in md and "<b>" not in md
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md and "ok &amp; fine" in md
+    assert "\\[click\\](http://evil.example) &lt;script&gt;" in md  # no link, and still one line
+    assert "### generation · phantom&lt;i&gt; — evaluator ev\\`&lt;b&gt;" in md  # not a code span: escaped
+    lines = md.splitlines()
+    rows = [line for line in lines if line.startswith("| ")]
+    assert len(rows) == 4 and {r.replace("\\|", "").count("|") for r in rows} == {8}  # no cell breaks the table
+
+
+def test_csv_export_neutralises_formula_cells_but_keeps_numbers():
+    run = gen("=HYPERLINK(\"http://evil.example\",\"x\")", "+cmd|' /C calc'!A0", {"fid": -1.5, "=1+1": 2.0},
+              conditioning="-2+3", seeds={"train": -1})
+    run.dataset, run.backbone = "\tphantom", "@SUM(A1)"
+    text = report.to_csv(report.build_boards(numbered([run])))
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert row["noise"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+    assert row["sampler"] == "'+cmd|' /C calc'!A0" and row["backbone"] == "'@SUM(A1)"
+    assert row["conditioning"] == "'-2+3" and row["dataset"] == "'\tphantom"
+    assert "'=1+1" in row and row["'=1+1"] == "2.0"  # a metric name in the header, too
+    assert row["fid"] == "-1.5" and row["seeds"] == "-1" and row["rank"] == "1"  # real numbers stay numbers
+    assert report.csv_cell(-3) == -3 and report.csv_cell("-3.5e2") == "-3.5e2" and report.csv_cell("x-1") == "x-1"

@@ -12,6 +12,7 @@ from cardiobench.results.store import (
     SCHEMA_VERSION,
     ResultStore,
     RunRecord,
+    SkippedRow,
     StoreError,
     default_results_path,
     resolve_results_path,
@@ -107,19 +108,115 @@ def test_schema_version_table_and_wal(tmp_path):
 def test_a_newer_schema_is_refused(tmp_path):
     store = ResultStore(tmp_path / "r.db")
     store.add_run(record())
-    conn = sqlite3.connect(store.path)
-    conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
-    conn.commit()
-    conn.close()
+    _newer_schema(store.path)
     with pytest.raises(StoreError, match="newer than this cardiobench"):
         ResultStore(store.path).runs()
+    with pytest.raises(StoreError, match="newer than this cardiobench"):
+        ResultStore(store.path).add_run(record())
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     bad = tmp_path / "r.db"
     bad.write_text("not sqlite at all" * 100)
-    with pytest.raises(StoreError, match="cannot be used"):
+    with pytest.raises(StoreError, match="not an SQLite database"):
         ResultStore(bad).runs()
+    assert bad.read_text() == "not sqlite at all" * 100
+
+
+def _newer_schema(path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+
+
+def test_reading_an_empty_file_writes_nothing(tmp_path):
+    empty = tmp_path / "results.db"
+    empty.write_bytes(b"")
+    store = ResultStore(empty)
+    assert store.runs() == [] and store.count() == 0 and store.get(1) is None and store.schema_version() == 0
+    assert store.latest() is None and store.find("x") is None
+    assert empty.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+    store.add_run(record())  # a writer may still start the store there
+    assert ResultStore(empty).count() == 1
+
+
+def test_reading_a_store_never_changes_it(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record())
+    before = store.path.read_bytes()
+    assert len(ResultStore(store.path).runs()) == 1
+    assert store.path.read_bytes() == before
+
+
+def test_a_database_of_something_else_is_refused_unchanged(tmp_path):
+    other = tmp_path / "r.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE recipes (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="not a cardiobench results store"):
+        ResultStore(other).runs()
+    assert other.read_bytes() == before
+
+
+def test_corrupt_rows_are_skipped_and_reported(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    ids = [store.add_run(record(spec_hash=f"s{i}")) for i in range(4)]
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE runs SET metrics_json = '{\"fid\": 1.0,' WHERE id = ?", (ids[1],))  # cut short
+    conn.execute("UPDATE runs SET directions_json = '[\"lower\"]' WHERE id = ?", (ids[2],))  # not an object
+    conn.commit()
+    conn.close()
+    skipped: list[SkippedRow] = []
+    assert [r.id for r in store.runs(skipped=skipped)] == [ids[0], ids[3]]
+    assert [s.id for s in skipped] == [ids[1], ids[2]]
+    assert "metrics_json is not valid JSON" in skipped[0].reason
+    assert skipped[1].reason == "directions_json is not a JSON object"
+    assert [r.id for r in store.runs()] == [ids[0], ids[3]]  # without a list: still skipped
+    assert store.find("s3").id == ids[3] and store.find("s1") is None
+    with pytest.raises(StoreError, match=f"run {ids[1]} in .* cannot be read: metrics_json is not valid JSON"):
+        store.get(ids[1])
+
+
+@pytest.mark.parametrize(
+    "column, value, reason",
+    [
+        ("metrics_json", '{"fid": "12"}', "metric 'fid' is not a number"),
+        ("spreads_json", '{"fid": [1]}', "spread of 'fid' is not a number"),
+        ("directions_json", '{"fid": ["lower"]}', "direction of 'fid' is not text"),
+        ("dataset", b"\x00", "dataset is bytes, not text"),  # a BLOB: TEXT affinity keeps it one
+        ("artefacts_json", "null", "artefacts_json is not a JSON object"),
+    ],
+)
+def test_rows_of_the_wrong_shape_are_skipped(tmp_path, column, value, reason):
+    store = ResultStore(tmp_path / "r.db")
+    store.add_run(record())
+    conn = sqlite3.connect(store.path)
+    conn.execute(f"UPDATE runs SET {column} = ?", (value,))
+    conn.commit()
+    conn.close()
+    skipped: list[SkippedRow] = []
+    assert store.runs(skipped=skipped) == [] and skipped == [SkippedRow(1, reason)]
+
+
+def test_check_writable_refuses_before_any_work(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.db")
+    store.check_writable()  # no file yet: the first run creates it
+    store.add_run(record())
+    store.check_writable()
+    _newer_schema(store.path)
+    with pytest.raises(StoreError, match="newer than this cardiobench"):
+        ResultStore(store.path).check_writable()
+    writable = ResultStore(tmp_path / "w.db")
+    writable.add_run(record())
+    from cardiobench.results import store as store_mod
+
+    # a read-only mount answers "not writable" even to root, whom chmod does not stop
+    monkeypatch.setattr(store_mod.os, "access", lambda path, mode: mode != store_mod.os.W_OK)
+    with pytest.raises(StoreError, match="is read-only"):
+        writable.check_writable()
 
 
 @pytest.mark.parametrize(
