@@ -3,7 +3,10 @@
 Built-in modules are listed in ``DEFAULT_PLUGINS`` and registered exactly like a third-party
 distribution's ``cardiobench`` entry point. Third-party entry points are loaded one at a time: a
 plugin that fails to import or to register is recorded in ``failures`` (which distribution, what
-error) and skipped, so the rest keep working.
+error) and skipped, so the rest keep working. "Fails" means any exception, and any other
+``BaseException`` too (``sys.exit()``, ``GeneratorExit``, a custom subclass), except
+``KeyboardInterrupt``, which still stops the program. A command whose name is already taken (by a
+built-in, or by a plugin registered earlier) is not added; the clash is recorded like a failure.
 
 Environment:
 - ``CARDIOBENCH_LOAD_PLUGINS=a,b`` loads only those third-party plugins (distribution or entry-point
@@ -74,13 +77,39 @@ def _format_exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _describe(exc: BaseException, where: str) -> str:
+    """One line for a plugin's failure; ``where`` is e.g. "at import" or "in register_metrics"."""
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return f"called sys.exit({code}) {where}"
+    return _format_exc(exc)
+
+
+def _command_names(entry: Any) -> list[str]:
+    """The top-level command names a typer registration (``CommandInfo`` or ``TyperInfo``) adds."""
+    from typer.main import get_command_name, solve_typer_info_defaults
+    from typer.models import CommandInfo
+
+    if isinstance(entry, CommandInfo):
+        if entry.name:
+            return [entry.name]
+        return [get_command_name(entry.callback.__name__)] if entry.callback is not None else []
+    name = solve_typer_info_defaults(entry).name
+    if name:
+        return [name]
+    sub = entry.typer_instance  # a group added without a name merges its commands into the parent
+    return [n for e in [*sub.registered_commands, *sub.registered_groups] for n in _command_names(e)]
+
+
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager plus plugin origins, isolated failures and cached registries."""
 
     def __init__(self) -> None:
         super().__init__("cardiobench")
         self.add_hookspecs(hookspecs)
-        self.failures: list[PluginFailure] = []
+        # (source, failure); source is "import", "components" or "commands", so that rebuilding the
+        # registries or the CLI replaces that source's failures instead of repeating or losing them
+        self._failures: list[tuple[str, PluginFailure]] = []
         self._origins: dict[str, tuple[str, str]] = {}
         self._registries: dict[str, Registry] | None = None
         self._conflicts: dict[tuple[str, str], str] = {}
@@ -101,13 +130,18 @@ class PluginManager(pluggy.PluginManager):
     def origin(self, plugin_name: str) -> tuple[str, str]:
         return self._origins.get(plugin_name, ("unknown", ""))
 
-    def _fail(self, failure: PluginFailure) -> None:
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Every plugin that failed to import or register (or clashed), in the order found."""
+        return [failure for _, failure in self._failures]
+
+    def _fail(self, failure: PluginFailure, source: str) -> None:
         if _strict():
             raise PluginLoadError(
                 f"plugin {failure.plugin!r} from {failure.distribution} failed to {failure.stage}: {failure.error}",
                 "fix or uninstall it, or unset CARDIOBENCH_STRICT_PLUGINS to skip it",
             )
-        self.failures.append(failure)
+        self._failures.append((source, failure))
 
     def load_builtins(self) -> None:
         for module_name in DEFAULT_PLUGINS:
@@ -130,23 +164,25 @@ class PluginManager(pluggy.PluginManager):
             try:
                 module = ep.load()
                 self.register(module, name=ep.name, origin=(dist_name, dist_version))
-            except Exception as exc:  # a broken plugin must not take the others down
-                self._fail(PluginFailure(dist_name, ep.name, "import", _format_exc(exc)))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a broken plugin must not take the others down, not even by sys.exit()
+                self._fail(PluginFailure(dist_name, ep.name, "import", _describe(exc, "at import")), "import")
 
     # -- registries ----------------------------------------------------------------------
     def registries(self) -> dict[str, Registry]:
         """Every registry, built by calling each plugin's register hooks one plugin at a time."""
         if self._registries is None:
-            self.failures = [f for f in self.failures if f.stage != "register"]
+            self._failures = [(source, f) for source, f in self._failures if source != "components"]
             self._conflicts = {}
             regs = {kind: Registry(kind) for kind in KINDS}
             for kind, hook_name in KINDS.items():
                 for impl in getattr(self.hook, hook_name).get_hookimpls():
-                    self._register_from(impl, regs[kind])
+                    self._register_from(impl, regs[kind], hook_name)
             self._registries = regs
         return self._registries
 
-    def _register_from(self, impl: Any, registry: Registry) -> None:
+    def _register_from(self, impl: Any, registry: Registry, hook_name: str) -> None:
         origin, version = self.origin(impl.plugin_name)
         pending: list[tuple[tuple, dict]] = []
 
@@ -155,20 +191,23 @@ class PluginManager(pluggy.PluginManager):
 
         try:
             impl.function(*([register] if impl.argnames else []))
-        except Exception as exc:
-            self._fail(PluginFailure(origin, impl.plugin_name, "register", _format_exc(exc)))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            failure = PluginFailure(origin, impl.plugin_name, "register", _describe(exc, f"in {hook_name}"))
+            self._fail(failure, "components")
             return
         for (name, factory), meta in pending:
             if name in registry:
                 other = registry.get(name).origin
                 message = f"{registry.kind} {name!r} is registered twice: by {other} and by {origin}"
                 self._conflicts[(registry.kind, name)] = message
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", message))
+                self._fail(PluginFailure(origin, impl.plugin_name, "register", message), "components")
                 continue
             try:
                 registry.add(name, factory, origin=origin, version=version, **meta)
             except CardiobenchError as exc:
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", str(exc)))
+                self._fail(PluginFailure(origin, impl.plugin_name, "register", str(exc)), "components")
 
     def get(self, kind: str, name: str) -> Component:
         """The component ``name`` of ``kind``; a clear error if unknown or claimed twice."""
@@ -179,12 +218,62 @@ class PluginManager(pluggy.PluginManager):
         return regs[kind].get(name)
 
     def add_commands(self, app: Any) -> None:
-        for impl in self.hook.register_commands.get_hookimpls():
+        """Call every ``register_commands`` hook on ``app``, built-ins first, one plugin at a time.
+
+        A hook that raises has none of its commands added. A command or group whose name is already
+        taken is not added either, and commands a hook removed are put back: a plugin can never
+        replace or remove a built-in command (or one of a plugin registered before it). Each of these
+        is recorded in ``failures`` (an error in strict mode).
+        """
+        self._failures = [(source, f) for source, f in self._failures if source != "commands"]
+        impls = sorted(  # stable: pluggy's order within built-ins and within third-party plugins
+            self.hook.register_commands.get_hookimpls(), key=lambda impl: impl.plugin_name not in DEFAULT_PLUGINS
+        )
+        owners = {name: "cardiobench" for e in [*app.registered_commands, *app.registered_groups]
+                  for name in _command_names(e)}
+        for impl in impls:
+            origin, _ = self.origin(impl.plugin_name)
+            commands, groups = list(app.registered_commands), list(app.registered_groups)
             try:
                 impl.function(*([app] if impl.argnames else []))
-            except Exception as exc:
-                origin, _ = self.origin(impl.plugin_name)
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", _format_exc(exc)))
+                # (list it belongs to, as it was before the hook; the list after the hook)
+                changes = ((commands, app.registered_commands), (groups, app.registered_groups))
+                added = [
+                    (before, entry, _command_names(entry))
+                    for before, after in changes
+                    for entry in _new_entries(before, after)
+                ]
+                removed = [
+                    name for before, after in changes for entry in _new_entries(after, before)
+                    for name in _command_names(entry)
+                ]
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                app.registered_commands, app.registered_groups = commands, groups
+                failure = PluginFailure(origin, impl.plugin_name, "register", _describe(exc, "in register_commands"))
+                self._fail(failure, "commands")
+                continue
+            problems = []
+            if removed:
+                names = ", ".join(repr(n) for n in removed)
+                problems.append(f"removed commands registered by others: {names} (kept)")
+            for registered, entry, names in added:
+                taken = [n for n in names if n in owners]
+                for name in taken:
+                    problems.append(f"command {name!r} is registered twice: by {owners[name]} and by {origin}")
+                if not taken:
+                    registered.append(entry)
+                    owners.update(dict.fromkeys(names, origin))
+            app.registered_commands, app.registered_groups = commands, groups
+            for message in problems:
+                self._fail(PluginFailure(origin, impl.plugin_name, "register", message), "commands")
+
+
+def _new_entries(before: list[Any], after: list[Any]) -> list[Any]:
+    """The entries of ``after`` that are not (the same object) in ``before``."""
+    seen = {id(entry) for entry in before}
+    return [entry for entry in after if id(entry) not in seen]
 
 
 _pm: PluginManager | None = None

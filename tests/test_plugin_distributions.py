@@ -30,6 +30,21 @@ def site(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory) -> Path:
+    """A folder holding a plugin that calls sys.exit(3) at import, one that claims the built-in
+    ``leaderboard`` command and raises a BaseException in a hook, and a good one."""
+    target = tmp_path_factory.mktemp("hostile-site")
+    dists = [FIXTURES / "exit-plugin", FIXTURES / "clash-plugin", FIXTURES / "hello-plugin"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), *map(str, dists)],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
 def _cli(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CARDIOBENCH_")}
     environ["PYTHONPATH"] = os.pathsep.join([str(site), environ.get("PYTHONPATH", "")])
@@ -80,3 +95,35 @@ def test_strict_mode_fails_with_one_line_and_exit_2(site):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cardiobench-broken" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_plugin_calling_sys_exit_or_claiming_a_builtin_command_is_isolated(hostile_site, tmp_path):
+    proc = _cli(hostile_site, "plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {(f["distribution"], f["stage"], f["error"]) for f in data["failures"]} == {
+        ("cardiobench-exit", "import", "called sys.exit(3) at import"),
+        ("cardiobench-clash", "register", "Bail: metrics hook bailed out"),
+        ("cardiobench-clash", "register",
+         "command 'leaderboard' is registered twice: by cardiobench and by cardiobench-clash"),
+    }
+    assert "hello-foreground" in {c["name"] for c in data["components"]}
+    proc = _cli(hostile_site, "hello")
+    assert proc.returncode == 0 and proc.stdout.strip() == "hello from cardiobench-hello", proc.stderr
+    proc = _cli(hostile_site, "leaderboard", "--results", str(tmp_path / "results.db"))
+    assert proc.returncode == 0, proc.stderr
+    assert "No results yet" in proc.stdout and "hijacked" not in proc.stdout + proc.stderr
+
+
+def test_strict_mode_with_a_plugin_calling_sys_exit_or_claiming_a_command_is_one_line_exit_2(hostile_site, tmp_path):
+    proc = _cli(hostile_site, "plugins", "--json", CARDIOBENCH_STRICT_PLUGINS="1")
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.strip().splitlines()
+    assert "cardiobench-exit" in line and "called sys.exit(3) at import" in line
+    proc = _cli(
+        hostile_site, "leaderboard", "--results", str(tmp_path / "results.db"),
+        CARDIOBENCH_STRICT_PLUGINS="1", CARDIOBENCH_LOAD_PLUGINS="cardiobench-clash",
+    )
+    assert proc.returncode == 2 and "hijacked" not in proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert "command 'leaderboard' is registered twice: by cardiobench and by cardiobench-clash" in line

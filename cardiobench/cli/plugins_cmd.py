@@ -1,4 +1,4 @@
-"""``cardiobench plugins``: list every registered component and every plugin that failed."""
+"""``cardiobench plugins``: list every registered component, every plugin that failed and every name clash."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def plugins(
         table.add_row(c.kind, f"[bold]{c.name}[/]", c.summary, _meta_text(c.metadata), f"{c.origin} {c.version}")
     out.print(table)
     if pm.failures:
-        bad = Table(title="plugins that failed to load (skipped)", header_style="bold red")
+        bad = Table(title="plugin failures and name clashes (skipped)", header_style="bold red")
         for col in ("distribution", "plugin", "stage", "error"):
             bad.add_column(col, overflow="fold")
         for f in pm.failures:
