@@ -11,6 +11,8 @@
       testing/patient101 .. patient150/   (same; ``_gt`` files may be missing: such patients are skipped)
 
 ``.nii`` is accepted as well as ``.nii.gz``; other files (``MANDATORY_CITATION.md``...) are ignored.
+A symbolic link that leads nowhere (dangling, or a loop) in place of a patient folder or of a file the
+loader needs is bad input like a damaged file (``DataError`` naming the link; skipped under ``skip_bad``).
 Labels: 0 background, 1 RV cavity, 2 myocardium, 3 LV cavity. The toolkit never downloads ACDC: register
 on the challenge site and unpack it yourself (see ``docs/data.md``).
 """
@@ -69,8 +71,29 @@ def find_root(data_root: str | os.PathLike | None) -> Path:
     )
 
 
+def broken_link(path: Path) -> DataError | None:
+    """A ``DataError`` naming ``path`` if it is a symbolic link that cannot be followed (dangling, loop), else None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+        return None
+    except OSError as exc:  # ENOENT: dangling; ELOOP: a loop; EACCES...
+        try:
+            target = os.readlink(path)
+        except OSError:  # pragma: no cover - it was a link a moment ago
+            target = "?"
+        return DataError(
+            f"{path}: symbolic link to {target} cannot be followed ({exc.strerror or type(exc).__name__})",
+            "point the link at the real file or folder, or replace it with a copy",
+        )
+
+
 def parse_info(path: Path) -> dict[str, str]:
     """``Info.cfg`` (``Key: value`` lines) -> dict; missing file or required key -> ``DataError``."""
+    err = broken_link(path)
+    if err is not None:
+        raise err
     if not path.is_file():
         raise DataError(f"{path}: missing", "every ACDC patient folder has an Info.cfg; extract the patient again")
     try:
@@ -104,10 +127,14 @@ def parse_info(path: Path) -> dict[str, str]:
 
 
 def find_nifti(folder: Path, stem: str) -> Path | None:
+    """``folder/stem.nii.gz`` or ``.nii``; None if neither exists; ``DataError`` for a broken symbolic link."""
     for suffix in NIFTI_SUFFIXES:
         p = folder / f"{stem}{suffix}"
         if p.is_file():
             return p
+        err = broken_link(p)
+        if err is not None:
+            raise err
     return None
 
 
@@ -151,21 +178,39 @@ class ACDCSource(VolumeSource):
         self.root = find_root(data_root)
         self._info: dict[str, dict[str, str]] = {}  # patient id -> its Info.cfg, read by patients()
 
-    def _patient_dirs(self, pool: str) -> list[Path]:
+    def _patient_dirs(self, pool: str, problems: list[dict[str, str]] | None = None) -> list[Path]:
+        """The pool's ``patientNNN`` folders; with ``problems``, broken links in their place are reported."""
         folder = self.root / pool
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.is_dir() and PATIENT_RE.match(p.name))
+        dirs = []
+        for p in sorted(folder.iterdir()):
+            if not PATIENT_RE.match(p.name):
+                continue
+            if p.is_dir():
+                dirs.append(p)
+            elif problems is not None and (err := broken_link(p)) is not None:
+                self._handle(err, p.name, problems)
+        return dirs
 
     def fingerprint(self) -> Any:
-        """Path, size and mtime of every file the loader may read, so any change rebuilds the cache."""
-        stats = []
+        """Path, size and mtime of every file the loader may read, so any change rebuilds the cache.
+
+        A file that cannot be stat'ed (a dangling or looping symbolic link) is recorded with the reason
+        instead; reading the patient then reports it (or skips it under ``skip_bad``).
+        """
+        stats: list[list[Any]] = []
         for pool in POOLS:
             for d in self._patient_dirs(pool):
                 for f in sorted(d.iterdir()):
                     if f.name == "Info.cfg" or (f.name.endswith(NIFTI_SUFFIXES) and "_frame" in f.name):
-                        st = f.stat()
-                        stats.append([f"{pool}/{d.name}/{f.name}", st.st_size, st.st_mtime_ns])
+                        name = f"{pool}/{d.name}/{f.name}"
+                        try:
+                            st = f.stat()
+                        except OSError as exc:
+                            stats.append([name, None, exc.strerror or type(exc).__name__])
+                            continue
+                        stats.append([name, st.st_size, st.st_mtime_ns])
         return {"root": str(self.root.resolve()), "files": stats}
 
     def patients(self, problems: list[dict[str, str]]) -> list[Patient]:
@@ -179,7 +224,7 @@ class ACDCSource(VolumeSource):
                 )
                 self._handle(err, pool, problems)
                 continue
-            dirs = self._patient_dirs(pool)
+            dirs = self._patient_dirs(pool, problems)
             if not dirs:
                 self._handle(DataError(f"{folder}: no patientNNN folders", "extract the archive again"), pool, problems)
             for d in dirs:
@@ -222,7 +267,14 @@ class ACDCSource(VolumeSource):
                     "the label file must have its image's geometry; extract both again",
                 )
             volumes.append(
-                Volume(phase, image.astype(np.float32), check_labels(mask, gt_path), spacing[:2], spacing[2])
+                Volume(
+                    phase,
+                    image.astype(np.float32),
+                    check_labels(mask, gt_path),
+                    spacing[:2],
+                    spacing[2],
+                    source=str(img_path),
+                )
             )
         return volumes
 

@@ -17,7 +17,8 @@ interest at the native resolution (``skimage.transform.rotate``; nearest neighbo
 then runs the same steps, so rotated hearts are centred and complete too.
 
 Images are normalised per volume first (``normalize_intensity``): the 0.5th-99.5th percentile range
-maps to [0, 1], so every slice of a volume shares one intensity scale.
+maps to [0, 1], so every slice of a volume shares one intensity scale. NaN and infinite voxels are left
+out of the percentiles and set to 0 (black); ``VolumeSource`` warns about them, naming the file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import numpy as np
 from skimage.transform import resize, rotate
 
 #: bump when the output of this module changes, so cached sets are rebuilt
-PREPROCESS_VERSION = 1
+#: (2: NaN / infinite voxels no longer turn a whole volume black)
+PREPROCESS_VERSION = 2
 #: default margin on each side of the region of interest, as a fraction of its larger side
 DEFAULT_MARGIN = 0.1
 
@@ -49,16 +51,28 @@ class Slices:
 
 
 def normalize_intensity(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Float32 copy of ``volume`` with its ``[low, high]`` percentile range mapped to [0, 1] (clipped)."""
-    v = np.asarray(volume, dtype=np.float32)
+    """Float32 copy of ``volume`` with its ``[low, high]`` percentile range mapped to [0, 1] (clipped).
+
+    The percentiles are those of the finite voxels; NaN and infinite voxels become 0 (black). A volume
+    without finite voxels, or of one constant value, becomes all 0.
+    """
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, treated as non-finite
+        v = np.asarray(volume, dtype=np.float32)
     if v.size == 0:
         return v.copy()
-    flat = v.reshape(-1)
-    sample = flat[:: max(1, flat.size // 200_000)]  # a regular subsample is plenty for two percentiles
-    lo, hi = np.percentile(sample, [low, high])
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-6:
+    finite = np.isfinite(v)
+    all_finite = bool(finite.all())
+    values = v.reshape(-1) if all_finite else v[finite]
+    if values.size == 0:
         return np.zeros_like(v)
-    return np.clip((v - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    sample = values[:: max(1, values.size // 200_000)]  # a regular subsample is plenty for two percentiles
+    lo, hi = np.percentile(sample, [low, high])
+    if hi - lo < 1e-6:
+        return np.zeros_like(v)
+    out = np.clip((v - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    if not all_finite:
+        out[~finite] = 0.0
+    return out
 
 
 def roi_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -9,10 +9,13 @@ A subclass says which patients exist (``patients``) and how to read one patient'
   copies of the training slices;
 - caches the result as one ``.npz`` under ``cache_dir("data")``, named by a hash of the source's
   fingerprint (file paths, sizes and mtimes, or generator parameters) and every option, written
-  atomically; a second ``load`` reads it back (well under a second for the default sets).
+  atomically; a second ``load`` reads it back (well under a second for the default sets). The cache is
+  read through ``safe_npz`` (sizes checked first) and not written when it would exceed that size limit.
 
 Bad input raises ``DataError`` naming the file and the problem; with ``skip_bad=True`` the patient is
-skipped instead, with a ``DataWarning``, and listed in ``describe()["skipped"]``.
+skipped instead, with a ``DataWarning``, and listed in ``describe()["skipped"]``. An image with NaN or
+infinite voxels is used with those voxels set to 0 (black) after normalisation and a ``NonFiniteWarning``
+naming the file and the count; an image with no finite voxel at all is bad input.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import io
 import json
 import time
 import warnings
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from cardiobench.data import safe_npz
 from cardiobench.data.base import GROUPS, LABELS, SPLITS, SliceSet
 from cardiobench.data.preprocess import (
     DEFAULT_MARGIN,
@@ -49,6 +54,10 @@ PHASES: tuple[str, ...] = ("ED", "ES")
 
 class DataWarning(UserWarning):
     """A bad patient skipped because ``skip_bad`` is on."""
+
+
+class NonFiniteWarning(UserWarning):
+    """An image with NaN or infinite voxels, used with those voxels set to 0 (see ``check_finite``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,33 @@ class Volume:
     mask: np.ndarray
     spacing: tuple[float, float]
     thickness: float | None = None
+    source: str | None = None  # the image's file, named in warnings and errors
+
+
+def check_finite(vol: Volume, patient: Patient) -> None:
+    """Warn (``NonFiniteWarning``, naming the file and the count) about NaN / infinite image voxels.
+
+    ``normalize_intensity`` leaves them out of its percentiles and sets them to 0 (black); a volume with no
+    finite voxel at all has nothing to normalise and is a ``DataError`` (skipped under ``skip_bad``).
+    """
+    img = np.asarray(vol.image)
+    if not np.issubdtype(img.dtype, np.floating) or img.size == 0:
+        return
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, as in normalize_intensity
+        bad = img.size - int(np.count_nonzero(np.isfinite(img.astype(np.float32, copy=False))))
+    if bad == 0:
+        return
+    where = vol.source or f"{patient.id} {vol.phase} image"
+    if bad == img.size:
+        raise DataError(
+            f"{where}: no finite voxel (all {bad} are NaN or infinite)", "the image is unusable; extract it again"
+        )
+    warnings.warn(
+        f"{where}: {bad} of {img.size} voxels are NaN or infinite; they are set to 0 (black), "
+        "and the intensity range comes from the finite voxels",
+        NonFiniteWarning,
+        stacklevel=3,
+    )
 
 
 def empty_sliceset(size: int) -> SliceSet:
@@ -238,14 +274,15 @@ class VolumeSource:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with safe_npz.load(path) as z:
                 meta = json.loads(str(z["meta"]))
                 sets = {
                     split: SliceSet(**{f.name: z[f"{split}.{f.name}"] for f in fields(SliceSet)}) for split in SPLITS
                 }
             return sets, meta
-        except Exception as exc:  # a damaged cache file is rebuilt, never fatal
-            warnings.warn(f"ignoring unreadable cache {path} ({type(exc).__name__}); rebuilding", stacklevel=3)
+        except Exception as exc:  # a damaged (or oversized) cache file is rebuilt, never fatal
+            why = exc.format_message() if isinstance(exc, DataError) else type(exc).__name__
+            warnings.warn(f"ignoring unreadable cache {path} ({why}); rebuilding", stacklevel=3)
             return None
 
     @staticmethod
@@ -253,6 +290,15 @@ class VolumeSource:
         arrays = {f"{split}.{k}": v for split, s in sets.items() for k, v in s.arrays().items()}
         buf = io.BytesIO()
         np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+        with zipfile.ZipFile(buf) as zf:
+            declared, cap = safe_npz.declared_bytes(zf), safe_npz.max_bytes()
+        if declared > cap:  # it could not be read back: say so once instead of rebuilding it on every load
+            warnings.warn(
+                f"not caching {path.name}: {safe_npz.human(declared)} is above the {safe_npz.human(cap)} limit "
+                f"on .npz files; set {safe_npz.MAX_BYTES_ENV} higher to cache it",
+                stacklevel=3,
+            )
+            return
         atomic_write_bytes(path, buf.getvalue())
 
     # -- building -----------------------------------------------------------------------------
@@ -287,6 +333,8 @@ class VolumeSource:
         for patient in patients:
             try:
                 volumes = self.read_patient(patient)
+                for vol in volumes:
+                    check_finite(vol, patient)
             except DataError as err:
                 self._handle(err, patient.id, problems)
                 continue

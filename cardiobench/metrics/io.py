@@ -10,7 +10,8 @@ Formats (labels 0 background, 1 RV, 2 MYO, 3 LV):
   convention of ``cardiobench.data.acdc``).
 
 A folder is read file by file in sorted name order (other files are ignored). Every map must be square and
-all of one size. Anything wrong is a ``DataError`` naming the file.
+all of one size. Anything wrong is a ``DataError`` naming the file. ``.npy`` / ``.npz`` files go through
+``cardiobench.data.safe_npz.load``: their declared sizes are checked before anything is decompressed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiobench.data import safe_npz
 from cardiobench.data.base import NUM_CLASSES
-from cardiobench.errors import DataError
+from cardiobench.errors import CardiobenchError, DataError
 
 SUFFIXES = (".npy", ".npz", ".png", ".nii", ".nii.gz")
 
@@ -107,9 +109,9 @@ def read_file(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: unsupported file type", f"use one of: {', '.join(SUFFIXES)}")
     try:
         if suffix == ".npy":
-            arr = _stack(np.load(path, allow_pickle=False), path)
+            arr = _stack(safe_npz.load(path), path)
         elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with safe_npz.load(path) as z:
                 keys = list(z.keys())
                 if "masks" in keys:
                     key = "masks"
@@ -122,7 +124,7 @@ def read_file(path: str | os.PathLike) -> np.ndarray:
             arr = _read_png(path)
         else:
             arr = _read_nifti(path)
-    except DataError:
+    except CardiobenchError:
         raise
     except Exception as exc:
         raise DataError(

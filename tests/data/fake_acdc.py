@@ -110,6 +110,26 @@ def _labels_out_of_range(path):
     nib.save(nib.Nifti1Image(data, img.affine), str(path))
 
 
+def set_nonfinite(path, values=(np.nan, np.inf, -np.inf)):
+    """Turn ``path``'s NIfTI image into float32 and set its first voxels to ``values`` (NaN, +-inf...)."""
+    img = nib.load(str(path))
+    data = np.ascontiguousarray(img.dataobj, dtype=np.float32)
+    data.reshape(-1)[: len(values)] = values  # a view: the array is C-contiguous
+    nib.save(nib.Nifti1Image(data, img.affine), str(path))
+
+
+def dangling_link(path):
+    """Replace ``path`` by a symbolic link to a file that does not exist."""
+    path.unlink()
+    path.symlink_to(path.with_name("gone-" + path.name))
+
+
+def looping_link(path):
+    """Replace ``path`` by a symbolic link that points at itself (ELOOP)."""
+    path.unlink()
+    path.symlink_to(path.name)
+
+
 def _wrong_shape(path):
     img = nib.load(str(path))
     data = np.asarray(img.dataobj)[:-2]
@@ -139,4 +159,17 @@ BAD_INPUTS = {
     ),
     "missing image": (lambda r: (r / P1 / "patient001_frame09.nii.gz").unlink(), "Info.cfg says ES is frame 9"),
     "missing label in training": (lambda r: (r / P1 / "patient001_frame01_gt.nii.gz").unlink(), "missing label"),
+    "dangling symlink": (
+        lambda r: dangling_link(r / P1 / "patient001_frame01.nii.gz"),
+        "patient001_frame01.nii.gz: symbolic link to",
+    ),
+    "symlink loop": (
+        lambda r: looping_link(r / P1 / "patient001_frame09_gt.nii.gz"),
+        "patient001_frame09_gt.nii.gz: symbolic link to patient001_frame09_gt.nii.gz cannot be followed",
+    ),
+    "dangling Info.cfg symlink": (lambda r: dangling_link(r / P1 / "Info.cfg"), "Info.cfg: symbolic link to"),
+    "no finite voxel": (
+        lambda r: set_nonfinite(r / P1 / "patient001_frame09.nii.gz", [np.nan] * (40 * 48 * 6)),
+        "patient001_frame09.nii.gz: no finite voxel",
+    ),
 }

@@ -7,11 +7,20 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from fake_acdc import BAD_INPUTS, FAKE_PATIENTS, P1, build_fake_acdc, write_nifti
+from fake_acdc import (
+    BAD_INPUTS,
+    FAKE_PATIENTS,
+    P1,
+    build_fake_acdc,
+    dangling_link,
+    looping_link,
+    set_nonfinite,
+    write_nifti,
+)
 
 from cardiobench.data import GROUPS, open_dataset
 from cardiobench.data.acdc import ACDCSource
-from cardiobench.data.source import DataWarning
+from cardiobench.data.source import DataWarning, NonFiniteWarning
 from cardiobench.errors import CardiobenchError, DataError
 from cardiobench.testing.datasets import DatasetContract
 
@@ -153,7 +162,11 @@ def test_bad_input_raises_one_line_error_naming_the_file(fake_acdc, case):
     assert " - " in msg  # followed by what to do about it
 
 
-@pytest.mark.parametrize("case", ["missing Info.cfg key", "truncated NIfTI", "labels outside 0..3"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing Info.cfg key", "truncated NIfTI", "labels outside 0..3", "dangling symlink", "symlink loop",
+     "no finite voxel"],
+)
 def test_skip_bad_warns_skips_and_counts(fake_acdc, case):
     BAD_INPUTS[case][0](fake_acdc)
     with pytest.warns(DataWarning, match="skipped patient001"):
@@ -161,6 +174,56 @@ def test_skip_bad_warns_skips_and_counts(fake_acdc, case):
     assert "patient001" not in set(sets["train"].patients) | set(sets["val"].patients)
     skipped = src.describe()["skipped"]
     assert len(skipped) == 1 and skipped[0]["patient"] == "patient001"
+
+
+@pytest.mark.parametrize("make_link", [dangling_link, looping_link])
+@pytest.mark.parametrize("name", ["patient001_frame01.nii.gz", "patient001_frame09_gt.nii.gz", "Info.cfg"])
+def test_broken_symlink_with_the_cache_on(fake_acdc, make_link, name):
+    """The cache fingerprint stats every file: a link that leads nowhere must not crash it."""
+    link = fake_acdc / P1 / name
+    make_link(link)
+    with pytest.raises(DataError) as exc:
+        load(fake_acdc)  # cache on (the default)
+    msg = exc.value.format_message()
+    assert msg.startswith(f"{link}: symbolic link to ") and "cannot be followed" in msg and "\n" not in msg
+    with pytest.warns(DataWarning, match=f"skipped patient001: {link}"):
+        src, sets = load(fake_acdc, skip_bad=True)
+    assert set(sets["train"].patients) | set(sets["val"].patients) == {p.id for p in TRAINING} - {"patient001"}
+    assert src.cache_path().is_file()
+
+
+def test_unused_broken_symlink_is_ignored_with_or_without_cache(fake_acdc):
+    """A frame Info.cfg does not name is never read: a broken link there changes nothing, cache or not."""
+    dangling_link(fake_acdc / "training/patient002/patient002_frame01.nii.gz")  # patient002's decoy (ED is 3)
+    for cache in (False, True):
+        _, sets = load(fake_acdc, cache=cache, val_fraction=0.0)
+        assert "patient002" in set(sets["train"].patients)
+
+
+@pytest.mark.parametrize("target", ["gone-patient011", "patient011"])  # dangling, a loop
+def test_broken_symlink_in_place_of_a_patient_folder(fake_acdc, target):
+    """Such a patient used to vanish without a word (``is_dir()`` is False for it)."""
+    link = fake_acdc / "training" / "patient011"
+    link.symlink_to(target)
+    with pytest.raises(DataError, match=f"^{link}: symbolic link to .* cannot be followed"):
+        load(fake_acdc)
+    with pytest.warns(DataWarning, match="skipped patient011"):
+        src, sets = load(fake_acdc, skip_bad=True)
+    assert set(sets["train"].patients) | set(sets["val"].patients) == {p.id for p in TRAINING}
+    assert [s["patient"] for s in src.describe()["skipped"]] == ["patient011"]
+
+
+def test_nonfinite_voxels_are_black_with_one_warning_naming_the_file(fake_acdc):
+    path = fake_acdc / P1 / "patient001_frame01.nii.gz"
+    set_nonfinite(path)  # NaN, +inf, -inf
+    with pytest.warns(NonFiniteWarning, match=rf"^{path}: 3 of {40 * 48 * 6} voxels are NaN or infinite") as rec:
+        _, sets = load(fake_acdc, val_fraction=0.0)
+    assert len([w for w in rec if issubclass(w.category, NonFiniteWarning)]) == 1
+    s = sets["train"]
+    ed = (s.patients == "patient001") & (s.phases == "ED")
+    # the volume is not blacked out: normalised from its finite voxels, blood bright, muscle dark
+    assert ed.any() and np.isfinite(s.images[ed]).all() and s.images[ed].max() > 0.9
+    assert s.images[ed][s.masks[ed] == 3].mean() > s.images[ed][s.masks[ed] == 2].mean() + 0.2
 
 
 def test_missing_pool_folder(fake_acdc):

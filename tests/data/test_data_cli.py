@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_acdc import BAD_INPUTS
+from fake_acdc import BAD_INPUTS, P1, set_nonfinite
 from PIL import Image
 
 from cardiobench.testing.cli import invoke
@@ -85,6 +85,29 @@ def test_skip_bad_warns_and_counts(fake_acdc):
     assert data["skipped_count"] == 1 and data["skipped"][0]["patient"] == "patient001"
     table = invoke("data", "info", "--data-root", str(fake_acdc), "--size", "32", "--skip-bad")
     assert table.exit_code == 0 and "skipped (bad input): 1" in table.stdout
+
+
+@pytest.mark.parametrize("case", ["dangling symlink", "symlink loop"])
+def test_broken_symlink_is_skipped_with_skip_bad_and_the_cache_on(fake_acdc, case):
+    damage, expected = BAD_INPUTS[case]
+    damage(fake_acdc)
+    result = invoke("data", "info", "--data-root", str(fake_acdc), "--size", "32", "--skip-bad", "--json")
+    assert result.exit_code == 0, result.output  # used to be "Error: unexpected FileNotFoundError", exit 1
+    assert f"Warning: skipped patient001: {fake_acdc / P1}" in result.stderr and expected in result.stderr
+    data = json.loads(result.stdout)
+    assert data["skipped_count"] == 1 and data["cache"]["path"]
+    assert data["splits"]["train"]["patients"] + data["splits"]["val"]["patients"] == 9
+
+
+def test_nonfinite_voxels_are_one_warning_line(fake_acdc):
+    path = fake_acdc / P1 / "patient001_frame09.nii.gz"
+    set_nonfinite(path, [float("nan")] * 5)
+    result = invoke("data", "info", "--data-root", str(fake_acdc), "--size", "32", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Warning: ")]
+    assert lines == [f"Warning: {path}: 5 of {40 * 48 * 6} voxels are NaN or infinite; they are set to 0 (black), "
+                     "and the intensity range comes from the finite voxels"]
+    assert json.loads(result.stdout)["skipped_count"] == 0
 
 
 def test_preview_and_info_errors(fake_acdc, tmp_path):

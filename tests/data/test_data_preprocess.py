@@ -105,6 +105,21 @@ def test_normalize_intensity_and_draw_angles():
     assert draw_angles(np.random.default_rng(1), 3, 0) == [[], [], []]
 
 
+def test_normalize_intensity_ignores_nan_and_inf():
+    v = np.linspace(-5, 500, 1000, dtype=np.float32).reshape(10, 10, 10)
+    bad = v.copy()
+    bad[0, 0, 0], bad[5, 5, 5], bad[9, 9, 9] = np.nan, np.inf, -np.inf
+    n = normalize_intensity(bad)
+    assert np.isfinite(n).all() and n.max() == 1.0  # used to be all zeros
+    assert n[0, 0, 0] == 0.0 and n[5, 5, 5] == 0.0 and n[9, 9, 9] == 0.0
+    ok = np.isfinite(bad)
+    # the range is that of the finite voxels, so the rest maps almost as without the bad voxels
+    np.testing.assert_allclose(n[ok], normalize_intensity(v)[ok], atol=0.01)
+    assert (normalize_intensity(np.full((2, 2, 2), np.nan)) == 0).all()
+    big = np.array([1.0, 2.0, 1e300, 3.0]).reshape(2, 2, 1)  # beyond float32: inf, treated the same
+    assert normalize_intensity(big)[1, 0, 0] == 0.0
+
+
 def test_stratified_split_by_patient_seeded():
     patients = [f"p{i:03d}" for i in range(50)]
     groups = [i // 10 for i in range(50)]
