@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ else:  # pragma: no cover - exercised on 3.10 only
 #: the preset a command uses when none is given
 DEFAULT_PRESET = "quick"
 
+#: largest seed: seeds go to torch (64-bit) and derived generators multiply them by about 1e6, so 32 bits
+MAX_SEED = 2**32 - 1
+
+#: largest slice side, in pixels (ACDC's native slices are at most 512 px wide; a 100000 px phantom alone
+#: would need 37 GiB per slice)
+MAX_RESOLUTION = 512
+
 
 class ConfigError(CardiobenchError):
     """A bad preset, config file or override: unknown key, wrong type, out of range."""
@@ -51,6 +59,7 @@ class Key:
     default: Any
     help: str
     min: float | None = None  # inclusive lower bound for numbers
+    max: float | None = None  # inclusive upper bound for numbers
 
 
 _OPTIONS = Key("table", None, "plugin-specific options, passed as is to the plugin's factory")
@@ -67,8 +76,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
         "dataset": Key("str", "phantom", "data set plugin name"),
         "data_root": Key("str", None, "folder of the real data (e.g. ACDC); unset for the embedded phantom"),
-        "resolution": Key("int", 32, "side length of the square slices, in pixels", min=8),
-        "seed": Key("int", 0, "seed of the data set (phantom generation, splits)", min=0),
+        "resolution": Key("int", 32, "side length of the square slices, in pixels", min=8, max=MAX_RESOLUTION),
+        "seed": Key("int", 0, "seed of the data set (phantom generation, splits)", min=0, max=MAX_SEED),
         "options": _OPTIONS,
     },
     "model": {
@@ -100,7 +109,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "precision": Key("str", "fp32", "fp32, or bf16 autocast"),
         "ema_decay": Key("float", 0.0, "EMA of the weights; 0 turns it off", min=0),
         "grad_clip": Key("float", 1.0, "gradient norm clip; 0 turns it off", min=0),
-        "seed": Key("int", 0, "seed of initialisation, batches and time steps", min=0),
+        "seed": Key("int", 0, "seed of initialisation, batches and time steps", min=0, max=MAX_SEED),
     },
     "sample": {
         "sampler": Key("str", "ddpm", "sampler plugin name"),
@@ -108,7 +117,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "num_samples": Key("int", 16, "samples drawn for the grid and the reverse-process GIF", min=1),
         "batch_size": Key("int", 64, "samples per network call", min=1),
         "eta": Key("float", 0.0, "DDIM stochasticity (0 = deterministic)", min=0),
-        "seed": Key("int", 0, "seed of the initial noise", min=0),
+        "seed": Key("int", 0, "seed of the initial noise", min=0, max=MAX_SEED),
         "options": _OPTIONS,
     },
     "eval": {
@@ -185,8 +194,25 @@ def _type_error(dotted: str, key: Key, value: Any, source: str | None) -> Config
     return ConfigError(f"{dotted}{_where(source)} must be {_TYPE_NAMES[key.type]}, got {got}")
 
 
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity in ``value`` (a number, or a list or table of them, at any depth), else ``None``."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        bad = _non_finite(item)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _bound(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
 def _check_value(dotted: str, key: Key, value: Any, source: str | None) -> Any:
-    """``value`` checked against ``key`` (ints are accepted for floats); returns the value to store."""
+    """``value`` checked against ``key`` (ints are accepted for floats; numbers must be finite and within the
+    key's bounds); returns the value to store."""
     t = key.type
     if value is None:
         return None
@@ -213,10 +239,22 @@ def _check_value(dotted: str, key: Key, value: Any, source: str | None) -> Any:
         raise AssertionError(f"unknown key type {t!r}")
     if not ok:
         raise _type_error(dotted, key, value, source)
+    bad = _non_finite(value)  # TOML and typer both accept nan and inf; no key (or plugin option) means them
+    if bad is not None:
+        what = "a finite number" if t == "float" else "finite numbers only"
+        raise ConfigError(f"{dotted}{_where(source)} must be {what}, got {bad}")
     if key.min is not None and isinstance(value, (int, float)) and value < key.min:
-        bound = int(key.min) if float(key.min).is_integer() else key.min
-        raise ConfigError(f"{dotted}{_where(source)} must be >= {bound}, got {value}")
+        raise ConfigError(f"{dotted}{_where(source)} must be >= {_bound(key.min)}, got {value}")
+    if key.max is not None and isinstance(value, (int, float)) and value > key.max:
+        raise ConfigError(f"{dotted}{_where(source)} must be <= {_bound(key.max)}, got {value}")
     return value
+
+
+def check_option(flag: str, dotted: str, value: Any) -> Any:
+    """A command-line option ``flag`` (e.g. ``--seed``) checked like the config key ``dotted`` it stands for
+    (type, finite, bounds), so a bad value stops the command before any work; ``None`` (not given) passes."""
+    sec, name = dotted.split(".", 1)
+    return _check_value(flag, SCHEMA[sec][name], value, None)
 
 
 def validate(partial: Mapping[str, Any], source: str | None = None) -> dict[str, dict[str, Any]]:
@@ -289,6 +327,9 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start})", "save it as UTF-8, as TOML requires") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return validate(raw, source=str(path))
@@ -392,17 +433,37 @@ def resolve_config(
 
     ``overrides`` are the typed command-line options (dotted keys, ``None`` = not given); ``sets`` are
     generic ``--set KEY=VALUE`` strings. The result is complete: every schema key is present.
+
+    A data root alone selects its data set, as ``--data-root`` does everywhere (``docs/data.md``): when
+    ``data.data_root`` is set but neither the config file, ``--set`` nor the command line names
+    ``data.dataset``, the preset's data set (a default, e.g. the phantom; kept only if the preset sets a root
+    of its own beside it) gives way to the one ``cardiobench.data.resolve_dataset_name`` picks for a root.
     """
-    layers = []
-    if preset is not None:
-        layers.append(load_toml(preset_path(preset)))
+    preset_layer = load_toml(preset_path(preset)) if preset is not None else {}
+    user = []
     if config_file is not None:
-        layers.append(load_toml(config_file))
+        user.append(load_toml(config_file))
     if sets:
-        layers.append(overrides_to_layer(dict(parse_set(s) for s in sets), source="--set"))
+        user.append(overrides_to_layer(dict(parse_set(s) for s in sets), source="--set"))
     if overrides:
-        layers.append(overrides_to_layer(overrides))
-    return _complete(merge(*layers))
+        user.append(overrides_to_layer(overrides))
+    return _complete(merge(preset_layer, *user, _dataset_of_root(preset_layer, user)))
+
+
+def _dataset_of_root(preset_layer: Mapping[str, Any], user: list[dict[str, dict[str, Any]]]
+                     ) -> dict[str, dict[str, Any]]:
+    """The layer that lets a data root select its data set (see ``resolve_config``), or ``{}``."""
+    def set_in(layer: Mapping[str, Any], key: str) -> Any:
+        return (layer.get("data") or {}).get(key)
+
+    roots = [set_in(layer, "data_root") for layer in (preset_layer, *user) if set_in(layer, "data_root") is not None]
+    if not roots or any(set_in(layer, "dataset") is not None for layer in user):
+        return {}  # no root, or the user named the data set: it stands (and is checked later)
+    if set_in(preset_layer, "data_root") is not None and set_in(preset_layer, "dataset") is not None:
+        return {}  # a preset written for a data set on disk names it beside its root: that is a choice too
+    from cardiobench.data import resolve_dataset_name
+
+    return {"data": {"dataset": resolve_dataset_name(None, roots[-1])}}
 
 
 def get(cfg: Mapping[str, Mapping[str, Any]], dotted: str) -> Any:

@@ -38,3 +38,33 @@ class PluginLoadError(CardiobenchError):
 
 class DataError(CardiobenchError):
     """Bad input data: corrupt file, wrong labels, missing folder..."""
+
+
+#: errno -> what to do about it (the one-line hint of a filesystem error)
+_OS_HINTS = {
+    "ENOSPC": "the disk is full: free some space (or point CARDIOBENCH_CACHE_DIR / --out / --results elsewhere) "
+              "and run the same command again; finished work is kept",
+    "EDQUOT": "the disk quota is used up: free some space and run the same command again",
+    "EACCES": "no permission: choose a writable location (--out, --results, CARDIOBENCH_CACHE_DIR) or fix the "
+              "permissions",
+    "EPERM": "not permitted: choose a writable location (--out, --results, CARDIOBENCH_CACHE_DIR) or fix the "
+             "permissions",
+    "EROFS": "the file system is read-only: choose a writable location (--out, --results, CARDIOBENCH_CACHE_DIR)",
+    "ENOTDIR": "a path component is a file, not a folder: choose another path",
+    "EISDIR": "that path is a folder: give a file name",
+    "EEXIST": "a file of that name is in the way: remove it or choose another path",
+    "ENOENT": "check the path",
+    "ELOOP": "a symbolic link points to itself: fix or remove it",
+    "ENAMETOOLONG": "the path is too long: choose a shorter one",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) and run the command again",
+}
+
+
+def os_error(exc: OSError) -> CardiobenchError:
+    """An ``OSError`` as one line that names the path and the fix (the CLI's exit code 2)."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(exc.errno or -1, "")
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return CardiobenchError(f"{what}: {paths}" if paths else what, _OS_HINTS.get(name, "check the path and the disk"))

@@ -11,7 +11,13 @@ def cache_dir(*parts: str) -> Path:
     """``$CARDIOBENCH_CACHE_DIR`` (default ``~/.cache/cardiobench``) joined with ``parts``, created."""
     root = os.environ.get("CARDIOBENCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cardiobench")
     path = Path(root, *parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from cardiobench.errors import CardiobenchError
+
+        raise CardiobenchError(f"cannot create the cache folder {path}: {exc.strerror or exc}",
+                               "set CARDIOBENCH_CACHE_DIR to a writable folder") from None
     return path
 
 
@@ -33,3 +39,41 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_image(path: str | os.PathLike, image, **save_kwargs) -> Path:
+    """Write a PIL image to ``path`` atomically (format from the suffix, PNG without one): encoded in memory,
+    then ``atomic_write_bytes``, so a full disk or a crash never leaves a 0-byte or half-written picture."""
+    import io
+
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **save_kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a folder cardiobench can write into (created if missing), checked before any work.
+
+    Raises a one-line ``CardiobenchError`` naming the folder and the fix when ``path`` is a file, cannot be
+    created, or does not take a new file (read-only, no permission, no space left for even a small file).
+    """
+    from cardiobench.errors import CardiobenchError, os_error
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise CardiobenchError(f"{what} {p} is a file, not a folder", "choose a folder (it is created if missing)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p) as fh:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        err = os_error(exc)
+        raise CardiobenchError(f"cannot write into {what} {p}: {exc.strerror or exc}", err.hint) from None
+    return p

@@ -157,11 +157,9 @@ def mask_grid(
 
 def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs: Any) -> Path:
     """Write ``mask_grid(masks, images=images, **kwargs)`` to ``path`` (format from the suffix, PNG by default)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = mask_grid(masks, images=images, **kwargs)
-    img.save(path, format=None if path.suffix else "PNG")
-    return path
+    from cardiobench.paths import atomic_write_image
+
+    return atomic_write_image(path, mask_grid(masks, images=images, **kwargs))
 
 
 #: column titles of ``segmentation_grid``
@@ -264,17 +262,9 @@ def save_segmentation_grid(
 ) -> Path:
     """Write ``segmentation_grid(images, truth, pred, uncertainty, n, scale)`` to ``path`` atomically
     (format from the suffix, PNG by default); returns the path."""
-    import io
+    from cardiobench.paths import atomic_write_image
 
-    from cardiobench.paths import atomic_write_bytes
-
-    path = Path(path)
-    img = segmentation_grid(images, truth, pred, uncertainty, n=n, scale=scale)
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    buf = io.BytesIO()
-    img.save(buf, format=fmt)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_write_image(path, segmentation_grid(images, truth, pred, uncertainty, n=n, scale=scale))
 
 
 __all__ = [

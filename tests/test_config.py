@@ -153,3 +153,64 @@ def test_every_key_and_preset_is_documented():
 def test_docs_preset_table_is_generated_from_the_code():
     doc = (REPO / "docs" / "leaderboard.md").read_text()
     assert config.markdown_table() in doc, "regenerate the table in docs/leaderboard.md with config.markdown_table()"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_in_keys_and_option_tables(value):
+    with pytest.raises(ConfigError, match=f"conditioning.guidance_scale in --set must be a finite number, got {value}"):
+        config.resolve_config("quick", sets=[f"conditioning.guidance_scale={value}"])
+    with pytest.raises(ConfigError, match="conditioning.guidance_scale on the command line must be a finite number"):
+        config.resolve_config("quick", overrides={"conditioning.guidance_scale": float(value)})
+    with pytest.raises(ConfigError, match="sample.options in --set must be finite numbers only"):
+        config.resolve_config("quick", sets=[f"sample.options.eta={value}"])
+
+
+def test_seeds_and_resolution_have_upper_bounds():
+    top = config.MAX_SEED
+    assert config.resolve_config("quick", overrides={"train.seed": top})["train"]["seed"] == top
+    for key in ("data.seed", "train.seed", "sample.seed"):
+        with pytest.raises(ConfigError, match=f"{key} on the command line must be <= {top}, got {top + 1}"):
+            config.resolve_config("quick", overrides={key: top + 1})
+    with pytest.raises(ConfigError, match="data.resolution in --set must be <= 512, got 100000"):
+        config.resolve_config("quick", sets=["data.resolution=100000"])
+    assert config.resolve_config("quick", sets=["data.resolution=512"])["data"]["resolution"] == 512
+
+
+def test_check_option_names_the_flag():
+    assert config.check_option("--seed", "train.seed", 7) == 7
+    assert config.check_option("--eta", "sample.eta", None) is None
+    with pytest.raises(ConfigError, match=r"^--seed must be <= 4294967295, got 99999999999999999999999$"):
+        config.check_option("--seed", "train.seed", 99999999999999999999999)
+    with pytest.raises(ConfigError, match=r"^--grad-clip must be a finite number, got nan$"):
+        config.check_option("--grad-clip", "train.grad_clip", float("nan"))
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[preset]\ndescription = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as exc:
+        config.resolve_config("quick", path)
+    msg = str(exc.value)
+    assert f"config file {path} is not UTF-8 text (byte 0xe9 at offset" in msg and "\n" not in msg
+
+
+def test_a_data_root_alone_selects_its_data_set_over_the_preset_s(tmp_path):
+    root = str(tmp_path)
+    assert config.resolve_config("tiny")["data"]["dataset"] == "phantom"
+    assert config.resolve_config("tiny", overrides={"data.data_root": root})["data"]["dataset"] == "acdc"
+    assert config.resolve_config("tiny", sets=[f"data.data_root={root!r}"])["data"]["dataset"] == "acdc"
+    def toml(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    user = toml("user.toml", f"[data]\ndata_root = {root!r}\n")
+    assert config.resolve_config("tiny", user)["data"]["dataset"] == "acdc"
+    # a data set the user names stands, wherever it is named (it is checked against the root later)
+    named = toml("named.toml", '[data]\ndataset = "phantom"\n')
+    assert config.resolve_config("tiny", named, overrides={"data.data_root": root})["data"]["dataset"] == "phantom"
+    cfg = config.resolve_config("tiny", sets=["data.dataset=phantom"], overrides={"data.data_root": root})
+    assert cfg["data"]["dataset"] == "phantom" and cfg["data"]["data_root"] == root
+    # a preset that names its data set beside its own root keeps it
+    mine = toml("mine.toml", f'[data]\ndataset = "mine"\ndata_root = {root!r}\n[train]\nsteps = 1\n')
+    assert config.resolve_config(mine, overrides={"data.data_root": root})["data"]["dataset"] == "mine"

@@ -15,7 +15,7 @@ import warnings
 import typer
 
 from cardiobench import __version__
-from cardiobench.errors import CardiobenchError, _ClickException
+from cardiobench.errors import CardiobenchError, _ClickException, os_error
 from cardiobench.plugins import get_plugin_manager
 
 INTERRUPTED = "Interrupted. Finished work is saved; run the same command again to continue."
@@ -96,6 +96,12 @@ def _main(args: list[str], debug: bool) -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo(INTERRUPTED, err=True)
         code = 130
+    except OSError as exc:  # a full disk, a read-only folder, a file where a folder should be: the user's to fix
+        if debug:
+            traceback.print_exc()
+        err = os_error(exc)
+        err.show()
+        code = err.exit_code
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()

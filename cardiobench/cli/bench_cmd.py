@@ -120,6 +120,8 @@ def bench(
         err.print(f"[yellow]skip[/] {line}", soft_wrap=True)
     if not cases:
         raise CardiobenchError("no compatible combination to measure", "see `cardiobench plugins`")
+    if store_results:
+        ResultStore(results).check_writable()  # a newer-schema or read-only store: refused before measuring
 
     load_start = load_average()
     log = None if as_json else (lambda msg: err.print(f"[dim]bench[/] {msg}", soft_wrap=True))

@@ -78,11 +78,13 @@ def train(
     """Train (or reuse) the classifier for the models of a preset: same data, same forward noise process."""
     from cardiobench.conditioning.classifier import classifier_report, classifier_spec_for, prepare_classifier
     from cardiobench.config import resolve_config
-    from cardiobench.engine.pipeline import train_spec_from_config
+    from cardiobench.engine.pipeline import select_dataset, train_spec_from_config
 
-    overrides = {"data.dataset": dataset, "data.resolution": resolution, "diffusion.noise": noise}
+    overrides = {"data.dataset": dataset, "data.resolution": resolution, "diffusion.noise": noise,
+                 "data.data_root": str(data_root) if data_root is not None else None}
     cfg = resolve_config(preset, config_file, {k: v for k, v in overrides.items() if v is not None}, sets or ())
-    root = str(data_root) if data_root is not None else cfg["data"].get("data_root")
+    root = cfg["data"].get("data_root")
+    select_dataset(cfg["data"]["dataset"], root, flag="--data-root" if data_root is not None else "data.data_root")
     cond = cfg.get("conditioning") or {}
     opts = (cond.get("options") or {}) if cond.get("method") == "classifier-guidance" else {}
     size = size if size is not None else opts.get("classifier_size")

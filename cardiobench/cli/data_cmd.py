@@ -12,9 +12,10 @@ from rich import box
 from rich.table import Table
 
 from cardiobench.cli.output import console, print_json
-from cardiobench.data import DEFAULT_DATASET, GROUPS, SPLITS, open_dataset, resolve_dataset_name
+from cardiobench.data import DEFAULT_DATASET, GROUPS, SPLITS, open_dataset
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
+from cardiobench.paths import atomic_write_image
 
 data_app = typer.Typer(
     name="data",
@@ -30,7 +31,9 @@ SKIP_HELP = "Warn about bad patients and skip them instead of stopping at the fi
 
 
 def _open(dataset: str | None, data_root: Path | None, size: int, seed: int, skip_bad: bool, no_cache: bool):
-    name = resolve_dataset_name(dataset, data_root)
+    from cardiobench.engine.pipeline import select_dataset
+
+    name = select_dataset(dataset, data_root)  # a root the data set cannot use is refused, not ignored
     options: dict[str, Any] = {"size": size, "seed": seed}
     if data_root is not None:
         options["data_root"] = str(data_root)
@@ -187,8 +190,7 @@ def preview(
         labels.append(f"{group} ({idx.size})")
     grid = mask_grid(np.concatenate(masks), nrow=n, images=np.concatenate(images), scale=scale, row_labels=labels)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(out, format="PNG" if out.suffix.lower() in ("", ".png") else None)
+        atomic_write_image(out, grid)
     except (OSError, ValueError, KeyError) as exc:
         raise CardiobenchError(f"cannot write {out}: {exc}", "choose a writable .png path") from None
     console().print(

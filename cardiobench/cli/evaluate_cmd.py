@@ -31,8 +31,10 @@ def _fmt(v) -> str:
 
 def evaluate(
     samples: Path = typer.Option(..., "--samples", "-s", help="File or folder of label maps (.npz, .npy, PNG, NIfTI)."),
-    dataset: str = typer.Option("phantom", "--dataset", "-d", help="Data set the samples imitate."),
-    data_root: Path = typer.Option(None, "--data-root", help="ACDC folder (for --dataset acdc)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set the samples imitate (default phantom; acdc "
+                                "when --data-root is given)."),
+    data_root: Path = typer.Option(None, "--data-root", help="Folder of a real data set (e.g. ACDC); alone, it "
+                                   "selects acdc."),
     feature_extractor: str = typer.Option(
         "domain", "--feature-extractor", help="Ruler for FID/KID/IS/PR: domain or inception."
     ),
@@ -47,9 +49,10 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Evaluate generated masks: FID/KID/IS/precision/recall, anatomy, memorisation, diversity."""
+    from cardiobench.engine.pipeline import select_dataset
     from cardiobench.errors import CardiobenchError
     from cardiobench.metrics import evaluate_generation
-    from cardiobench.metrics.fidelity import FEATURE_EXTRACTORS, check_inception_weights
+    from cardiobench.metrics.fidelity import FEATURE_EXTRACTORS, FidelityWarning, read_inception_weights
     from cardiobench.metrics.io import read_masks
 
     if feature_extractor not in FEATURE_EXTRACTORS:
@@ -57,11 +60,14 @@ def evaluate(
             f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
         )
     if feature_extractor == "inception":
-        check_inception_weights(inception_weights)  # fail before any work
+        read_inception_weights(inception_weights)  # fail before any work (weights-only, checked)
+    dataset = select_dataset(dataset, data_root)  # before reading anything
     masks, _ = read_masks(samples)
     err = console(stderr=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # adaptations are reported in meta["notes"], printed below
+        # set-size adaptations are reported in meta["notes"], printed below; other warnings (bad voxels, a ruler
+        # that is not the published one) still reach the user
+        warnings.simplefilter("ignore", FidelityWarning)
         result = evaluate_generation(
             masks,
             dataset,

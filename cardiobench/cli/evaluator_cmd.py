@@ -24,6 +24,9 @@ evaluator_app = typer.Typer(
 )
 
 
+ROOT_HELP = "Folder of a real data set (e.g. ACDC); alone, it selects acdc."
+
+
 def _options(data_root: Path | None) -> dict[str, Any]:
     return {"data_root": str(data_root)} if data_root is not None else {}
 
@@ -58,14 +61,16 @@ def _print_report(report: dict[str, Any]) -> None:
 
 @evaluator_app.command("train")
 def train(
-    dataset: str = typer.Option("phantom", "--dataset", "-d", help="Data set whose training split it learns."),
-    data_root: Path = typer.Option(None, "--data-root", help="ACDC folder (for --dataset acdc)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set whose training split it learns (default "
+                                "phantom; acdc when --data-root is given)."),
+    data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     ship: bool = typer.Option(
         False, "--ship", help="Write it to cardiobench/assets (the evaluator shipped with the package)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Train the evaluator deterministically (CPU, seeded; about a minute on the phantom) and cache it."""
+    from cardiobench.engine.pipeline import select_dataset
     from cardiobench.metrics.evaluator import (
         ASSETS,
         REGENERATE,
@@ -78,6 +83,7 @@ def train(
         load_splits,
     )
 
+    dataset = select_dataset(dataset, data_root)
     if ship and dataset not in SHIPPED:
         raise CardiobenchError(f"only these data sets ship an evaluator: {', '.join(SHIPPED)}")
     if ship and data_root is not None:
@@ -111,13 +117,16 @@ def train(
 
 @evaluator_app.command("info")
 def info(
-    dataset: str = typer.Option("phantom", "--dataset", "-d", help="Data set."),
-    data_root: Path = typer.Option(None, "--data-root", help="ACDC folder (for --dataset acdc)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set (default phantom; acdc when --data-root is "
+                                "given)."),
+    data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The evaluator in use for a data set: id, sha256, accuracy per split, where it is stored."""
+    from cardiobench.engine.pipeline import select_dataset
     from cardiobench.metrics.evaluator import evaluator_report, get_evaluator
 
+    dataset = select_dataset(dataset, data_root)
     ev = get_evaluator(dataset, _options(data_root), train=False)
     report = evaluator_report(ev)
     if as_json:

@@ -13,7 +13,7 @@ from cardiobench.hookspecs import hookimpl
 from cardiobench.paths import atomic_write_bytes
 from cardiobench.results import report
 from cardiobench.results.cli_options import results_option
-from cardiobench.results.store import TASKS, ResultStore
+from cardiobench.results.store import TASKS, ResultStore, SkippedRow
 
 EMPTY_HINT = (
     "Create results with `cardiobench run --noise gaussian --sampler ddpm` (one run), "
@@ -33,6 +33,13 @@ def _choose_format(fmt: str | None, out: Path | None) -> str:
     if fmt not in report.FORMATS:
         raise CardiobenchError(f"unknown format {fmt!r}", f"use one of: {', '.join(report.FORMATS)}")
     return fmt
+
+
+def _skipped_line(store: ResultStore, skipped: list[SkippedRow]) -> str:
+    """One warning line naming every row left out, and why."""
+    rows = "; ".join(f"run {s.id if s.id is not None else '?'} ({' '.join(s.reason.split())})" for s in skipped)
+    n = len(skipped)
+    return f"Warning: skipped {n} unreadable row{'s' if n != 1 else ''} of {store.path}: {rows}"
 
 
 def leaderboard(
@@ -64,7 +71,10 @@ def leaderboard(
     if total == 0:
         term.print(f"No results yet in {store.path}. {EMPTY_HINT}", soft_wrap=True)
         return
-    runs = store.runs(task=task, dataset=dataset, status="ok")
+    skipped: list[SkippedRow] = []
+    runs = store.runs(task=task, dataset=dataset, status="ok", skipped=skipped)
+    if skipped:  # a hand-edited or corrupt row costs that row, not the board
+        typer.echo(_skipped_line(store, skipped), err=True)
     if not runs:
         filters = " ".join(f"--{k} {v}" for k, v in (("task", task), ("dataset", dataset)) if v)
         what = f"match {filters}" if filters else "finished successfully"
@@ -82,7 +92,8 @@ def leaderboard(
             term.print(table)
             term.print()
         return
-    text = report.render(boards, fmt, base_dirs=[store.path.parent, Path.cwd()], source=str(store.path))
+    text = report.render(boards, fmt, base_dirs=[store.path.parent, Path.cwd()], source=str(store.path),
+                         results_dir=store.path.parent)
     if out is None:
         typer.echo(text, nl=not text.endswith("\n"))
         return

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import DEFAULT_PRESET, config_option, preset_option, set_option
+from cardiobench.config import DEFAULT_PRESET, check_option, config_option, preset_option, set_option
 from cardiobench.engine import pipeline
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
@@ -36,6 +36,18 @@ TRAIN_STATUS = {
 
 def _overrides(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_options(**options: tuple[str, Any]) -> None:
+    """Typed options checked like the config keys they set, named as the user typed them (``--seed``), before
+    any work: ``flag=(dotted_key, value)``; ``None`` values were not given."""
+    for flag, (dotted, value) in options.items():
+        check_option("--" + flag.replace("_", "-"), dotted, value)
+
+
+def _root_flag(data_root: str | None) -> str:
+    """Where the data root comes from, for messages: ``--data-root``, else the config key."""
+    return "--data-root" if data_root is not None else "data.data_root"
 
 
 def _split(value: str | None, what: str) -> list[str | None]:
@@ -209,6 +221,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout; no progress."),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
+    _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
+                   num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
+                   train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
     task = task or _task_of(conditioning)
     preset = preset or _default_preset(task)
     cfg = pipeline.resolve(preset, config_file, _overrides(**{
@@ -216,7 +231,7 @@ def run(
         "model.backbone": backbone, "conditioning.method": conditioning, "run.task": task, "sample.steps": steps,
         "train.steps": train_steps, "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed,
         "run.device": device, "conditioning.guidance_scale": guidance_scale, "eval.ensemble_k": ensemble_k}), sets)
-    plan = pipeline.plan_from_config(cfg)
+    plan = pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root))
     store = ResultStore(results)
     out_root = out or store.path.parent
     term = console(stderr=True)
@@ -261,6 +276,11 @@ def compare(
 
     Interrupt it at any time: finished runs are stored, and running the same command again continues.
     """
+    scales = _floats(guidance_scale, "guidance-scale")
+    for scale in scales:
+        _check_options(guidance_scale=("conditioning.guidance_scale", scale))
+    _check_options(seed=("train.seed", seed), num_samples=("eval.num_samples", num_samples),
+                   steps=("sample.steps", steps), train_steps=("train.steps", train_steps))
     term = console(stderr=True)
     plans: list[pipeline.RunPlan] = []
     skipped: list[str] = []
@@ -268,14 +288,14 @@ def compare(
     preset = preset or _default_preset(task)
     for n, s, b, c, g in itertools.product(_split(noise, "noise"), _split(sampler, "sampler"),
                                            _split(backbone, "backbone"), _split(conditioning, "conditioning"),
-                                           _floats(guidance_scale, "guidance-scale")):
+                                           scales):
         cfg = pipeline.resolve(preset, config_file, _overrides(**{
             "diffusion.noise": n, "sample.sampler": s, "model.backbone": b, "data.dataset": dataset,
             "data.data_root": data_root, "sample.steps": steps, "train.steps": train_steps,
             "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed, "run.device": device,
             "conditioning.method": c, "conditioning.guidance_scale": g, "run.task": task}), sets)
         try:
-            plans.append(pipeline.plan_from_config(cfg))
+            plans.append(pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root)))
         except IncompatibleError as exc:
             what = " x ".join(str(v) for v in (n, s, c, None if g is None else f"s={g:g}") if v is not None)
             skipped.append(f"{what}: {exc.format_message()}")

@@ -8,6 +8,7 @@ import typer
 
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.train_cmd import parse_options, summary_table
+from cardiobench.config import check_option
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 
@@ -39,6 +40,16 @@ def sample(
     from cardiobench.engine.sample import sample as run_sampling
     from cardiobench.engine.sample import write_samples
 
+    checked = {  # before loading the model, with the config's bounds: flag -> (config key, value)
+        "--seed": ("sample.seed", seed), "--num-samples": ("sample.num_samples", num_samples),
+        "--steps": ("sample.steps", steps), "--batch-size": ("sample.batch_size", batch_size),
+        "--eta": ("sample.eta", eta), "--guidance-scale": ("conditioning.guidance_scale", guidance_scale),
+    }
+    for flag, (dotted, value) in checked.items():
+        check_option(flag, dotted, value)
+    from cardiobench.paths import check_writable_dir
+
+    check_writable_dir(out, "--out folder")  # a file there, read-only, full: said before sampling
     options = parse_options(sampler_opt, "--sampler-opt")
     if eta is not None:
         options["eta"] = eta

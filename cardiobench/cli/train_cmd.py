@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import parse_set
+from cardiobench.config import check_option, parse_set
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.specs import LOSSES, TrainSpec
@@ -39,8 +39,10 @@ def summary_table(rows: dict[str, Any], title: str) -> Table:
 
 
 def train(
-    dataset: str = typer.Option("phantom", "--dataset", help="Data set plugin (see `cardiobench plugins`)."),
-    data_root: Path = typer.Option(None, "--data-root", help="Folder of a real data set (e.g. ACDC)."),
+    dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom; acdc when --data-root "
+                                "is given). See `cardiobench plugins`."),
+    data_root: Path = typer.Option(None, "--data-root", help="Folder of a real data set (e.g. ACDC); alone, it "
+                                   "selects acdc."),
     data_seed: int = typer.Option(0, "--data-seed", help="Seed of the data set (phantom generation, splits)."),
     dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help="Other data set option KEY=VALUE, e.g. "
                                           "train_patients=4 (phantom)."),
@@ -79,6 +81,18 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
 ) -> None:
     """Train a denoiser; re-running the same command continues an interrupted training or reuses a finished one."""
+    from cardiobench.engine.pipeline import noise_process, select_dataset
+
+    checked = {  # before any work, with the config's bounds: flag -> (config key, value)
+        "--resolution": ("data.resolution", resolution), "--data-seed": ("data.seed", data_seed),
+        "--seed": ("train.seed", seed), "--steps": ("train.steps", steps), "--epochs": ("train.epochs", epochs),
+        "--batch-size": ("train.batch_size", batch_size), "--lr": ("train.lr", lr),
+        "--warmup-steps": ("train.warmup_steps", warmup_steps), "--ema-decay": ("train.ema_decay", ema_decay),
+        "--grad-clip": ("train.grad_clip", grad_clip), "--timesteps": ("diffusion.num_timesteps", timesteps),
+    }
+    for flag, (dotted, value) in checked.items():
+        check_option(flag, dotted, value)
+    dataset = select_dataset(dataset, data_root)
     noise_options = parse_options(noise_opt, "--noise-opt")
     for key, value in (("num_timesteps", timesteps), ("beta_schedule", schedule), ("prediction_type", prediction)):
         if value is not None:
@@ -100,6 +114,11 @@ def train(
         if not get_component("conditioning", conditioning).metadata.get("trains_network", True):
             raise CardiobenchError(f"{conditioning} does not train the diffusion network",
                                    "train the unconditional model (no --conditioning); see docs/conditioning.md")
+    noise_process(spec)  # a --noise-opt the process does not take: one line naming it, before any work
+    from cardiobench.paths import cache_dir, check_writable_dir
+
+    check_writable_dir(out if out is not None else cache_dir(), "--out folder" if out is not None else
+                       "cache folder (CARDIOBENCH_CACHE_DIR)")
     from cardiobench.engine.train import train as run_training
 
     result = run_training(

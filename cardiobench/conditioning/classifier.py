@@ -35,6 +35,7 @@ from cardiobench import __version__
 from cardiobench.data.base import GROUPS, NUM_CLASSES
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.models.layers import ConvNextBlock, Downsample, SinusoidalTimeEmbedding
+from cardiobench.safeload import read_torch_file
 from cardiobench.specs import TrainSpec, _Spec
 
 #: the ``kind`` entry of a classifier checkpoint (written by ``engine.checkpoints.save_checkpoint``)
@@ -394,15 +395,7 @@ def save_classifier(path: str | Path, state: dict[str, Any]) -> Path:
 def read_classifier_file(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict of a classifier file (``weights_only``); a one-line ``CardiobenchError`` otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise CardiobenchError(f"classifier checkpoint {path} does not exist", TRAIN_HINT)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types on junk (struct.error, UnpicklingError, ...)
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "error:" in ln.lower()), lines[0] if lines else type(exc).__name__)
-        raise CardiobenchError(f"cannot read classifier checkpoint {path}: {reason[:160]}",
-                               f"the file is corrupt; delete it and {TRAIN_HINT}") from None
+    state = read_torch_file(path, what="classifier checkpoint", hint=f"delete it and {TRAIN_HINT}")
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
         raise CardiobenchError(f"{path} is not a cardiobench noisy-classifier checkpoint", TRAIN_HINT)
     return state
@@ -419,8 +412,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu"
         spec = ClassifierSpec.from_dict(state["spec"])
         model = NoisyClassifier(**state["architecture"])
         model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError, CardiobenchError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    except Exception as exc:  # keys, types or shapes that do not fit: a damaged file or another version
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise CardiobenchError(f"classifier checkpoint {path} does not fit this cardiobench: {reason}",
                                f"delete it and {TRAIN_HINT}") from None
     model.eval().requires_grad_(False).to(device)

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import random
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 
 from cardiobench.errors import CardiobenchError
 from cardiobench.paths import atomic_write_bytes, cache_dir
+from cardiobench.safeload import read_torch_file
 
 FORMAT = "cardiobench-checkpoint"
 FORMAT_VERSION = 1
@@ -55,27 +54,33 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 _HINT = "train one with `cardiobench train ... --out DIR` and pass DIR/checkpoint.pt"
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; a clear one-line ``CheckpointError`` otherwise."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    hint: str = _HINT) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; a clear one-line ``CheckpointError`` otherwise.
+
+    ``hint`` says how to get a good one (the default: train one; for the cache: ``--retrain``).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist", _HINT)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "error:" in ln.lower()), lines[0] if lines else type(exc).__name__)
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}", f"the file is corrupt or not a "
-                              f"cardiobench checkpoint; {_HINT}") from None
+    state = read_torch_file(path, what="checkpoint", hint=hint, error=CheckpointError, map_location=map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a cardiobench checkpoint", _HINT)
+        raise CheckpointError(f"{path} is not a cardiobench checkpoint", hint)
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {state.get('format_version')}, this cardiobench reads "
             f"{FORMAT_VERSION}", "retrain with this version (`cardiobench train ... --retrain`)")
+    missing = [k for k in ("spec", "spec_hash", "step", "total_steps", "model") if k not in state]
+    if missing or not isinstance(state.get("spec"), dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} is damaged or not a denoiser checkpoint: "
+                              f"{', '.join(missing) or 'spec or model'} missing or malformed", hint)
     return state
+
+
+def damaged(path: str | os.PathLike, exc: BaseException, hint: str = _HINT) -> CheckpointError:
+    """The error for a checkpoint that loaded but whose contents do not fit (a bit flip, a hand edit)."""
+    return CheckpointError(f"checkpoint {path} is damaged: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:160]}", hint)
 
 
 # -- RNG states as plain values -------------------------------------------------------------------
@@ -120,8 +125,8 @@ def find_cached_checkpoint(spec_hash: str) -> Path | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # a corrupt cache entry is a cache miss
+        state = read_torch_file(path, what="checkpoint", hint="", mmap=True)
+    except CardiobenchError:  # a corrupt cache entry is a cache miss
         return None
     if isinstance(state, dict) and state.get("spec_hash") == spec_hash and state.get("complete"):
         return path

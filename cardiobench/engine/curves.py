@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cardiobench.paths import atomic_write_image
+
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing mean over ``window`` values (shorter at the start), same length as ``values``."""
@@ -65,8 +67,7 @@ def save_loss_curve(path: str | os.PathLike, losses: Sequence[float], title: str
     v = v[np.isfinite(v) & (v > 0)]
     if len(v) == 0:
         draw.text((left + 10, top + 10), "no finite loss recorded", fill="black", font=font)
-        img.save(path)
-        return path
+        return atomic_write_image(path, img)
     smooth = moving_average(v, max(1, len(v) // 50))
     lv, ls = np.log10(v), np.log10(smooth)
     ylo, yhi = float(np.percentile(lv, 0.5)), float(lv.max())
@@ -94,5 +95,4 @@ def save_loss_curve(path: str | os.PathLike, losses: Sequence[float], title: str
     draw.line(xy(idx[::stride], lv[::stride]), fill=(170, 200, 235), width=1)
     draw.line(xy(idx, ls), fill=(20, 70, 160), width=2)
     draw.text((left + pw - 6, top + 6), f"last avg {smooth[-1]:.4g}", fill=(20, 70, 160), font=small, anchor="ra")
-    img.save(path)
-    return path
+    return atomic_write_image(path, img)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from typing import Any
 from rich.console import Console
 
 from cardiobench import config as cfgmod
-from cardiobench.errors import CardiobenchError, IncompatibleError
-from cardiobench.paths import atomic_write_bytes
-from cardiobench.plugins import check_compatible, get_component
+from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
+from cardiobench.paths import atomic_write_bytes, atomic_write_image
+from cardiobench.plugins import check_compatible, get_component, registry
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 from cardiobench.specs import TrainSpec
 
@@ -89,6 +90,45 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
 
 
 TASKS = ("generation", "segmentation")
+
+#: fewest samples a generation run can be scored on (FID and its peers compare sets of at least 2 masks;
+#: ``evaluate_generation`` refuses fewer), checked before training rather than after sampling
+MIN_GENERATION_SAMPLES = 2
+
+
+def takes_data_root(component: Any) -> bool:
+    """Whether a registered data set reads files from a data root: all do, except those registered with
+    ``needs_data=False`` (generated on the fly, like the phantom), which have nothing to read."""
+    return bool(component.metadata.get("needs_data", True))
+
+
+def select_dataset(dataset: str | None, data_root: str | os.PathLike | None, *, flag: str = "--data-root") -> str:
+    """The data set a command uses, checked before any work: ``dataset`` if named, else the one a data root
+    selects (``cardiobench.data.resolve_dataset_name``, as ``data info`` does), else the default.
+
+    A data root (named ``flag`` in messages) must be an existing folder, and the data set must take one:
+    ``--data-root`` beside a data set that reads no files is refused rather than silently ignored.
+    """
+    from cardiobench.data import resolve_dataset_name
+
+    root = None if data_root is None or not str(data_root).strip() else str(data_root)
+    name = resolve_dataset_name(dataset, root)
+    comp = get_component("dataset", name)  # an unknown name: one line with a did-you-mean
+    if root is None:
+        return name
+    if not takes_data_root(comp):
+        readers = [c.name for c in registry("dataset") if takes_data_root(c)]
+        hint = f"drop {flag} to use {name}"
+        if readers:
+            hint += f", or choose a data set that reads files with --dataset ({', '.join(readers)})"
+        raise CardiobenchError(f"{flag} {root} was given, but data set {name!r} reads no files and takes no data "
+                               "root", hint)
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DataError(f"{flag} {root} does not exist", f"pass the folder that holds the {name} files")
+    if not path.is_dir():
+        raise DataError(f"{flag} {root} is a file, not a folder", f"pass the folder that holds the {name} files")
+    return name
 
 
 @dataclass
@@ -157,12 +197,25 @@ class RunPlan:
         return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
 
 
+def noise_process(train: TrainSpec) -> Any:
+    """The noise process of ``train``; an option it does not take (``diffusion.options``, ``--noise-opt``) is
+    one line naming the noise process, before any work."""
+    from cardiobench.engine.train import build_process
+
+    try:
+        return build_process(train)
+    except TypeError as exc:
+        raise CardiobenchError(f"bad option for noise process {train.noise!r}: {exc}",
+                               "see `cardiobench plugins --kind noise` and docs/diffusion.md") from None
+
+
 def _sampler_config(comp: Any, train: TrainSpec, options: dict[str, Any], steps: int | None) -> dict[str, Any]:
     """The sampler's resolved options (its ``config()``), built on the run's noise process; ``{}`` if it has none."""
     from cardiobench.engine.train import build_process, resolve_spec
 
+    process = build_process(resolve_spec(train, noise_process(train)))  # the process's own errors first
     try:
-        sampler = comp.create(build_process(resolve_spec(train)), **options)
+        sampler = comp.create(process, **options)
     except TypeError as exc:
         raise CardiobenchError(f"bad option for sampler {comp.name!r}: {exc}",
                                "see `cardiobench plugins --kind sampler` and docs/diffusion.md") from None
@@ -172,11 +225,20 @@ def _sampler_config(comp: Any, train: TrainSpec, options: dict[str, Any], steps:
     return json.loads(json.dumps(config(), default=str)) if callable(config) else {}
 
 
-def plan_from_config(cfg: dict[str, dict[str, Any]]) -> RunPlan:
-    """Validate the combination and build the plan; raises one-line errors before any work starts."""
+def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.data_root") -> RunPlan:
+    """Validate the combination and build the plan; raises one-line errors before any work starts.
+
+    ``root_flag`` names where ``data.data_root`` came from in messages (``--data-root`` on the command line).
+    """
     task = cfg["run"]["task"]
     if task not in TASKS:
         raise CardiobenchError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
+    select_dataset(cfg["data"]["dataset"], cfg["data"]["data_root"], flag=root_flag)
+    n_eval = cfg["eval"]["num_samples"]
+    if task == "generation" and n_eval < MIN_GENERATION_SAMPLES:
+        raise cfgmod.ConfigError(
+            f"eval.num_samples (--num-samples) must be >= {MIN_GENERATION_SAMPLES} for generation: the metrics "
+            f"compare sets of at least {MIN_GENERATION_SAMPLES} masks, got {n_eval}", "e.g. --num-samples 64")
     method = cfg["conditioning"]["method"]
     scale = float(cfg["conditioning"]["guidance_scale"])
     condition = None
@@ -292,9 +354,7 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
             masks = onehot_to_masks(step.x_t.float()).cpu().numpy()
             images.append(mask_grid(masks, nrow=nrow, scale=4).convert("P"))
     images += [images[-1]] * 6  # linger on the result
-    tmp = path.with_suffix(".tmp.gif")
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=120, loop=0)
-    tmp.replace(path)
+    atomic_write_image(path, images[0], save_all=True, append_images=images[1:], duration=120, loop=0)
 
 
 def _data_options(plan: RunPlan) -> dict[str, Any]:
@@ -438,8 +498,13 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     from cardiobench.results.environment import collect_environment
 
     console = console or Console(stderr=True)
+    store.check_writable()  # a store this run could not write to (newer schema, read-only) is refused before any work
     spec_hash = plan.spec_hash
     out_dir = Path(out_root) / "runs" / spec_hash[:12]
+    from cardiobench.paths import cache_dir, check_writable_dir
+
+    for folder, what in ((cache_dir(), "cache folder (CARDIOBENCH_CACHE_DIR)"), (out_dir, "run folder")):
+        check_writable_dir(folder, what)  # read-only or full: said now, not after training
     if not force and not retrain:
         done = store.find(spec_hash)
         if done is not None:

@@ -25,7 +25,7 @@ from cardiobench.conditioning.base import Condition, ConditioningMethod
 from cardiobench.data.base import GROUPS
 from cardiobench.data.tensors import onehot_to_masks
 from cardiobench.diffusion.base import ModelFn
-from cardiobench.engine.checkpoints import load_checkpoint
+from cardiobench.engine.checkpoints import damaged, load_checkpoint
 from cardiobench.engine.train import build_conditioning, build_model, build_process, model_channels, resolve_device
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.paths import atomic_write_bytes
@@ -69,15 +69,14 @@ def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: s
     state = load_checkpoint(checkpoint)
     try:
         spec = TrainSpec.from_dict(state["spec"])
-    except (KeyError, TypeError) as exc:
-        raise CardiobenchError(f"checkpoint {checkpoint} has no valid training spec: {exc}") from None
-    model = build_model(spec)
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    try:
+        model = build_model(spec)
+        weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
         model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CardiobenchError(f"checkpoint {checkpoint} does not fit its own backbone: {str(exc).splitlines()[0]}",
-                               "retrain it with this version of cardiobench") from None
+    except CardiobenchError:
+        raise
+    except Exception as exc:  # a bit flip or a hand edit: keys, types or shapes that do not fit
+        raise damaged(checkpoint, exc, "retrain it (`cardiobench train ... --retrain`) or pass another checkpoint"
+                      ) from None
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
     return model, build_process(spec), spec, state
 
@@ -202,6 +201,22 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | 
 
 
 def read_samples(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(masks, metadata)`` from a ``samples.npz`` written by ``write_samples``."""
-    with np.load(path, allow_pickle=False) as data:
-        return data["masks"], json.loads(str(data["metadata"]))
+    """``(masks, metadata)`` from a ``samples.npz`` written by ``write_samples``.
+
+    Sizes are checked before decompressing (``cardiobench.data.safe_npz``); a damaged, oversized or foreign
+    file is a ``DataError`` naming it.
+    """
+    from cardiobench.data import safe_npz
+    from cardiobench.errors import DataError
+
+    try:
+        with safe_npz.load(path) as data:
+            return data["masks"], json.loads(str(data["metadata"]))
+    except CardiobenchError:
+        raise
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()
+        raise DataError(
+            f"{path}: not a readable samples.npz ({type(exc).__name__}{': ' + msg[0] if msg else ''})",
+            "write it again with cardiobench sample",
+        ) from None

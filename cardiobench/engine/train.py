@@ -39,6 +39,7 @@ from cardiobench.engine.checkpoints import (
     CHECKPOINT_NAME,
     cached_checkpoint_path,
     capture_rng,
+    damaged,
     find_cached_checkpoint,
     load_checkpoint,
     publish,
@@ -52,6 +53,8 @@ from cardiobench.plugins import get_component
 from cardiobench.specs import TrainSpec
 
 LOSS_CURVE_NAME = "loss_curve.png"
+#: what fixes a damaged checkpoint in the cache or an --out folder: training it again overwrites it
+RETRAIN_HINT = "run the same command with --retrain to train it again (the damaged file is replaced)"
 #: without ``checkpoint_every``, a checkpoint is written at least this often (seconds)
 CHECKPOINT_SECONDS = 60.0
 #: progress line interval when stderr is not a terminal (log files, CI)
@@ -337,21 +340,20 @@ class Trainer:
             },
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "checkpoint") -> None:
         try:
             self.model.load_state_dict(state["model"])
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CardiobenchError(f"checkpoint does not fit this model: {str(exc).splitlines()[0][:200]}",
-                                   "train again with --retrain") from None
-        restore_rng(state["rng"], self.generator)
-        self.step = int(state["step"])
-        self.loss_history = [float(x) for x in state["loss_history"].tolist()]
-        self.seconds = float(state.get("meta", {}).get("seconds", 0.0))
-        self.images_per_s = state.get("meta", {}).get("images_per_s")
-        ds = state.get("data_state") or {}
+            restore_rng(state["rng"], self.generator)
+            self.step = int(state["step"])
+            self.loss_history = [float(x) for x in state["loss_history"].tolist()]
+            self.seconds = float(state.get("meta", {}).get("seconds", 0.0))
+            self.images_per_s = state.get("meta", {}).get("images_per_s")
+            ds = state.get("data_state") or {}
+        except Exception as exc:  # shapes that do not fit this model, or a damaged file (bit flip, hand edit)
+            raise damaged(path, exc, RETRAIN_HINT) from None
         if ds.get("num_items") not in (None, self.num_items):
             raise CardiobenchError(f"the training split has {self.num_items} slices, the checkpoint was trained on "
                                    f"{ds['num_items']}", "the data set changed: train again with --retrain")
@@ -524,7 +526,7 @@ def train(
                                    "only the training length (--steps/--epochs) may change when resuming")
         status = "resumed"
     elif not retrain and ckpt.is_file():
-        start = load_checkpoint(ckpt)
+        start = load_checkpoint(ckpt, hint=RETRAIN_HINT)
         if start.get("spec_hash") != h:
             raise CardiobenchError(
                 f"{ckpt} holds a checkpoint of another training spec",
@@ -544,7 +546,7 @@ def train(
         trainer.load_base(_base_weights(base_spec, device=device, data_root=data_root, quiet=quiet,
                                         console=console))
     if start is not None:
-        trainer.load_state_dict(start)
+        trainer.load_state_dict(start, resume if resume is not None else ckpt)
         if trainer.step > trainer.total_steps:
             raise CardiobenchError(f"the checkpoint already has {trainer.step} steps, more than the "
                                    f"{trainer.total_steps} asked for", "ask for more --steps, or --retrain")

@@ -39,6 +39,7 @@ from torch import nn
 from cardiobench.data.base import GROUPS, NUM_CLASSES
 from cardiobench.errors import CardiobenchError
 from cardiobench.paths import atomic_write_bytes, cache_dir
+from cardiobench.safeload import read_torch_file
 
 FORMAT = "cardiobench-evaluator/1"
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -188,19 +189,20 @@ class Evaluator:
 def load_evaluator_file(path: str | Path) -> Evaluator:
     """Read an evaluator written by ``Evaluator.save``; a clear error if the file is not one."""
     path = Path(path)
-    if not path.is_file():
-        raise CardiobenchError(f"evaluator file not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CardiobenchError(f"{path} is not a readable evaluator file ({type(exc).__name__}: {exc})") from None
+    hint = "train one with `cardiobench evaluator train`, or omit it to use the shipped evaluator"
+    blob = read_torch_file(path, what="evaluator file", hint=hint)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CardiobenchError(f"{path} is not a cardiobench evaluator file (expected format {FORMAT})")
-    config = EvaluatorConfig(**blob["config"])
-    model = PathologyCNN(config)
-    model.load_state_dict(blob["state_dict"])
+        raise CardiobenchError(f"{path} is not a cardiobench evaluator file (expected format {FORMAT})", hint)
+    try:
+        config = EvaluatorConfig(**blob["config"])
+        model = PathologyCNN(config)
+        model.load_state_dict(blob["state_dict"])
+        meta = dict(blob.get("meta", {}))
+    except Exception as exc:  # keys, types or shapes that do not fit: a damaged file or another version
+        raise CardiobenchError(f"evaluator file {path} is damaged: {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:160]}", hint) from None
     model.eval().requires_grad_(False)
-    return Evaluator(model=model, config=config, meta=dict(blob.get("meta", {})), path=path)
+    return Evaluator(model=model, config=config, meta=meta, path=path)
 
 
 @contextlib.contextmanager

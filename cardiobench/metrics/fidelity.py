@@ -8,8 +8,10 @@ never downloads or writes anything. Two rulers:
   ``cardiobench-domain``. Items are (1, H, W) label maps; the extractor loads the evaluator file passed as
   ``feature_extractor_weights_path`` and returns its 128-d penultimate ``features`` (FID, KID, PR) and
   ``logits`` (IS).
-- ``inception``: torch-fidelity's ``inception-v3-compat`` with ``feature_extractor_weights_path`` pointing
-  at the user's Inception weights file; masks are colour-coded to RGB with ``cardiobench.viz.colorize``.
+- ``inception``: torch-fidelity's ``inception-v3-compat`` network (registered as ``cardiobench-inception-v3``,
+  ``SafeInceptionV3``), whose weights cardiobench reads from the user's file weights-only and hands over as a
+  plain state dict (torch-fidelity's own loader would unpickle the file with ``weights_only=False``); masks are
+  colour-coded to RGB with ``cardiobench.viz.colorize``.
 
 Set sizes adapt with a ``FidelityWarning`` instead of failing: ``kid_subset_size`` (default 1000) is at
 most half the smaller set (at most the smaller set when given explicitly), IS uses fewer splits below
@@ -19,7 +21,10 @@ most half the smaller set (at most the smaller set when given explicitly), IS us
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -28,14 +33,17 @@ import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from cardiobench.errors import CardiobenchError
 from cardiobench.metrics.evaluator import PathologyCNN, load_evaluator_file, to_input
 from cardiobench.metrics.segmentation import as_label_maps
+from cardiobench.safeload import check_state_dict, read_torch_file
 
 DOMAIN_EXTRACTOR = "cardiobench-domain"
-INCEPTION_EXTRACTOR = "inception-v3-compat"
+#: torch-fidelity's ``inception-v3-compat`` network, with cardiobench's weights-only loader (SafeInceptionV3)
+INCEPTION_EXTRACTOR = "cardiobench-inception-v3"
 FEATURE_EXTRACTORS = ("domain", "inception")
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default, used whenever both sets are that large
 ISC_SPLITS = 10
@@ -92,9 +100,11 @@ class DomainFeatureExtractor(FeatureExtractorBase):
 
 
 def register_domain_extractor() -> None:
-    """Register ``DomainFeatureExtractor`` with torch-fidelity (idempotent)."""
+    """Register cardiobench's feature extractors with torch-fidelity (idempotent)."""
     if DOMAIN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(DOMAIN_EXTRACTOR, DomainFeatureExtractor)
+    if INCEPTION_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(INCEPTION_EXTRACTOR, SafeInceptionV3)
 
 
 class LabelMapDataset(Dataset):
@@ -126,8 +136,13 @@ class ColourMaskDataset(Dataset):
         return self.images[i]
 
 
+def _inception_hint() -> str:
+    name = os.path.basename(URL_INCEPTION_V3)
+    return f"download torch-fidelity's {name} from {URL_INCEPTION_V3} and pass its path"
+
+
 def check_inception_weights(path: str | os.PathLike | None) -> Path:
-    """The Inception weights file, or a one-line error saying where to get it."""
+    """The Inception weights file, or a one-line error saying where to get it (existence only)."""
     name = os.path.basename(URL_INCEPTION_V3)
     if path is None:
         raise CardiobenchError(
@@ -136,11 +151,49 @@ def check_inception_weights(path: str | os.PathLike | None) -> Path:
         )
     p = Path(path).expanduser()
     if not p.is_file():
-        raise CardiobenchError(
-            f"Inception weights not found: {p}",
-            f"download torch-fidelity's {name} from {URL_INCEPTION_V3} and pass its path",
-        )
+        raise CardiobenchError(f"Inception weights not found: {p}", _inception_hint())
     return p
+
+
+def read_inception_weights(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
+    """The Inception state dict in ``path``, read weights-only (a file that would run code is refused).
+
+    torch-fidelity's own loader unpickles the file with ``weights_only=False``; cardiobench never hands it a
+    user's path, only this checked state dict (see ``SafeInceptionV3``).
+    """
+    p = check_inception_weights(path)
+    what, hint = "Inception weights", _inception_hint()
+    state = check_state_dict(read_torch_file(p, what=what, hint=hint), p, what=what, hint=hint)
+    fc = state.get("fc.weight")
+    if fc is None or tuple(fc.shape) != (1008, 2048):
+        raise CardiobenchError(f"{what} {p} are not torch-fidelity's InceptionV3 weights (no fc.weight of shape "
+                               "1008x2048)", hint)
+    published = re.search(r"-([0-9a-f]{8,})\.pth$", URL_INCEPTION_V3)
+    if published and not hashlib.sha256(p.read_bytes()).hexdigest().startswith(published.group(1)):
+        warnings.warn(f"{p} is not torch-fidelity's published Inception file (its sha256 does not start with "
+                      f"{published.group(1)}): FID/KID/IS are not comparable with published values",
+                      FidelityWarning, stacklevel=2)
+    return state
+
+
+class SafeInceptionV3(FeatureExtractorInceptionV3):
+    """torch-fidelity's ``inception-v3-compat`` whose weights file is read weights-only by cardiobench.
+
+    The user's file is loaded with ``read_inception_weights``; torch-fidelity then receives an in-memory copy
+    of that plain state dict (tensors only, re-serialised here), never the user's file.
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        state = read_inception_weights(feature_extractor_weights_path)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        buf.seek(0)
+        try:
+            super().__init__(name, features_list, feature_extractor_weights_path=buf, **kwargs)
+        except RuntimeError as exc:  # load_state_dict: missing or misshapen tensors
+            raise CardiobenchError(
+                f"Inception weights {feature_extractor_weights_path} do not fit torch-fidelity's InceptionV3: "
+                f"{' '.join(str(exc).split())[:160]}", _inception_hint()) from None
 
 
 def _adapt(n1: int, n2: int, kid_subset_size: int | None, isc_splits: int | None):
@@ -194,10 +247,10 @@ def fidelity_metrics(
     kid, splits, prc, notes = _adapt(len(s), len(r), kid_subset_size, isc_splits)
     for note in notes:
         warnings.warn(note, FidelityWarning, stacklevel=2)
+    register_domain_extractor()
     if feature_extractor == "domain":
         if evaluator_path is None:
             raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
-        register_domain_extractor()
         extractor, weights, make = DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
     else:
         extractor, weights, make = (

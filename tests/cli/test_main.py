@@ -79,3 +79,21 @@ def test_cardiobench_error_under_invoke_is_one_line_exit_2(monkeypatch):
     result = invoke("boom")
     assert result.exit_code == 2
     assert result.stderr == "Error: missing weights file 'x.pth' - pass --inception-weights FILE\n"
+
+
+@pytest.mark.parametrize(("errno_name", "hint"), [("ENOSPC", "disk is full"), ("EROFS", "read-only"),
+                                                  ("EACCES", "writable location"), ("ENOTDIR", "not a folder")])
+def test_filesystem_errors_are_one_line_exit_2_naming_the_path(monkeypatch, errno_name, hint):
+    import errno
+    import os
+
+    def full():
+        code = getattr(errno, errno_name)
+        raise OSError(code, os.strerror(code), "/data/runs/grid.png")
+
+    monkeypatch.setattr(cli, "build_app", lambda: _app_with(full))
+    result = invoke("boom")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/data/runs/grid.png" in lines[0] and hint in lines[0], lines
+    assert "unexpected" not in lines[0]

@@ -5,7 +5,7 @@ import pytest
 from cardiobench.engine import pipeline
 from cardiobench.engine.checkpoints import shipped_checkpoint
 from cardiobench.engine.train import resolve_spec
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, IncompatibleError
 
 
 @pytest.mark.parametrize("noise", ["gaussian", "blurring"])
@@ -89,3 +89,58 @@ def test_run_spec_holds_the_sampler_s_resolved_options_so_a_changed_default_chan
     monkeypatch.setattr(DDIMSampler, "__init__", other_default)
     again = pipeline.plan_from_config(pipeline.resolve("quick", None, {"sample.sampler": "ddim"}, []))
     assert again.spec_hash != before and again.train_hash == plan.train_hash
+
+
+def test_select_dataset_follows_registration_metadata_not_names(tmp_path, register_plugin):
+    from types import SimpleNamespace
+
+    from cardiobench.hookspecs import hookimpl
+
+    def register_datasets(register):
+        register("made-up", lambda **o: None, needs_data=False)  # generated: nothing to read
+        register("on-disk", lambda **o: None)  # no metadata: a plugin data set reads files
+
+    register_plugin(SimpleNamespace(register_datasets=hookimpl(register_datasets)), "dataplug")
+    assert pipeline.select_dataset(None, None) == "phantom"
+    assert pipeline.select_dataset(None, tmp_path) == "acdc"  # a root alone selects acdc, as `data info` does
+    assert pipeline.select_dataset("on-disk", tmp_path) == "on-disk"
+    assert pipeline.select_dataset("made-up", None) == "made-up"
+    with pytest.raises(CardiobenchError) as exc:
+        pipeline.select_dataset("made-up", tmp_path)
+    msg = str(exc.value)
+    assert f"--data-root {tmp_path} was given, but data set 'made-up' reads no files" in msg
+    assert "drop --data-root to use made-up, or choose a data set that reads files with --dataset (acdc, on-disk)" \
+        in msg
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(CardiobenchError, match="data.data_root .*plain.txt is a file, not a folder"):
+        pipeline.select_dataset("on-disk", tmp_path / "plain.txt", flag="data.data_root")
+    with pytest.raises(CardiobenchError, match="--data-root .*missing does not exist"):
+        pipeline.select_dataset(None, tmp_path / "missing")
+    with pytest.raises(CardiobenchError, match="did you mean 'phantom'"):
+        pipeline.select_dataset("phantm", None)
+
+
+def test_plan_refuses_a_data_root_the_data_set_cannot_use_and_compare_does_not_skip_it(tmp_path):
+    cfg = pipeline.resolve("tiny", None, {"data.dataset": "phantom", "data.data_root": str(tmp_path)}, [])
+    with pytest.raises(CardiobenchError) as exc:
+        pipeline.plan_from_config(cfg)
+    assert not isinstance(exc.value, IncompatibleError)  # compare would skip it silently otherwise
+    assert "data.data_root" in str(exc.value) and "'phantom'" in str(exc.value)
+
+
+def test_plan_refuses_too_few_samples_for_generation_metrics():
+    cfg = pipeline.resolve("tiny", None, {"eval.num_samples": pipeline.MIN_GENERATION_SAMPLES - 1}, [])
+    with pytest.raises(CardiobenchError, match=r"eval.num_samples \(--num-samples\) must be >= 2 for generation"):
+        pipeline.plan_from_config(cfg)
+    cfg = pipeline.resolve("tiny", None, {"eval.num_samples": pipeline.MIN_GENERATION_SAMPLES}, [])
+    assert pipeline.plan_from_config(cfg).eval_samples == 2
+
+
+def test_a_bad_noise_option_is_blamed_on_the_noise_process_not_the_sampler():
+    cfg = pipeline.resolve("tiny", None, {}, ["diffusion.options.foo=1"])
+    with pytest.raises(CardiobenchError) as exc:
+        pipeline.plan_from_config(cfg)
+    assert str(exc.value).startswith("bad option for noise process 'gaussian'") and "foo" in str(exc.value)
+    cfg = pipeline.resolve("tiny", None, {}, ["sample.options.foo=1"])
+    with pytest.raises(CardiobenchError, match="bad option for sampler 'ddpm'"):
+        pipeline.plan_from_config(cfg)

@@ -87,14 +87,15 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, t
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    ck.save_checkpoint(path, {"step": 1})
+    minimal = {"spec": {}, "spec_hash": "", "total_steps": 2, "model": {}}
+    ck.save_checkpoint(path, {**minimal, "step": 1})
 
     def boom(fd):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
-        ck.save_checkpoint(path, {"step": 2})
+        ck.save_checkpoint(path, {**minimal, "step": 2})
     assert ck.load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
@@ -109,6 +110,43 @@ def test_bad_checkpoint_files_are_one_line_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ck.CheckpointError, match="not a cardiobench checkpoint"):
         ck.load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("junk", [b"hello world, this is text\n" * 10, b"a,b\n1,2\n", b"e", b"\x80\x02}q\x00."])
+def test_junk_checkpoints_never_quote_torch(tmp_path, junk):
+    """Text, CSV, one byte, a bare pickle: one line naming the file, never KeyError/IndexError or torch's advice
+    to load with weights_only=False."""
+    (tmp_path / "junk.pt").write_bytes(junk)
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.load_checkpoint(tmp_path / "junk.pt")
+    msg = str(err.value)
+    assert str(tmp_path / "junk.pt") in msg and "\n" not in msg and "weights_only" not in msg
+
+
+def test_damaged_cached_checkpoint_says_retrain_fixes_it(tiny_spec):
+    first = train(tiny_spec(), quiet=True)
+    first.checkpoint.write_bytes(first.checkpoint.read_bytes()[:1000])  # cut short, as by a full disk
+    with pytest.raises(ck.CheckpointError, match="--retrain"):
+        train(tiny_spec(), quiet=True)
+    again = train(tiny_spec(), retrain=True, quiet=True)
+    assert again.status == "trained" and ck.load_checkpoint(again.checkpoint)["complete"]
+
+
+def test_checkpoint_with_damaged_contents_is_one_line(tmp_path, tiny_spec):
+    """A checkpoint that unpickles but whose weights no longer fit (a hand edit, a flipped key)."""
+    from cardiobench.engine.sample import load_model
+
+    result = train(tiny_spec(), tmp_path, quiet=True)
+    state = ck.load_checkpoint(result.checkpoint)
+    state["model"] = {k + "x": v for k, v in state["model"].items()}
+    state["ema"] = None
+    ck.save_checkpoint(tmp_path / "edited.pt", {k: v for k, v in state.items() if k not in ("format",
+                                                                                              "format_version")})
+    with pytest.raises(ck.CheckpointError, match="is damaged") as err:
+        load_model(tmp_path / "edited.pt")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ck.CheckpointError, match="is damaged.*--retrain"):
+        train(tiny_spec(steps=8), tmp_path / "more", resume=tmp_path / "edited.pt", quiet=True)
 
 
 def test_finished_training_is_cached_and_reused(tmp_path, tiny_spec):

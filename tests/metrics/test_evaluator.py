@@ -53,13 +53,13 @@ def test_resize_and_one_hot():
 
 
 def test_bad_files(tmp_path):
-    with pytest.raises(CardiobenchError, match="not found"):
+    with pytest.raises(CardiobenchError, match="does not exist"):
         load_evaluator_file(tmp_path / "missing.pt")
     torch.save({"hello": 1}, tmp_path / "x.pt")
     with pytest.raises(CardiobenchError, match="not a cardiobench evaluator"):
         load_evaluator_file(tmp_path / "x.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(CardiobenchError, match="not a readable evaluator"):
+    with pytest.raises(CardiobenchError, match="cannot read evaluator file .* not a PyTorch file"):
         load_evaluator_file(tmp_path / "junk.pt")
 
 

@@ -18,6 +18,7 @@ from cardiobench.metrics.fidelity import (
     LabelMapDataset,
     check_inception_weights,
     fidelity_metrics,
+    read_inception_weights,
 )
 from cardiobench.testing.metrics import contract_masks
 
@@ -106,3 +107,64 @@ def test_inception_pipeline(random_inception_weights):
         warnings.simplefilter("ignore", FidelityWarning)
         out = fidelity_metrics(m[:2], m[2:], feature_extractor="inception", inception_weights=random_inception_weights)
     assert np.isfinite(out["fid"]) and np.isfinite(out["is"]) and out["_settings"]["feature_extractor"] == "inception"
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it with ``weights_only=False`` runs ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def malicious_weights(tmp_path):
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save({"fc.weight": torch.zeros(1008, 2048), "payload": _RunsCode(marker)}, path)
+    return path, marker
+
+
+def test_inception_weights_that_run_code_are_refused(malicious_weights):
+    """torch-fidelity unpickles its weights with weights_only=False: cardiobench must never hand it the file."""
+    path, marker = malicious_weights
+    with pytest.raises(CardiobenchError, match="could run code") as exc:
+        read_inception_weights(path)
+    assert "\n" not in str(exc.value) and "weights_only" not in str(exc.value)
+    m = contract_masks(4, 32)
+    with pytest.raises(CardiobenchError, match="could run code"):  # the metric path itself, not only the CLI check
+        fidelity_metrics(m[:2], m[2:], feature_extractor="inception", inception_weights=path)
+    assert not marker.exists()
+
+
+def test_cli_refuses_inception_weights_that_run_code(malicious_weights, tmp_path, monkeypatch):
+    from cardiobench.testing.cli import invoke
+
+    path, marker = malicious_weights
+    np.save(tmp_path / "s.npy", contract_masks(4, 32))
+    monkeypatch.setenv("CARDIOBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    result = invoke("evaluate", "--samples", str(tmp_path / "s.npy"), "--feature-extractor", "inception",
+                    "--inception-weights", str(path))
+    assert result.exit_code == 2, result.output
+    assert "could run code" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_inception_weights_of_the_wrong_network_are_one_line(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(CardiobenchError, match="not torch-fidelity's InceptionV3"):
+        read_inception_weights(tmp_path / "other.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CardiobenchError, match="not a state dict"):
+        read_inception_weights(tmp_path / "list.pth")
+
+
+def test_unpublished_inception_weights_warn(random_inception_weights):
+    """Random weights under the published file name: usable, but FID is said not to be comparable."""
+    with pytest.warns(FidelityWarning, match="not torch-fidelity's published Inception file"):
+        state = read_inception_weights(random_inception_weights)
+    assert state["fc.weight"].shape == (1008, 2048)
