@@ -57,19 +57,24 @@ def atomic_write_image(path: str | os.PathLike, image, **save_kwargs) -> Path:
 
 
 def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as a folder cardiobench can write into (created if missing), checked before any work.
+    """``path`` as a folder cardiobench can write into, checked before any work; nothing is created.
 
-    Raises a one-line ``CardiobenchError`` naming the folder and the fix when ``path`` is a file, cannot be
-    created, or does not take a new file (read-only, no permission, no space left for even a small file).
+    A missing folder is judged by its nearest existing ancestor (the writer creates the folder later, so a
+    command that fails for another reason leaves no empty folder behind). Raises a one-line
+    ``CardiobenchError`` naming the folder and the fix when ``path`` (or an ancestor) is a file, or the folder
+    does not take a new file (read-only, no permission, no space left for even a small file).
     """
     from cardiobench.errors import CardiobenchError, os_error
 
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise CardiobenchError(f"{what} {p} is a file, not a folder", "choose a folder (it is created if missing)")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        problem = "is a file, not a folder" if probe == p else f"cannot be created: {probe} is a file"
+        raise CardiobenchError(f"{what} {p} {problem}", "choose a folder (it is created if missing)")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p) as fh:
+        with tempfile.TemporaryFile(dir=probe) as fh:
             fh.write(b"\0" * 4096)
             fh.flush()
             os.fsync(fh.fileno())

@@ -44,10 +44,13 @@ def test_atomic_write_image_keeps_format_and_frames(tmp_path):
 
 
 def test_check_writable_dir(tmp_path, monkeypatch):
-    assert check_writable_dir(tmp_path / "new" / "deep", "output folder").is_dir()
+    new = check_writable_dir(tmp_path / "new" / "deep", "output folder")
+    assert new == tmp_path / "new" / "deep" and not (tmp_path / "new").exists()  # judged, not created
     (tmp_path / "file").write_text("x")
     with pytest.raises(CardiobenchError, match=r"output folder .*file is a file, not a folder"):
         check_writable_dir(tmp_path / "file", "output folder")
+    with pytest.raises(CardiobenchError, match=r"output folder .*file/sub cannot be created: .*file is a file"):
+        check_writable_dir(tmp_path / "file" / "sub", "output folder")
     import tempfile
 
     def read_only(*args, **kwargs):

@@ -291,3 +291,12 @@ def test_unwritable_cache_is_one_line_naming_it(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cachefile" in lines[0] and "CARDIOBENCH_CACHE_DIR" in lines[0], lines
+
+
+def test_sample_with_a_junk_checkpoint_leaves_no_empty_out_folder(tmp_path):
+    junk = tmp_path / "ck.pt"
+    junk.write_text("junk\n")
+    out = tmp_path / "samples"
+    result = invoke("sample", "--checkpoint", str(junk), "--out", str(out))
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot read checkpoint" in result.stderr and not out.exists()
