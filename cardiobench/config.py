@@ -438,6 +438,7 @@ def resolve_config(
     ``data.data_root`` is set but neither the config file, ``--set`` nor the command line names
     ``data.dataset``, the preset's data set (a default, e.g. the phantom; kept only if the preset sets a root
     of its own beside it) gives way to the one ``cardiobench.data.resolve_dataset_name`` picks for a root.
+    A layer's ``data.options`` apply only to the data set that layer names (see ``_own_options``).
     """
     preset_layer = load_toml(preset_path(preset)) if preset is not None else {}
     user = []
@@ -447,7 +448,22 @@ def resolve_config(
         user.append(overrides_to_layer(dict(parse_set(s) for s in sets), source="--set"))
     if overrides:
         user.append(overrides_to_layer(overrides))
-    return _complete(merge(preset_layer, *user, _dataset_of_root(preset_layer, user)))
+    layers = [preset_layer, *user, _dataset_of_root(preset_layer, user)]
+    dataset = _complete(merge(*layers))["data"]["dataset"]
+    return _complete(merge(*(_own_options(layer, dataset) for layer in layers)))
+
+
+def _own_options(layer: Mapping[str, Any], dataset: str) -> Mapping[str, Any]:
+    """``layer`` without its ``data.options`` when it names another data set than ``dataset``.
+
+    Data set options are written for one data set (the tiny preset's ``train_patients`` mean something to
+    the phantom only), so a layer's options apply to the data set that layer names; options from a layer
+    that names none (``--set data.options.KEY=...``) apply to whichever data set is chosen.
+    """
+    data = layer.get("data") or {}
+    if data.get("options") is None or data.get("dataset") in (None, dataset):
+        return layer
+    return {**layer, "data": {k: v for k, v in data.items() if k != "options"}}
 
 
 def _dataset_of_root(preset_layer: Mapping[str, Any], user: list[dict[str, dict[str, Any]]]

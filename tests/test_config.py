@@ -214,3 +214,19 @@ def test_a_data_root_alone_selects_its_data_set_over_the_preset_s(tmp_path):
     # a preset that names its data set beside its own root keeps it
     mine = toml("mine.toml", f'[data]\ndataset = "mine"\ndata_root = {root!r}\n[train]\nsteps = 1\n')
     assert config.resolve_config(mine, overrides={"data.data_root": root})["data"]["dataset"] == "mine"
+
+
+def test_a_presets_data_options_apply_only_to_the_data_set_it_names(tmp_path):
+    assert config.resolve_config("tiny")["data"]["options"] == {"train_patients": 2, "test_patients": 1}
+    other = config.resolve_config("tiny", overrides={"data.dataset": "acdc"})["data"]
+    assert other["dataset"] == "acdc" and other["options"] is None
+    root = tmp_path / "acdc"
+    root.mkdir()
+    by_root = config.resolve_config("tiny", overrides={"data.data_root": str(root)})["data"]
+    assert by_root["dataset"] != "phantom" and by_root["options"] is None
+    # options from a layer that names no data set go to the chosen one; a file naming its own keeps its own
+    mine = config.resolve_config("tiny", overrides={"data.dataset": "acdc"}, sets=["data.options.rotations=2"])
+    assert mine["data"]["options"] == {"rotations": 2}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[data]\ndataset = "acdc"\noptions = { skip_bad = true }\n')
+    assert config.resolve_config("tiny", config_file=cfg)["data"]["options"] == {"skip_bad": True}
