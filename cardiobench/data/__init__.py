@@ -10,6 +10,7 @@ Open any registered data set (built-in or plugin) by name::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from cardiobench.data.base import GROUPS, LABELS, NUM_CLASSES, SPLITS, STRUCTURES, DataSource, SliceSet
@@ -19,11 +20,23 @@ DEFAULT_DATASET = "phantom"
 
 
 def resolve_dataset_name(dataset: str | None, data_root: str | os.PathLike | None = None) -> str:
-    """The data set to use: ``dataset`` if given; else ``acdc`` when a data root was given explicitly
-    (e.g. ``--data-root``), else ``DEFAULT_DATASET``."""
+    """The data set to use: ``dataset`` if given; else, when a data root was given explicitly (e.g.
+    ``--data-root``), the first registered data set whose ``root_markers`` (glob patterns registered as
+    metadata, e.g. ``training`` or ``*.h5``) match inside that folder, or failing that the first data set that
+    reads files (its loader then says what the folder lacks); else ``DEFAULT_DATASET``."""
     if dataset:
         return dataset
-    return "acdc" if data_root else DEFAULT_DATASET
+    if not data_root:
+        return DEFAULT_DATASET
+    from cardiobench.plugins import registry
+
+    readers = [c for c in registry("dataset") if c.metadata.get("needs_data", True)]
+    root = Path(data_root).expanduser()
+    for comp in readers:
+        markers = comp.metadata.get("root_markers", ())
+        if root.is_dir() and any(next(root.glob(pattern), None) is not None for pattern in markers):
+            return comp.name
+    return readers[0].name if readers else DEFAULT_DATASET
 
 
 def open_dataset(name: str | None = None, **options: Any) -> DataSource:
