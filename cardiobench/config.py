@@ -526,7 +526,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "seed-report", "gpu", "tiny")) -> str:
+def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "heart-cpu", "seed-report", "gpu", "tiny")
+                   ) -> str:
     """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
     presets = list(presets)
     loaded = {name: load_preset(name) for name in presets}
