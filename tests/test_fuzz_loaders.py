@@ -5,7 +5,8 @@ at several points, random bytes of the same length, text and CSV, bytes flipped 
 places. A mutation may leave a file valid (a flipped bit in a tensor's data still loads): then the command
 may succeed, but it must never fail any other way than with exit 2 and one ``Error:`` line.
 
-The HDF5 loader arrives with the ``acdc-h5`` data set; its entry belongs in ``LOADERS`` then.
+The loaders: checkpoints, classifiers, samples (``.npz``, ``.npy``), a NIfTI of an ``acdc`` tree, an HDF5 volume
+of an ``acdc-h5`` tree, the results store, and (through the Python API) evaluators and Inception weights.
 """
 
 from __future__ import annotations
@@ -103,14 +104,21 @@ def _results_store(tmp: Path) -> bytes:
     return (tmp / "valid.db").read_bytes()
 
 
-def _fake_acdc(tmp: Path) -> Path:
+def _data_helper(name: str):
+    """``tests/data/<name>.py`` (the fake-tree builders), imported under its own name as the data tests do."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fuzz_fake_acdc", Path(__file__).parent / "data" / "fake_acdc.py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[spec.name] = module  # dataclasses look their module up there; fake_acdc_h5 imports fake_acdc
     spec.loader.exec_module(module)
-    return module.build_fake_acdc(tmp / "acdc")
+    return module
+
+
+def _fake_acdc(tmp: Path) -> Path:
+    return _data_helper("fake_acdc").build_fake_acdc(tmp / "acdc")
 
 
 def _nifti_valid(tmp: Path) -> bytes:
@@ -127,6 +135,22 @@ def _nifti_place(base: Path, tmp: Path, data: bytes) -> Path:
     return root
 
 
+H5_TARGET = "volumes/patient001_frame01.h5"
+
+
+def _h5_valid(tmp: Path) -> bytes:
+    _data_helper("fake_acdc")
+    root = _data_helper("fake_acdc_h5").build_fake_h5(tmp / "h5", numbers=(1, 21, 41, 61, 81))
+    return (root / H5_TARGET).read_bytes()
+
+
+def _h5_place(base: Path, tmp: Path, data: bytes) -> Path:
+    root = tmp / "acdc-h5"
+    shutil.copytree(base / "h5" / "acdc-h5", root)
+    (root / H5_TARGET).write_bytes(data)
+    return root
+
+
 LOADERS: dict[str, Loader] = {
     "checkpoint": Loader(".pt", _tiny_checkpoint, lambda f, t: [
         "sample", "--checkpoint", str(f), "--sampler", "ddim", "--steps", "2", "-n", "2", "--out", str(t / "o")]),
@@ -137,6 +161,8 @@ LOADERS: dict[str, Loader] = {
         "evaluate", "--samples", str(f), "--metrics", "anatomy", "--no-reference", "--json"]),
     "nifti": Loader(".nii.gz", _nifti_valid, lambda f, t: ["data", "info", "--data-root", str(f), "--no-cache"],
                     _nifti_place),
+    "hdf5": Loader(".h5", _h5_valid, lambda f, t: ["data", "info", "--dataset", "acdc-h5", "--data-root", str(f),
+                                                 "--no-cache", "--size", "32"], _h5_place),
     "results-store": Loader(".db", _results_store, lambda f, t: ["leaderboard", "--results", str(f)],
                             empty_ok=True, read_only=True),
 }

@@ -26,15 +26,48 @@ data_app = typer.Typer(
 )
 
 DATASET_HELP = f"Data set name (default {DEFAULT_DATASET}; acdc when --data-root is given). See `cardiobench plugins`."
-ROOT_HELP = "ACDC folder holding training/ and testing/ (default: $CARDIOBENCH_ACDC_ROOT)."
+ROOT_HELP = (
+    "Folder of a real data set: acdc, the folder holding training/ (and testing/); acdc-h5, the folder of "
+    "patientNNN_frameFF.h5 files or its parent (default: $CARDIOBENCH_ACDC_ROOT, $CARDIOBENCH_ACDC_H5_ROOT)."
+)
 SKIP_HELP = "Warn about bad patients and skip them instead of stopping at the first one."
+OPT_HELP = (
+    "Other data set option KEY=VALUE (repeatable), e.g. split=ssl4mis, spacing_mm=1.5 (acdc-h5), "
+    "test_fraction=0.2, val_fraction=0.2."
+)
 
 
-def _open(dataset: str | None, data_root: Path | None, size: int, seed: int, skip_bad: bool, no_cache: bool):
+def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
+    """``["split=ssl4mis", "spacing_mm=[1.5,1.5]"]`` -> options (values parsed as TOML; bare words are strings)."""
+    from cardiobench.config import parse_set
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CardiobenchError(f"--dataset-opt {item!r} is not KEY=VALUE", "e.g. --dataset-opt split=ssl4mis")
+        key, value = parse_set(item)
+        out[key] = value
+    return out
+
+
+def _open(
+    dataset: str | None,
+    data_root: Path | None,
+    size: int,
+    seed: int,
+    skip_bad: bool,
+    no_cache: bool,
+    extra: dict[str, Any] | None = None,
+):
     from cardiobench.engine.pipeline import select_dataset
 
     name = select_dataset(dataset, data_root)  # a root the data set cannot use is refused, not ignored
-    options: dict[str, Any] = {"size": size, "seed": seed}
+    options: dict[str, Any] = dict(extra or {})
+    for key in ("size", "seed", "data_root", "skip_bad", "cache"):
+        if key in options:
+            flag = {"data_root": "--data-root", "skip_bad": "--skip-bad", "cache": "--no-cache"}.get(key, f"--{key}")
+            raise CardiobenchError(f"--dataset-opt {key}=... duplicates an option of its own", f"use {flag}")
+    options |= {"size": size, "seed": seed}
     if data_root is not None:
         options["data_root"] = str(data_root)
     if skip_bad:
@@ -64,7 +97,8 @@ def _describe(name: str, source: Any) -> dict[str, Any]:
     sets = _load_all(name, source)
     if hasattr(source, "describe"):
         return source.describe()
-    return {"dataset": name, "splits": summarize(sets), "skipped": []}  # a plugin without describe()
+    unit = str(getattr(source, "spacing_unit", "mm"))
+    return {"dataset": name, "spacing_unit": unit, "splits": summarize(sets, unit), "skipped": []}  # no describe()
 
 
 def _report_skipped(info: dict[str, Any]) -> None:
@@ -82,13 +116,14 @@ def info(
     dataset: str = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     size: int = typer.Option(64, "--size", help="Side of the square slices after preprocessing (pixels)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the validation split (and of the phantom)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the patient splits (and of the phantom)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild without reading or writing the cache."),
+    dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help=OPT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Patients and slices per split and group, class frequencies, native shapes and spacings."""
-    name, source = _open(dataset, data_root, size, seed, skip_bad, no_cache)
+    name, source = _open(dataset, data_root, size, seed, skip_bad, no_cache, parse_dataset_options(dataset_opt))
     desc = _describe(name, source)
     _report_skipped(desc)
     if as_json:
@@ -104,13 +139,16 @@ def _print_info(desc: dict[str, Any], size: int) -> None:
     if desc.get("source"):
         title += f" - {desc['source']}"
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in ("split", "patients", "slices", "ED", "ES", *GROUPS, "mm/px"):
+    unit = desc.get("spacing_unit") or "mm"
+    unit_col = {"mm": "mm/px", "px": "src px/px"}.get(unit, f"{unit}/px")
+    for col in ("split", "patients", "slices", "ED", "ES", *GROUPS, unit_col):
         table.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
     totals = np.zeros(4 + len(GROUPS), dtype=np.int64)
     for split, s in splits.items():
         row = [s["patients"], s["slices"], s["phases"]["ED"], s["phases"]["ES"], *(s["groups"][g] for g in GROUPS)]
         totals += np.asarray(row)
-        spacing = f"{s['spacing_mm']['median']:.2f}" if s.get("spacing_mm") else "-"
+        sp = s.get("spacing") or s.get("spacing_mm")
+        spacing = f"{sp['median']:.2f}" if sp else "-"
         table.add_row(split, *map(str, row), spacing)
     table.add_row("[bold]total[/]", *(f"[bold]{v}[/]" for v in totals), "", end_section=True)
     out.print(table)
@@ -125,20 +163,32 @@ def _print_info(desc: dict[str, Any], size: int) -> None:
     out.print(freq)
 
     native = desc.get("native") or {}
-    shapes, spacing = native.get("shapes") or {}, native.get("spacing_mm") or {}
+    shapes, spacing = native.get("shapes") or {}, native.get("spacing") or native.get("spacing_mm") or {}
     if shapes.get("volumes"):
         common = ", ".join(f"{k} ({n})" for k, n in shapes.get("most_common", []))
         out.print(
             f"native volumes: {shapes['volumes']} ({shapes['distinct']} shapes; rows {_rng(shapes['rows'])}, "
             f"cols {_rng(shapes['cols'])}, slices {_rng(shapes['slices'])}; most common {common})"
         )
-    if spacing.get("in_plane_min") is not None:
-        line = f"native spacing: in-plane {spacing['in_plane_min']:.2f}-{spacing['in_plane_max']:.2f} mm"
+    if unit == "px":
+        out.print(
+            "native spacing: not stored in the files - spacings and distances are in pixels of the source images "
+            "(src px); give the in-plane spacing with --dataset-opt spacing_mm=1.5 to use mm"
+        )
+    elif spacing.get("in_plane_min") is not None:
+        line = f"native spacing: in-plane {spacing['in_plane_min']:.2f}-{spacing['in_plane_max']:.2f} {unit}"
+        if (desc.get("options") or {}).get("spacing_mm"):
+            line += " (given with spacing_mm)"
         if spacing.get("thickness_min") is not None:
             line += f", slice thickness {spacing['thickness_min']:.1f}-{spacing['thickness_max']:.1f} mm"
         out.print(line)
+    split = desc.get("split") or {}
+    if split.get("detail"):
+        out.print(f"split: {split['name']} - {split['detail']}")
     if desc.get("unlabelled_patients"):
         out.print(f"test patients without ground truth (not used): {len(desc['unlabelled_patients'])}")
+    if desc.get("unassigned_patients"):
+        out.print(f"patients the split file does not name (not used): {len(desc['unassigned_patients'])}")
     if desc.get("skipped"):
         out.print(f"[yellow]skipped (bad input): {len(desc['skipped'])}[/]")
     cache = desc.get("cache") or {}
@@ -162,13 +212,14 @@ def preview(
     seed: int = typer.Option(0, "--seed", help="Seed of the data set and of the choice of slices."),
     scale: int = typer.Option(2, "--scale", min=1, max=16, help="Pixel magnification in the PNG."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
+    dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help=OPT_HELP),
 ) -> None:
     """A grid of colour-coded masks beside their images: one labelled row per pathology group."""
     from cardiobench.viz import mask_grid
 
     if split not in SPLITS:
         raise CardiobenchError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
-    name, source = _open(dataset, data_root, size, seed, skip_bad, False)
+    name, source = _open(dataset, data_root, size, seed, skip_bad, False, parse_dataset_options(dataset_opt))
     sets = _load_all(name, source)
     if hasattr(source, "describe"):
         _report_skipped(source.describe())

@@ -10,6 +10,11 @@
         patient001_frame12.nii.gz  patient001_frame12_gt.nii.gz   (ES)
       testing/patient101 .. patient150/   (same; ``_gt`` files may be missing: such patients are skipped)
 
+``testing/`` is optional: most users hold only the 100 training patients. When it is absent (or holds no
+patient with labels), the training patients are split three ways by ``stratified_three_way``: per group,
+``test_fraction`` (default 0.2) of them to test, then ``val_fraction`` of the rest to validation, seeded.
+With a labelled ``testing/`` its patients are the test split and the training patients train and val.
+
 ``.nii`` is accepted as well as ``.nii.gz``; other files (``MANDATORY_CITATION.md``...) are ignored.
 A symbolic link that leads nowhere (dangling, or a loop) in place of a patient folder or of a file the
 loader needs is bad input like a damaged file (``DataError`` naming the link; skipped under ``skip_bad``).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +34,15 @@ import numpy as np
 
 from cardiobench.data.base import GROUPS, LABELS
 from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
-from cardiobench.errors import DataError
+from cardiobench.data.splits import DEFAULT_TEST_FRACTION, stratified_three_way
+from cardiobench.errors import CardiobenchError, DataError
 
 #: environment variable holding the default ``--data-root`` of ``acdc``
 ROOT_ENV = "CARDIOBENCH_ACDC_ROOT"
 ACDC_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
 HOW_TO_GET = (
     f"register on the ACDC challenge site ({ACDC_URL}), download and unpack the data set, then pass "
-    f"--data-root DIR (the folder holding training/ and testing/) or set {ROOT_ENV}; "
+    f"--data-root DIR (the folder holding training/, and testing/ if you have it) or set {ROOT_ENV}; "
     "without it, use the built-in phantom (--dataset phantom)"
 )
 POOLS: tuple[str, ...] = ("training", "testing")
@@ -65,10 +72,26 @@ def find_root(data_root: str | os.PathLike | None) -> Path:
             f"{root} is inside the ACDC tree, not its root",
             f"point --data-root at the folder holding training/ and testing/ ({root.parent})",
         )
+    if _holds_h5_volumes(root):
+        raise DataError(
+            f"{root} holds no training/ or testing/ folder, but HDF5 volumes (patientNNN_frameFF.h5)",
+            f"read them with --dataset acdc-h5 --data-root {root}",
+        )
     raise DataError(
         f"{root} holds no training/ or testing/ folder",
         "point --data-root at the ACDC 'database' folder (the one holding training/ and testing/)",
     )
+
+
+def _holds_h5_volumes(root: Path) -> bool:
+    """Whether ``root`` (or its ``volumes/`` / ``ACDC_training_volumes/``) holds ``patient*_frame*.h5`` files."""
+    for cand in (root, root / "volumes", root / "ACDC_training_volumes"):
+        try:
+            if cand.is_dir() and next(cand.glob("patient*_frame*.h5"), None) is not None:
+                return True
+        except OSError:  # pragma: no cover - an unreadable folder: just no hint
+            pass
+    return False
 
 
 def broken_link(path: Path) -> DataError | None:
@@ -168,15 +191,27 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
 
 
 class ACDCSource(VolumeSource):
-    """The ACDC release (training/ and testing/ patients), ED and ES frames with their labels."""
+    """The ACDC release (training/ and, if present, testing/ patients), ED and ES frames with their labels.
+
+    ``test_fraction`` is used only without a labelled ``testing/``: the share of each group's training
+    patients drawn for the test split (see the module docstring).
+    """
 
     name = "acdc"
     version = 1
 
-    def __init__(self, *, data_root: str | os.PathLike | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        data_root: str | os.PathLike | None = None,
+        test_fraction: float = DEFAULT_TEST_FRACTION,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
+        self.test_fraction = check_test_fraction(test_fraction)
         self.root = find_root(data_root)
         self._info: dict[str, dict[str, str]] = {}  # patient id -> its Info.cfg, read by patients()
+        self._labelled_testing = False  # set by patients(): a testing/ patient with a _gt file exists
 
     def _patient_dirs(self, pool: str, problems: list[dict[str, str]] | None = None) -> list[Path]:
         """The pool's ``patientNNN`` folders; with ``problems``, broken links in their place are reported."""
@@ -214,18 +249,23 @@ class ACDCSource(VolumeSource):
         return {"root": str(self.root.resolve()), "files": stats}
 
     def patients(self, problems: list[dict[str, str]]) -> list[Patient]:
+        """Every patient of training/ (required) and testing/ (optional: absent or empty is fine)."""
         out: list[Patient] = []
+        self._labelled_testing = False
         for pool in POOLS:
             folder = self.root / pool
             if not folder.is_dir():
+                if pool == "testing":
+                    continue  # training/ alone: assign_splits draws the test split from it
                 err = DataError(
                     f"{folder}: missing",
-                    f"the ACDC release has training/ and testing/ folders under {self.root}; extract the archive again",
+                    f"the ACDC release has a training/ folder (patient001 .. patient100) under {self.root}; "
+                    "extract the archive again",
                 )
                 self._handle(err, pool, problems)
                 continue
             dirs = self._patient_dirs(pool, problems)
-            if not dirs:
+            if not dirs and pool == "training":
                 self._handle(DataError(f"{folder}: no patientNNN folders", "extract the archive again"), pool, problems)
             for d in dirs:
                 try:
@@ -235,7 +275,34 @@ class ACDCSource(VolumeSource):
                     continue
                 self._info[d.name] = info
                 out.append(Patient(d.name, GROUPS.index(info["Group"]), pool))
+                if pool == "testing" and not self._labelled_testing:
+                    self._labelled_testing = _has_labels(d)
         return out
+
+    def assign_splits(self, patients: Iterable[Patient]) -> dict[str, str | None]:
+        """With a labelled testing/: the release split (``VolumeSource.assign_splits``). Without: the training
+        patients split three ways, stratified by group and seeded (``stratified_three_way``); testing/
+        patients (all unlabelled then) stay in test, where they are listed as unlabelled and left out."""
+        pts = list(patients)
+        if self._labelled_testing:
+            return super().assign_splits(pts)
+        training = [p for p in pts if p.pool == "training"]
+        train, val, test = stratified_three_way(
+            [p.id for p in training], [p.group for p in training], self.val_fraction, self.test_fraction, self.seed
+        )
+        split_of: dict[str, str | None] = {p: "train" for p in train} | {p: "val" for p in val}
+        split_of |= {p: "test" for p in test}
+        split_of |= {p.id: "test" for p in pts if p.pool == "testing"}
+        self._split_info = {
+            "name": "stratified",
+            "detail": f"no labelled testing/: the training patients split into train / val / test, "
+            f"test_fraction {self.test_fraction:g} per group, then val_fraction {self.val_fraction:g} of the "
+            f"rest (seed {self.seed})",
+        }
+        return split_of
+
+    def options(self) -> dict[str, Any]:
+        return super().options() | {"test_fraction": self.test_fraction}
 
     def read_patient(self, patient: Patient) -> list[Volume]:
         folder = self.root / patient.pool / patient.id
@@ -282,15 +349,42 @@ class ACDCSource(VolumeSource):
         return {"source": str(self.root)}
 
 
-def check_labels(mask: np.ndarray, path: Path) -> np.ndarray:
-    """Labels as uint8, or ``DataError`` if any value is not an integer in 0..3."""
+def _has_labels(folder: Path) -> bool:
+    """Whether a patient folder holds any ``_gt`` NIfTI (a labelled test patient)."""
+    try:
+        return any(f.name.endswith(("_gt.nii.gz", "_gt.nii")) for f in folder.iterdir())
+    except OSError:  # an unreadable folder: reading the patient reports it
+        return False
+
+
+def check_test_fraction(value: Any) -> float:
+    """``test_fraction`` as a float in [0, 1), else a one-line ``CardiobenchError``."""
+    try:
+        frac = float(value)
+    except (TypeError, ValueError):
+        frac = float("nan")
+    if isinstance(value, bool) or not 0.0 <= frac < 1.0:
+        raise CardiobenchError(
+            f"test_fraction must be in [0, 1) (a share of each group's patients), got {value!r}",
+            "e.g. test_fraction=0.2",
+        )
+    return frac
+
+
+def check_labels(mask: np.ndarray, path: Path, hint: str = "is this a _gt file?") -> np.ndarray:
+    """Labels as uint8, or ``DataError`` naming ``path`` if any value is not an integer in 0..3."""
     m = np.asarray(mask)
+    if m.dtype == bool or not np.issubdtype(m.dtype, np.number):
+        raise DataError(
+            f"{path}: labels are of type {m.dtype}, not numbers",
+            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
+        )
     if not np.issubdtype(m.dtype, np.integer):
         finite = np.isfinite(m)
         if not finite.all() or not np.array_equal(m, np.round(m)):
             raise DataError(
                 f"{path}: label values are not integers",
-                f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; is this a _gt file?",
+                f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
             )
     values = np.unique(m)
     bad = values[(values < 0) | (values > 3)]
@@ -298,6 +392,6 @@ def check_labels(mask: np.ndarray, path: Path) -> np.ndarray:
         shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
         raise DataError(
             f"{path}: label values outside 0..3 ({shown})",
-            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; is this a _gt file?",
+            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
         )
     return m.astype(np.uint8)

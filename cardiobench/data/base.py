@@ -27,7 +27,8 @@ class SliceSet:
     patients:    (N,) str, patient id (splits never share a patient)
     phases:      (N,) str, "ED" or "ES"
     slice_index: (N,) int64, short-axis slice number in the source volume (0 = base)
-    spacing:     (N, 2) float32, pixel spacing in mm (rows, cols) after resizing
+    spacing:     (N, 2) float32, pixel spacing (rows, cols) after resizing, in the source's ``spacing_unit``:
+                 mm, or for a source that stores no spacing ("px") pixels of the source image per pixel
     """
 
     masks: np.ndarray

@@ -26,7 +26,29 @@ def acdc(size: int = 64, data_root: str | os.PathLike | None = None, seed: int =
     return ACDCSource(size=size, seed=seed, data_root=data_root, **options)
 
 
+def acdc_h5(size: int = 64, data_root: str | os.PathLike | None = None, seed: int = 0, **options: Any):
+    """ACDC's training patients as HDF5 volumes (SSL4MIS layout) from --data-root or CARDIOBENCH_ACDC_H5_ROOT.
+
+    The files store no spacing: distances are in pixels unless ``spacing_mm`` is given.
+    """
+    from cardiobench.data.acdc_h5 import ACDCH5Source
+    from cardiobench.data.source import check_options
+
+    check_options(ACDCH5Source, "acdc-h5", options)
+    return ACDCH5Source(size=size, seed=seed, data_root=data_root, **options)
+
+
 @hookimpl
 def register_datasets(register):
     register("phantom", phantom, needs_data=False, default=True)
-    register("acdc", acdc, needs_data=True, root_env="CARDIOBENCH_ACDC_ROOT")
+    # root_markers: what --data-root alone looks for to pick the data set (cardiobench.data.resolve_dataset_name)
+    # evaluator_objective: the FID ruler a data set gets by default (cardiobench.metrics.evaluator.default_config;
+    # "pathology" when absent). Real ACDC gets the SSL evaluator: the ruler study in docs/metrics.md ("Choosing
+    # the ruler for real data"); the phantom keeps its shipped pathology evaluator.
+    register("acdc", acdc, needs_data=True, root_env="CARDIOBENCH_ACDC_ROOT",
+             root_markers=("training", "testing", "database/training", "database/testing"),
+             evaluator_objective="ssl")
+    register("acdc-h5", acdc_h5, needs_data=True, root_env="CARDIOBENCH_ACDC_H5_ROOT",
+             root_markers=("patient*_frame*.h5", "volumes/patient*_frame*.h5",
+                           "ACDC_training_volumes/patient*_frame*.h5"),
+             evaluator_objective="ssl")

@@ -4,13 +4,17 @@ A subclass says which patients exist (``patients``) and how to read one patient'
 (``read_patient``); ``VolumeSource`` does the rest:
 
 - assigns each patient to a split: the ``testing`` pool is the test split, the ``training`` pool is split
-  into train and val by ``stratified_split`` (seeded, stratified by group, never by slice);
+  into train and val by ``stratified_split`` (seeded, stratified by group, never by slice); a subclass may
+  override ``assign_splits`` (a split file, a three-way split of one pool) and leave patients out (``None``);
 - normalises and preprocesses every volume (``cardiobench.data.preprocess``), with optional seeded rotation
   copies of the training slices;
 - caches the result as one ``.npz`` under ``cache_dir("data")``, named by a hash of the source's
   fingerprint (file paths, sizes and mtimes, or generator parameters) and every option, written
   atomically; a second ``load`` reads it back (well under a second for the default sets). The cache is
   read through ``safe_npz`` (sizes checked first) and not written when it would exceed that size limit.
+
+Distances are in ``spacing_unit``: ``"mm"`` (the default) when the files store the voxel spacing, ``"px"``
+(the source's own pixels, spacing 1.0) when they do not; ``describe()`` labels every spacing with it.
 
 Bad input raises ``DataError`` naming the file and the problem; with ``skip_bad=True`` the patient is
 skipped instead, with a ``DataWarning``, and listed in ``describe()["skipped"]``. An image with NaN or
@@ -71,7 +75,8 @@ class Patient:
 
 @dataclass
 class Volume:
-    """One phase of one patient: ``(H, W, Z)`` image (any scale) and mask (labels 0..3), in-plane spacing (mm)."""
+    """One phase of one patient: ``(H, W, Z)`` image (any scale) and mask (labels 0..3), in-plane spacing
+    (rows, cols) in the source's ``spacing_unit`` (mm, or ``(1.0, 1.0)`` for ``"px"``), slice thickness (mm)."""
 
     phase: str
     image: np.ndarray
@@ -142,8 +147,13 @@ def check_options(cls: type, name: str, options: dict[str, Any]) -> None:
         )
 
 
-def summarize(sets: dict[str, SliceSet]) -> dict[str, Any]:
-    """Counts of any data source's splits: patients, slices, per group and phase, class frequencies, spacing."""
+def summarize(sets: dict[str, SliceSet], unit: str = "mm") -> dict[str, Any]:
+    """Counts of any data source's splits: patients, slices, per group and phase, class frequencies, spacing.
+
+    ``groups`` and ``phases`` count slices; ``patients_by_group`` counts patients. ``spacing`` (min / median /
+    max of ``SliceSet.spacing``) carries its ``unit`` (``"mm"``, or ``"px"``: pixels of the source image per
+    pixel); it is also given as ``spacing_mm`` when the unit is mm.
+    """
     out: dict[str, Any] = {}
     for split, s in sets.items():
         n = len(s)
@@ -154,18 +164,25 @@ def summarize(sets: dict[str, SliceSet]) -> dict[str, Any]:
             "patients": int(len(np.unique(s.patients))) if n else 0,
             "slices": n,
             "groups": {g: int(groups[i]) for i, g in enumerate(GROUPS)},
+            "patients_by_group": {
+                g: int(len(np.unique(s.patients[s.groups == i]))) if n else 0 for i, g in enumerate(GROUPS)
+            },
             "phases": {p: int(np.sum(s.phases == p)) for p in PHASES},
             "class_frequencies": {LABELS[k]: round(float(counts[k]) / total, 5) for k in range(len(LABELS))},
-            "spacing_mm": (
+            "spacing": (
                 {
                     "min": round(float(s.spacing.min()), 4),
                     "median": round(float(np.median(s.spacing)), 4),
                     "max": round(float(s.spacing.max()), 4),
+                    "unit": unit,
                 }
                 if n
                 else None
             ),
         }
+        if unit == "mm":  # the older key, kept for readers of the JSON; never for a unit other than mm
+            sp = out[split]["spacing"]
+            out[split]["spacing_mm"] = {k: v for k, v in sp.items() if k != "unit"} if sp else None
     return out
 
 
@@ -190,6 +207,9 @@ class VolumeSource:
     name = "volumes"
     #: bump in a subclass when what it reads or generates changes, so cached sets are rebuilt
     version = 1
+    #: unit of ``Volume.spacing`` and ``SliceSet.spacing``: "mm", or "px" when the files store no spacing
+    #: (then the spacing after resizing is in pixels of the source image; metrics report pixels)
+    spacing_unit: str = "mm"
 
     def __init__(
         self,
@@ -226,6 +246,8 @@ class VolumeSource:
         self._path: Path | None = None
         self.cache_hit: bool | None = None
         self.load_seconds: float | None = None
+        #: how ``assign_splits`` split the patients: {"name": ..., "detail": one sentence}, stored in the cache
+        self._split_info: dict[str, Any] = {}
 
     # -- what a subclass provides -----------------------------------------------------------
     def fingerprint(self) -> Any:
@@ -302,14 +324,23 @@ class VolumeSource:
         atomic_write_bytes(path, buf.getvalue())
 
     # -- building -----------------------------------------------------------------------------
-    def assign_splits(self, patients: Iterable[Patient]) -> dict[str, str]:
-        """patient id -> split: testing pool -> test; training pool -> train/val (stratified, seeded)."""
+    def assign_splits(self, patients: Iterable[Patient]) -> dict[str, str | None]:
+        """patient id -> split: testing pool -> test; training pool -> train/val (stratified, seeded).
+
+        An override may map a patient to ``None`` (or leave it out): it is then not read and is listed in
+        ``describe()["unassigned_patients"]``. It may set ``self._split_info`` ({"name", "detail"}).
+        """
         pts = list(patients)
         training = [p for p in pts if p.pool == "training"]
         ids, groups = [p.id for p in training], [p.group for p in training]
         train, val = stratified_split(ids, groups, self.val_fraction, self.seed)
-        split_of = {p: "train" for p in train} | {p: "val" for p in val}
+        split_of: dict[str, str | None] = {p: "train" for p in train} | {p: "val" for p in val}
         split_of.update({p.id: "test" for p in pts if p.pool == "testing"})
+        self._split_info = {
+            "name": "pools",
+            "detail": f"test = the testing patients; the training patients split into train / val, "
+            f"val_fraction {self.val_fraction:g} per group (seed {self.seed})",
+        }
         return split_of
 
     def _handle(self, err: DataError, patient: str, problems: list[dict[str, str]]) -> None:
@@ -330,7 +361,12 @@ class VolumeSource:
         shapes: Counter[str] = Counter()
         spacings: list[tuple[float, ...]] = []
         unlabelled: list[str] = []
+        unassigned: list[str] = []
         for patient in patients:
+            split = split_of.get(patient.id)
+            if split is None:  # e.g. not in the split file: not read at all
+                unassigned.append(patient.id)
+                continue
             try:
                 volumes = self.read_patient(patient)
                 for vol in volumes:
@@ -341,7 +377,6 @@ class VolumeSource:
             if not volumes:
                 unlabelled.append(patient.id)
                 continue
-            split = split_of[patient.id]
             for vol in volumes:
                 shapes["x".join(map(str, vol.mask.shape))] += 1
                 spacings.append((*vol.spacing, vol.thickness if vol.thickness is not None else float("nan")))
@@ -373,13 +408,15 @@ class VolumeSource:
         meta = {
             "patients": {s: len(used[s]) for s in SPLITS},
             "native_shapes": shape_summary(shapes),
-            "native_spacing_mm": {
+            "native_spacing": {
                 "in_plane_min": round(float(np.nanmin(sp[:, :2])), 4) if has_sp else None,
                 "in_plane_max": round(float(np.nanmax(sp[:, :2])), 4) if has_sp else None,
-                "thickness_min": round(float(np.nanmin(sp[:, 2])), 4) if has_th else None,
+                "thickness_min": round(float(np.nanmin(sp[:, 2])), 4) if has_th else None,  # always mm
                 "thickness_max": round(float(np.nanmax(sp[:, 2])), 4) if has_th else None,
             },
+            "split": dict(self._split_info),
             "unlabelled_patients": unlabelled,
+            "unassigned_patients": unassigned,
             "skipped": problems,
             "build_seconds": round(time.perf_counter() - t0, 3),
         }
@@ -416,16 +453,24 @@ class VolumeSource:
         """Everything ``cardiobench data info`` shows, JSON-able."""
         sets = self._ensure()
         meta = self._meta
-        splits = summarize(sets)
+        unit = self.spacing_unit
+        splits = summarize(sets, unit)
         for s in SPLITS:
             splits[s]["patients"] = int(meta.get("patients", {}).get(s, splits[s]["patients"]))
+        native_sp = dict(meta.get("native_spacing") or meta.get("native_spacing_mm") or {})  # older caches
+        native: dict[str, Any] = {"shapes": meta.get("native_shapes", {}), "spacing": native_sp | {"unit": unit}}
+        if unit == "mm":
+            native["spacing_mm"] = native_sp
         return {
             "dataset": self.name,
             **self.source_info(),
+            "spacing_unit": unit,
+            "split": meta.get("split") or {},
             "options": self.options(),
             "splits": splits,
-            "native": {"shapes": meta.get("native_shapes", {}), "spacing_mm": meta.get("native_spacing_mm", {})},
+            "native": native,
             "unlabelled_patients": meta.get("unlabelled_patients", []),
+            "unassigned_patients": meta.get("unassigned_patients", []),
             "skipped": meta.get("skipped", []),
             "cache": {
                 "path": str(self._path) if self._path else None,

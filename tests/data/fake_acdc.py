@@ -45,6 +45,17 @@ FAKE_PATIENTS: tuple[FakePatient, ...] = (
 )
 
 
+def training_only_patients(per_group: int = 3) -> tuple[FakePatient, ...]:
+    """``per_group`` training patients of every group (numbers 1, 2, ...) and no testing/ pool: the tree most
+    users hold (ACDC's 100 training patients). Three per group give one train, val and test patient each."""
+    groups = ("DCM", "HCM", "MINF", "NOR", "RV")
+    return tuple(
+        FakePatient("training", g * per_group + k + 1, group, (36 + 2 * k, 40 - 2 * k, 4), (1.5, 1.5, 10.0))
+        for g, group in enumerate(groups)
+        for k in range(per_group)
+    )
+
+
 def draw_heart(shape: tuple[int, int, int], rng: np.random.Generator, shrink: float = 1.0) -> np.ndarray:
     """(H, W, Z) labels: LV disc, myocardium ring, RV crescent; the last slice is left empty."""
     H, W, Z = shape

@@ -15,6 +15,7 @@ from fake_acdc import (
     dangling_link,
     looping_link,
     set_nonfinite,
+    training_only_patients,
     write_nifti,
 )
 
@@ -226,15 +227,78 @@ def test_nonfinite_voxels_are_black_with_one_warning_naming_the_file(fake_acdc):
     assert s.images[ed][s.masks[ed] == 3].mean() > s.images[ed][s.masks[ed] == 2].mean() + 0.2
 
 
-def test_missing_pool_folder(fake_acdc):
+def split_patients(sets) -> dict[str, set[str]]:
+    return {s: set(np.unique(sets[s].patients)) for s in ("train", "val", "test")}
+
+
+def test_training_only_tree_is_split_three_ways(tmp_path):
+    """Most users hold only training/: it is split into train / val / test, stratified by group and seeded."""
+    patients = training_only_patients(3)
+    root = build_fake_acdc(tmp_path, patients)
+    assert not (root / "testing").exists()
+    src, sets = load(root, cache=False)
+    by_split = split_patients(sets)
+    assert set().union(*by_split.values()) == {p.id for p in patients}
+    assert not (by_split["train"] & by_split["val"] or by_split["train"] & by_split["test"]
+                or by_split["val"] & by_split["test"])
+    group_of = {p.id: p.group for p in patients}
+    for split, ids in by_split.items():  # 3 per group: one train, one val, one test patient each
+        assert sorted(group_of[i] for i in ids) == sorted(GROUPS), split
+    desc = src.describe()
+    assert desc["split"]["name"] == "stratified" and "test_fraction 0.2" in desc["split"]["detail"]
+    assert desc["options"]["test_fraction"] == 0.2
+    _, again = load(root, cache=False)
+    assert split_patients(again) == by_split  # seeded
+    seeds = [split_patients(load(root, cache=False, seed=s)[1])["test"] for s in range(1, 4)]
+    assert any(t != by_split["test"] for t in seeds)
+    _, no_test = load(root, cache=False, test_fraction=0.0)
+    assert len(no_test["test"]) == 0 and len(no_test["train"]) > 0
+
+
+def test_release_without_testing_folder_draws_test_from_training(fake_acdc):
     import shutil
 
     shutil.rmtree(fake_acdc / "testing")
-    with pytest.raises(DataError, match=r"testing: missing"):
+    _, sets = load(fake_acdc)  # used to be "testing: missing"
+    by_split = split_patients(sets)
+    assert set().union(*by_split.values()) == {p.id for p in TRAINING}
+    assert len(by_split["test"]) == 5  # one of each group's two patients; none left for val
+    assert not by_split["test"] & (by_split["train"] | by_split["val"])
+
+
+def test_unlabelled_testing_folder_counts_as_absent(fake_acdc):
+    import shutil
+
+    for p in LABELLED_TEST:
+        shutil.rmtree(fake_acdc / "testing" / p.id)  # only patient103, without _gt files, is left
+    src, sets = load(fake_acdc, cache=False)
+    by_split = split_patients(sets)
+    assert by_split["test"] and by_split["test"] <= {p.id for p in TRAINING}
+    assert src.describe()["unlabelled_patients"] == ["patient103"]
+    assert src.describe()["split"]["name"] == "stratified"
+
+
+def test_labelled_testing_folder_keeps_the_release_split(fake_acdc):
+    src, sets = load(fake_acdc, test_fraction=0.5)  # test_fraction only matters without a labelled testing/
+    assert split_patients(sets)["test"] == {p.id for p in LABELLED_TEST}
+    assert src.describe()["split"]["name"] == "pools"
+
+
+def test_missing_training_folder(fake_acdc):
+    import shutil
+
+    shutil.rmtree(fake_acdc / "training")
+    with pytest.raises(DataError, match=r"training: missing"):
         load(fake_acdc, cache=False)
     with pytest.warns(DataWarning):
         _, sets = load(fake_acdc, cache=False, skip_bad=True)
-    assert len(sets["test"]) == 0 and len(sets["train"]) > 0
+    assert split_patients(sets)["test"] == {p.id for p in LABELLED_TEST} and len(sets["train"]) == 0
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "x", True])
+def test_bad_test_fraction(fake_acdc, value):
+    with pytest.raises(CardiobenchError, match="test_fraction must be in"):
+        open_dataset("acdc", data_root=str(fake_acdc), test_fraction=value)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from cardiobench.data.preprocess import (
     roi_bbox,
     square_box,
 )
-from cardiobench.data.splits import stratified_split
+from cardiobench.data.splits import stratified_split, stratified_three_way
 
 
 def heart(shape=(60, 80), centre=(20, 50), r=8):
@@ -135,3 +135,21 @@ def test_stratified_split_by_patient_seeded():
     assert stratified_split(["a"], [0], 0.5)[1] == []  # never all of a group
     with pytest.raises(ValueError):
         stratified_split(["a"], [0], 1.0)
+
+
+def test_stratified_three_way_split():
+    patients = [f"patient{i:03d}" for i in range(1, 101)]  # ACDC's training numbering: 20 per group
+    groups = [(i - 1) // 20 for i in range(1, 101)]
+    train, val, test = stratified_three_way(patients, groups, 0.2, 0.2, seed=0)
+    assert sorted(train + val + test) == patients
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    count = {name: [sum(groups[patients.index(p)] == g for p in ids) for g in range(5)]
+             for name, ids in (("train", train), ("val", val), ("test", test))}
+    assert count == {"train": [13] * 5, "val": [3] * 5, "test": [4] * 5}  # 4 test, then 20 % of the other 16
+    assert (train, val, test) == stratified_three_way(patients[::-1], groups[::-1], 0.2, 0.2, seed=0)
+    assert test != stratified_three_way(patients, groups, 0.2, 0.2, seed=1)[2]
+    # the test draw is not the validation draw of the same seed
+    assert set(test) != set(stratified_split(patients, groups, 0.2, seed=0)[1])
+    assert stratified_three_way(patients, groups, 0.2, 0.0)[2] == []
+    with pytest.raises(ValueError):
+        stratified_three_way(patients, groups, 0.2, 1.0)
