@@ -14,14 +14,23 @@ Definitions (``8-conn``: the 3x3 neighbourhood; labels 1 RV, 2 MYO, 3 LV):
 - ``holes_between_lv_and_myo`` / ``holes_between_rv_and_myo``: pixels enclosed by the union of the two
   structures (plus each one's own holes that do not contain the other) that belong to neither, 4-conn;
   an error above H*W/2^14 pixels (the paper code's allowance for tiny artefacts).
-- ``rv_disconnected_from_myo``: the gap in mm between the RV (dilated by one pixel) and the MYO; error if > 0.
+- ``rv_disconnected_from_myo``: the gap (mm, or px: see Units) between the RV (dilated by one pixel) and the
+  MYO; error if > 0.
 - ``frontier_lv_rv`` / ``frontier_lv_background``: LV pixels 8-adjacent to RV / to background; error if > 1.
-- ``{lv,rv,myo}_concavity``: depth in mm of the deepest concavity: the largest distance to the outside of
-  the convex hull reached by a pixel of (convex hull minus the hole-filled structure), eroded by 3x3.
+- ``{lv,rv,myo}_concavity``: depth (mm, or px: see Units) of the deepest concavity: the largest distance to
+  the outside of the convex hull reached by a pixel of (convex hull minus the hole-filled structure),
+  eroded by 3x3.
 - ``{lv,myo}_circularity``: 4*pi*area / perimeter^2 of the hole-filled structure (perimeter with
   ``skimage.measure.perimeter``, 4-neighbourhood, in pixels).
 - ``empty`` (a cardiobench addition, not in the paper): a map with no foreground at all is invalid, so an
   all-background generator cannot score 100 %.
+
+Units: the distance criteria (``rv_disconnected_from_myo`` and the three concavities) are measured in the
+unit of the spacing. In mm (a data set with voxel spacing) they are compared with the paper's thresholds.
+In px (a data set without voxel spacing, e.g. ``acdc-h5``) the mm thresholds are converted with a nominal
+pixel of ``NOMINAL_PIXEL_MM`` = 1.5 mm, the middle of ACDC's in-plane spacing range (1.37-1.68 mm): LV
+concavity at most 4 / 1.5 = 2.67 px, RV 30 / 1.5 = 20 px; the zero thresholds (MYO concavity, RV gap) are
+the same in every unit. Every other criterion counts pixels or is a ratio, and needs no unit.
 
 Differences from the paper's code: holes in the MYO exclude the LV pixels it encloses rather than
 subtracting the LV area (the same on every map where LV sits inside the MYO ring); "outside" is every
@@ -61,6 +70,22 @@ CRITERIA: dict[str, tuple[str, float]] = {
     "myo_circularity": ("min", 0.2),
     "empty": ("count", 0),
 }
+#: criteria whose values are distances, in the unit of the spacing; their thresholds above are in mm
+DISTANCE_CRITERIA: tuple[str, ...] = ("rv_disconnected_from_myo", "lv_concavity", "rv_concavity", "myo_concavity")
+#: mm per pixel assumed when distances are in px (the data set has no voxel spacing): the middle of ACDC's
+#: in-plane spacing range, 1.37-1.68 mm, so a threshold of T mm becomes T / 1.5 px
+NOMINAL_PIXEL_MM = 1.5
+
+
+def criteria(unit: str = "mm") -> dict[str, tuple[str, float]]:
+    """``CRITERIA`` with the distance thresholds in ``unit``: ``"mm"`` as published, ``"px"`` divided by
+    ``NOMINAL_PIXEL_MM``."""
+    if unit == "mm":
+        return dict(CRITERIA)
+    if unit != "px":
+        raise ValueError(f"distance unit {unit!r} is not one of mm, px")
+    return {name: (kind, threshold / NOMINAL_PIXEL_MM if name in DISTANCE_CRITERIA else threshold)
+            for name, (kind, threshold) in CRITERIA.items()}
 
 
 def _enclosed(outside_is: np.ndarray, structure: np.ndarray) -> np.ndarray:
@@ -163,31 +188,33 @@ def slice_criteria(labels: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)
     }
 
 
-def _breaks(name: str, value: float) -> bool:
+def _breaks(name: str, value: float, table: dict[str, tuple[str, float]] = CRITERIA) -> bool:
     if np.isnan(value):  # structure absent: optional
         return False
-    kind, threshold = CRITERIA[name]
+    kind, threshold = table[name]
     return value < threshold if kind == "min" else value > threshold
 
 
-def anatomy_table(masks, spacing=None) -> dict[str, np.ndarray]:
+def anatomy_table(masks, spacing=None, unit: str = "mm") -> dict[str, np.ndarray]:
     """Per-slice values and errors: ``{criterion: (N,) float values}``, ``errors: {criterion: (N,) bool}``,
-    ``valid: (N,) bool``. ``spacing``: None (1 mm pixels), a number, (rows, cols) or (N, 2) in mm."""
+    ``valid: (N,) bool``. ``spacing``: None (pixels of 1 ``unit``), a number, (rows, cols) or (N, 2) in
+    ``unit``: ``"mm"``, or ``"px"`` (distance thresholds converted with ``NOMINAL_PIXEL_MM``, see ``criteria``)."""
+    table = criteria(unit)
     labels = as_label_maps(masks)
     sp = spacing_array(spacing, len(labels))
     values = {name: np.empty(len(labels)) for name in CRITERIA}
     for i, m in enumerate(labels):
         for name, v in slice_criteria(m, sp[i]).items():
             values[name][i] = v
-    errors = {name: np.array([_breaks(name, v) for v in values[name]], dtype=bool) for name in CRITERIA}
+    errors = {name: np.array([_breaks(name, v, table) for v in values[name]], dtype=bool) for name in CRITERIA}
     valid = ~np.any(np.stack(list(errors.values())), axis=0) if len(labels) else np.zeros(0, dtype=bool)
     return {"values": values, "errors": errors, "valid": valid}
 
 
-def evaluate_anatomy(masks, spacing=None) -> dict:
+def evaluate_anatomy(masks, spacing=None, unit: str = "mm") -> dict:
     """``anatomy_valid_frac`` (fraction of maps breaking no criterion) and ``anatomy_<criterion>``: how many
-    maps break each criterion; plus ``anatomy_n``."""
-    table = anatomy_table(masks, spacing)
+    maps break each criterion; plus ``anatomy_n``. ``spacing`` and ``unit``: see ``anatomy_table``."""
+    table = anatomy_table(masks, spacing, unit)
     n = len(table["valid"])
     out: dict = {"anatomy_valid_frac": float(table["valid"].mean()) if n else float("nan")}
     for name, err in table["errors"].items():

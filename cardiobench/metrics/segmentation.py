@@ -3,8 +3,9 @@
 Conventions (ACDC, Bernard et al., IEEE TMI 2018):
 
 - Dice = 2|P ∩ G| / (|P| + |G|) per structure; both masks empty -> 1, exactly one empty -> 0.
-- HD95 is the symmetric 95th-percentile Hausdorff distance between the *edges* of the two masks, in mm
-  (pixel offsets times the pixel spacing; ``spacing=None`` gives pixels): the 95th percentile of the
+- HD95 is the symmetric 95th-percentile Hausdorff distance between the *edges* of the two masks, in the
+  unit of the spacing (pixel offsets times the pixel spacing: mm for a data set that knows its voxel
+  spacing, px for one that does not; ``spacing=None`` gives pixels): the 95th percentile of the
   distances from every edge pixel of P to the nearest edge pixel of G, the same from G to P, and the
   larger of the two. Both masks empty -> 0; exactly one empty -> NaN (reported as missing and counted).
 
@@ -39,6 +40,18 @@ from cardiobench.data.base import NUM_CLASSES, STRUCTURES
 
 #: metric-name suffix of each foreground structure, in label order 1..3 (RV, MYO, LV)
 STRUCTURE_KEYS: tuple[str, ...] = tuple(s.lower() for s in STRUCTURES)
+#: the units a distance may be in: millimetres (the data set knows its voxel spacing) or pixels (it does not)
+DISTANCE_UNITS: tuple[str, ...] = ("mm", "px")
+
+
+def distance_unit(unit: str | None, spacing=None) -> str:
+    """The unit of distances measured with ``spacing``: ``unit`` when given (checked: one of ``DISTANCE_UNITS``),
+    else ``"mm"`` with a spacing and ``"px"`` without one (``spacing=None`` measures in pixels)."""
+    if unit is None:
+        return "px" if spacing is None else "mm"
+    if unit not in DISTANCE_UNITS:
+        raise ValueError(f"distance unit {unit!r} is not one of {', '.join(DISTANCE_UNITS)}")
+    return unit
 
 
 def as_label_maps(x, name: str = "masks") -> np.ndarray:
@@ -186,15 +199,18 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.astype(np.float64).mean()) if len(x) else float("nan")
 
 
-def segmentation_scores(pred, target, spacing=None, per_case: bool = False) -> dict:
+def segmentation_scores(pred, target, spacing=None, per_case: bool = False, unit: str | None = None) -> dict:
     """Dice and HD95 per structure and their means over a batch of (N, H, W) label maps.
 
     Returns a flat dict: ``dice_rv, dice_myo, dice_lv`` (mean over cases), ``dice_mean`` (mean of the
-    three), ``hd95_rv, hd95_myo, hd95_lv`` (mean over the cases where it is defined; mm with ``spacing``,
-    else pixels), ``hd95_mean`` (mean of the three), ``hd95_missing`` (the number of (case, structure)
-    pairs where exactly one mask is empty), ``n_cases`` and ``hd95_unit``. With ``per_case=True`` also
-    ``dice`` and ``hd95`` as (N, 3) nested lists (NaN for missing).
+    three), ``hd95_rv, hd95_myo, hd95_lv`` (mean over the cases where it is defined, in the unit of
+    ``spacing``), ``hd95_mean`` (mean of the three), ``hd95_missing`` (the number of (case, structure)
+    pairs where exactly one mask is empty), ``n_cases`` and ``hd95_unit``. ``unit`` is the unit ``spacing``
+    is in (``"mm"`` or ``"px"``, e.g. a data set without voxel spacing gives a spacing in pixels); ``None``:
+    mm with a spacing, px without (see ``distance_unit``). With ``per_case=True`` also ``dice`` and
+    ``hd95`` as (N, 3) nested lists (NaN for missing).
     """
+    unit = distance_unit(unit, spacing)
     dice = dice_scores(pred, target)
     hd = hd95_distances(pred, target, spacing)
     out: dict = {}
@@ -207,7 +223,7 @@ def segmentation_scores(pred, target, spacing=None, per_case: bool = False) -> d
     out["hd95_mean"] = _nanmean(per_structure)
     out["hd95_missing"] = int(np.isnan(hd).sum())
     out["n_cases"] = int(len(dice))
-    out["hd95_unit"] = "px" if spacing is None else "mm"
+    out["hd95_unit"] = unit
     if per_case:
         out["dice"] = dice.tolist()
         out["hd95"] = hd.astype(np.float64).tolist()

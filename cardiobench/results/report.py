@@ -3,7 +3,11 @@
 A *board* ranks runs of one task and data set that were measured with the same ruler: the same
 ``evaluator_id`` for generation and segmentation, the same device for throughput. Runs measured with
 different rulers are never ranked together; they land on separate boards, each labelled with its
-ruler. Within a board, rows are sorted best first by the sort metric's direction, and the best value
+ruler. Generation and segmentation boards are also split by what the numbers are measured on and in:
+the number of samples scored (FID is biased by it; segmentation: test images) and the distance unit
+(``mm``, or ``px`` for a data set without voxel spacing), both in the board's heading; distance columns
+(HD95) carry the unit in their header. A ruler whose validity record is flagged says so on its board.
+Within a board, rows are sorted best first by the sort metric's direction, and the best value
 of every metric column is marked (bold green in the terminal and HTML, bold in Markdown).
 
 Metric directions ("lower"/"higher" is better) come from the runs themselves (stored from the metric
@@ -55,14 +59,15 @@ class MetricColumn:
     direction: str | None  # "lower" | "higher" | None (unknown)
     best: float | None = None
     decimals: int | None = None  # shared by the whole column
+    unit: str | None = None  # distance metrics: the board's distance unit ("mm" or "px"); else None
 
     def text(self, run: RunRecord) -> str:
         return format_value(run.metrics.get(self.name), run.spreads.get(self.name), self.decimals)
 
     @property
     def label(self) -> str:
-        """Header text, e.g. ``FID ↓``."""
-        return f"{metric_label(self.name)} {ARROWS.get(self.direction or '', '')}".strip()
+        """Header text, e.g. ``FID ↓``, ``HD95 mean (px) ↓``."""
+        return f"{metric_label(self.name, self.unit)} {ARROWS.get(self.direction or '', '')}".strip()
 
     def is_best(self, value: float | None) -> bool:
         return value is not None and self.best is not None and value == self.best
@@ -89,6 +94,12 @@ class Board:
     metrics: list[MetricColumn]
     rows: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: samples scored by every run here (segmentation: test images); None: unknown, or throughput
+    n_samples: int | None = None
+    #: the unit of every distance on this board ("mm" or "px"); None for throughput
+    distance_unit: str | None = None
+    #: one line per flagged validity record of this board's ruler, e.g. "ruler FLAGGED: near chance ..."
+    ruler_flags: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -97,6 +108,21 @@ class Board:
     @property
     def ruler_label(self) -> str:
         return f"{self.ruler_kind} {self.ruler if self.ruler else 'unknown'}"
+
+    @property
+    def context_label(self) -> str:
+        """What every number here is measured on and in, e.g. ``256 samples · distances in px``; "" for throughput."""
+        if self.task not in QUALITY_TASKS:
+            return ""
+        what = "test images" if self.task == "segmentation" else "samples"
+        count = f"{self.n_samples:,} {what}" if self.n_samples is not None else f"{what} count unknown"
+        return f"{count} · distances in {self.distance_unit or 'mm'}"
+
+    @property
+    def heading(self) -> str:
+        """The board's one-line heading: task, data set, ruler, sample count and distance unit."""
+        context = self.context_label
+        return f"{self.title} — {self.ruler_label}" + (f" · {context}" if context else "")
 
     @property
     def sort_label(self) -> str:
@@ -114,6 +140,55 @@ class LeaderboardError(CardiobenchError):
     """A leaderboard request that cannot be answered (e.g. unknown sort metric)."""
 
 
+# -- what the numbers are measured on and in (RunRecord.context) --------------------------------
+#: tasks whose boards are split by sample count and distance unit (throughput is split by device only)
+QUALITY_TASKS: tuple[str, ...] = ("generation", "segmentation")
+
+
+def is_distance_metric(name: str) -> bool:
+    """Metrics whose values are distances, in the run's distance unit: ``hd95`` and ``hd95_*`` (their ``_std``
+    spreads too), except ``hd95_missing`` (a count)."""
+    base = name[: -len("_std")] if name.endswith("_std") else name
+    return (base == "hd95" or base.startswith("hd95_")) and base != "hd95_missing"
+
+
+def sample_count(run: RunRecord) -> int | None:
+    """How many samples (segmentation: test images) the run's metrics were computed on: ``context["n_samples"]``;
+    for a generation row stored before the context existed, its spec's ``sample.num_samples`` (every
+    sample drawn was scored); else ``None`` (unknown)."""
+    n = (run.context or {}).get("n_samples")
+    if n is None and run.task == "generation":
+        n = _spec_get(run.spec or {}, "sample.num_samples")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def distance_unit(run: RunRecord) -> str | None:
+    """The unit of the run's distances: ``context["distance_unit"]`` (``"mm"`` or ``"px"``); ``"mm"`` for a row
+    stored before units were recorded (every data set then had a voxel spacing); ``None`` for throughput."""
+    if run.task not in QUALITY_TASKS:
+        return None
+    unit = (run.context or {}).get("distance_unit")
+    return unit if isinstance(unit, str) and unit else "mm"
+
+
+def ruler_flag(run: RunRecord) -> str | None:
+    """One line when the run's ruler validity record is flagged (``valid`` false or a ``flag`` given):
+    ``ruler FLAGGED: <flag>``, or without a flag text ``ruler FLAGGED: not valid (accuracy 0.231, chance
+    0.200)``; ``None`` when it is valid or there is none (rows stored before validity records existed)."""
+    validity = (run.context or {}).get("ruler_validity")
+    if not isinstance(validity, Mapping):
+        return None
+    flag = validity.get("flag")
+    if validity.get("valid") is not False and not flag:
+        return None
+    if flag:
+        return f"ruler FLAGGED: {' '.join(str(flag).split())}"
+    acc, chance = validity.get("accuracy"), validity.get("chance")
+    numbers = [f"{name} {value:.3f}" for name, value in (("accuracy", acc), ("chance", chance))
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)]
+    return "ruler FLAGGED: not valid" + (f" ({', '.join(numbers)})" if numbers else "")
+
+
 # -- formatting helpers --------------------------------------------------------------------------
 #: upper-cased parts of composite metric names (structures, pathology groups)
 _ACRONYMS = {"lv", "myo", "rv", "nor", "minf", "dcm", "hcm"}
@@ -121,16 +196,18 @@ _PREFIXES = {"dice": "Dice", "hd95": "HD95", "fid": "FID", "kid": "KID", "cond":
 _SUFFIXES = {"single": "(1 sample)", "fg": "foreground", "class": "per class"}
 
 
-def metric_label(name: str) -> str:
+def metric_label(name: str, unit: str | None = None) -> str:
     """``fid`` -> ``FID``, ``hd95`` -> ``HD95``, ``dice_lv`` -> ``Dice LV``, ``fid_class_mean`` -> ``FID per class
-    mean``; other longer names stay as they are."""
+    mean``; other longer names stay as they are. With ``unit``, a distance metric (``is_distance_metric``)
+    says it: ``metric_label("hd95_mean", "px")`` -> ``HD95 mean (px)``."""
+    suffix = f" ({unit})" if unit and is_distance_metric(name) else ""
     if len(name) <= 4 and name.isalnum():
-        return name.upper()
+        return name.upper() + suffix
     head, _, rest = name.partition("_")
     if head not in _PREFIXES or not rest:
-        return name
+        return name + suffix
     parts = [p.upper() if p in _ACRONYMS else _SUFFIXES.get(p, p) for p in rest.split("_")]
-    return " ".join([_PREFIXES[head], *parts])
+    return " ".join([_PREFIXES[head], *parts]) + suffix
 
 
 def decimals_for(values: Iterable[Any]) -> int:
@@ -338,18 +415,20 @@ def build_boards(
                 f"{hint}available: {', '.join(names) if names else 'none (no metrics stored)'}",
             )
     known = dict(known_directions or {})
-    groups: dict[tuple[str, str, str, str | None], list[RunRecord]] = {}
+    # one board per task, data set, ruler, sample count and distance unit: nothing else is ranked together
+    groups: dict[tuple[str, str, str, str | None, int | None, str | None], list[RunRecord]] = {}
     for run in runs:
         kind, ruler = _ruler(run)
-        groups.setdefault((run.task, run.dataset, kind, ruler), []).append(run)
+        count = sample_count(run) if run.task in QUALITY_TASKS else None
+        groups.setdefault((run.task, run.dataset, kind, ruler, count, distance_unit(run)), []).append(run)
 
-    def order(item: tuple[tuple[str, str, str, str | None], list[RunRecord]]) -> tuple:
-        (task, dataset, _, _), rows = item
+    def order(item: tuple[tuple, list[RunRecord]]) -> tuple:
+        (task, dataset, *_), rows = item
         task_rank = TASKS.index(task) if task in TASKS else len(TASKS)
         return (task_rank, dataset, -max(r.id or 0 for r in rows))
 
     boards: list[Board] = []
-    for (task, dataset, kind, ruler), rows in sorted(groups.items(), key=order):
+    for (task, dataset, kind, ruler, count, unit), rows in sorted(groups.items(), key=order):
         names = [n for n in available_metrics(rows) if details or n == sort or not is_detail_metric(n)]
         directions = _directions(rows, names, known)
         notes: list[str] = []
@@ -372,7 +451,8 @@ def build_boards(
         metrics = []
         for name in names:
             values = [r.metrics.get(name) for r in rows if r.metrics.get(name) is not None]
-            col = MetricColumn(name, directions[name], decimals=decimals_for(values))
+            col = MetricColumn(name, directions[name], decimals=decimals_for(values),
+                               unit=unit if is_distance_metric(name) else None)
             if len(set(values)) > 1:  # a best worth marking needs something to beat
                 col.best = min(values) if col.direction == "lower" else max(values) if col.direction else None
             metrics.append(col)
@@ -389,6 +469,9 @@ def build_boards(
                 metrics=metrics,
                 rows=_sort_rows(rows, metric, directions.get(metric) if metric else None),
                 notes=notes,
+                n_samples=count,
+                distance_unit=unit,
+                ruler_flags=list(dict.fromkeys(f for r in rows if (f := ruler_flag(r)))),
             )
         )
     return boards
@@ -416,8 +499,11 @@ def rich_tables(boards: Sequence[Board]) -> list[Any]:
 
     tables = []
     for board in boards:
+        context = f" · {escape(board.context_label)}" if board.context_label else ""
+        flags = "".join(f"\n[bold red]{escape(line)}[/]" for line in board.ruler_flags)
         table = Table(
-            title=f"[bold]{board.title}[/] — {board.ruler_label}",
+            title=f"[bold]{escape(board.title)}[/] — {escape(board.ruler_label)}{context}{flags}",
+            min_width=max(len(line) for line in [board.heading, *board.ruler_flags]),  # the heading never folds
             caption=_caption(board),
             header_style="bold",
             title_justify="left",
@@ -478,8 +564,12 @@ def to_markdown(boards: Sequence[Board]) -> str:
     out: list[str] = []
     for board in boards:
         ruler = _md_code(board.ruler or "unknown")
-        out.append(f"### {_md_escape(board.title)} — {_md_escape(board.ruler_kind)} {ruler}")
+        context = f" · {_md_escape(board.context_label)}" if board.context_label else ""
+        out.append(f"### {_md_escape(board.title)} — {_md_escape(board.ruler_kind)} {ruler}{context}")
         out.append("")
+        for line in board.ruler_flags:
+            out.append(f"**{_md_escape(line)}**")
+            out.append("")
         headers = ["#"] + [c.header for c in board.columns] + [m.label for m in board.metrics] + ["run"]
         out.append("| " + " | ".join(_md_escape(h) for h in headers) + " |")
         aligns = ["---:"] + [":---" for _ in board.columns] + ["---:" for _ in board.metrics] + ["---:"]
@@ -517,15 +607,16 @@ def to_csv(boards: Sequence[Board]) -> str:
             if any(m.name in r.spreads for r in board.rows) and m.name not in spread_names:
                 spread_names.append(m.name)
     ident = ["noise", "sampler", "steps", "backbone", "conditioning", "seeds", "batch", "dtype", "resolution"]
-    header = (["task", "dataset", "ruler_kind", "ruler", "rank", "run_id", "created_at", "spec_hash"] + ident
-              + metric_names + [f"{n}_spread" for n in spread_names])
+    header = (["task", "dataset", "ruler_kind", "ruler", "n_samples", "distance_unit", "ruler_flag", "rank", "run_id",
+               "created_at", "spec_hash"] + ident + metric_names + [f"{n}_spread" for n in spread_names])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([csv_cell(h) for h in header])
     for board in boards:
         for rank, run in enumerate(board.rows, 1):
-            row = [board.task, board.dataset, board.ruler_kind, board.ruler or "", rank, run.id, run.created_at,
-                   run.spec_hash] + [cell(run, k) for k in ident]
+            row = [board.task, board.dataset, board.ruler_kind, board.ruler or "",
+                   "" if board.n_samples is None else board.n_samples, board.distance_unit or "",
+                   ruler_flag(run) or "", rank, run.id, run.created_at, run.spec_hash] + [cell(run, k) for k in ident]
             row += ["" if run.metrics.get(n) is None else run.metrics[n] for n in metric_names]
             row += ["" if run.spreads.get(n) is None else run.spreads[n] for n in spread_names]
             writer.writerow([csv_cell(v) for v in row])
@@ -544,9 +635,13 @@ def to_data(boards: Sequence[Board]) -> dict[str, Any]:
                 "dataset": b.dataset,
                 "ruler_kind": b.ruler_kind,
                 "ruler": b.ruler,
+                "n_samples": b.n_samples,
+                "distance_unit": b.distance_unit,
+                "ruler_flags": b.ruler_flags,
                 "sort_metric": b.sort_metric,
                 "notes": b.notes,
-                "metrics": [{"name": m.name, "direction": m.direction, "best": m.best} for m in b.metrics],
+                "metrics": [{"name": m.name, "label": m.label, "direction": m.direction, "unit": m.unit,
+                             "best": m.best} for m in b.metrics],
                 "rows": [
                     {
                         "rank": rank,
@@ -561,6 +656,7 @@ def to_data(boards: Sequence[Board]) -> dict[str, Any]:
                         "best": [m.name for m in b.metrics if m.is_best(r.metrics.get(m.name))],
                         "timings": r.timings,
                         "artefacts": r.artefacts,
+                        "context": r.context,
                     }
                     for rank, r in enumerate(b.rows, 1)
                 ],
@@ -593,6 +689,8 @@ th.num, td.num { text-align: right; }
 tbody tr:hover { background: #f5f8ff; }
 td.best { color: var(--best); background: var(--bestbg); font-weight: 700; }
 td.rank { color: var(--muted); }
+.flag { color: #b42318; background: #fef3f2; border: 1px solid #fecdca; border-radius: 4px; font-weight: 600;
+        padding: 4px 10px; margin: 8px 0 0; display: inline-block; }
 .caption { margin: 6px 0 0; font-size: 13px; }
 .grids { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 16px; margin-top: 16px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; background: #fff; }
@@ -696,11 +794,16 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         '<p class="sub">Runs are ranked only against runs measured with the same ruler (evaluator for quality, '
-        "device for throughput). Best value per column highlighted; ↓ lower is better, ↑ higher is better.</p>",
+        "device for throughput), on the same number of samples and in the same distance unit (mm, or px where "
+        "the data set has no voxel spacing). Best value per column highlighted; ↓ lower is better, "
+        "↑ higher is better.</p>",
     ]
     for board in boards:
         parts.append(f"<section><h2>{e(board.title)}</h2>")
-        parts.append(f'<div>{e(board.ruler_kind)} <span class="ruler">{e(board.ruler or "unknown")}</span></div>')
+        context = f" · {e(board.context_label)}" if board.context_label else ""
+        ruler = f'{e(board.ruler_kind)} <span class="ruler">{e(board.ruler or "unknown")}</span>'
+        parts.append(f"<div>{ruler}{context}</div>")
+        parts += [f'<p class="flag">{e(line)}</p>' for line in board.ruler_flags]
         parts.append('<div class="wrap"><table><thead><tr><th class="num">#</th>')
         parts += [f"<th>{e(c.header)}</th>" for c in board.columns]
         parts += [f'<th class="num">{e(m.label)}</th>' for m in board.metrics]

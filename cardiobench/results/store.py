@@ -6,8 +6,9 @@
   write. A run row is one ``INSERT``, so it is either wholly there or not at all, and several
   processes (e.g. two ``cardiobench run``) can write at once without losing rows.
 - Schema: the table ``schema_version`` records every migration applied; ``MIGRATIONS`` lists them in
-  order. Opening a store applies the missing ones in one transaction; a store written by a newer
-  cardiobench is refused with a clear error rather than misread.
+  order. Opening a store to write applies the missing ones in one transaction; a store written by a newer
+  cardiobench is refused with a clear error rather than misread. A reader takes an older store as it is
+  (columns a later migration adds read as their defaults) and never upgrades it.
 - Reading never writes: readers open the file read-only (``mode=ro``; ``immutable=1`` when even that fails,
   e.g. a WAL store on a read-only mount whose ``-shm`` file cannot be created). Reading a store that does
   not exist, or an empty (zero-byte) file, returns nothing and creates or changes nothing.
@@ -41,6 +42,8 @@ TASKS: tuple[str, ...] = ("generation", "segmentation", "throughput")
 #: ok: finished and measured; failed: stopped with an error (kept for the record, never ranked)
 STATUSES: tuple[str, ...] = ("ok", "failed")
 DIRECTIONS: tuple[str, ...] = ("lower", "higher")
+#: the unit of a run's distances (HD95, anatomy): mm, or px where the data set has no voxel spacing
+DISTANCE_UNITS: tuple[str, ...] = ("mm", "px")
 
 #: (version, statements); append new versions, never edit applied ones
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -73,6 +76,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX runs_by_task ON runs (task, dataset, evaluator_id)",
         ),
     ),
+    # 2: what a number needs to be read right: the evaluated sample count, the distance unit, the ruler's validity
+    (2, ("ALTER TABLE runs ADD COLUMN context_json TEXT NOT NULL DEFAULT '{}'",)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -134,6 +139,11 @@ class RunRecord:
     only runs with the same ``evaluator_id`` are ranked together. It is ``None`` for throughput runs.
     ``spec_hash`` should be the run spec's own hash; left empty, it is ``stable_hash`` of the spec and
     the identity fields (task, dataset, noise, sampler, backbone, conditioning).
+    ``context`` is what the numbers need to be read right (see ``CONTEXT_KEYS``): ``n_samples`` (how many
+    samples, or for segmentation test images, were scored), ``distance_unit`` (``"mm"`` or ``"px"``: the unit
+    of HD95 and every other distance) and ``ruler_validity`` (the evaluator's validity record, when the
+    evaluation made one). The leaderboard ranks together only runs of the same count and unit. Rows stored
+    before it existed have ``{}``.
     ``id`` and ``created_at`` are set by the store.
     """
 
@@ -154,6 +164,7 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     artefacts: dict[str, str] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     id: int | None = None
     created_at: str | None = None
@@ -177,7 +188,12 @@ _JSON_COLUMNS = {
     "timings_json": "timings",
     "environment_json": "environment",
     "artefacts_json": "artefacts",
+    "context_json": "context",
 }
+#: keys of ``RunRecord.context`` that cardiobench writes and reads (others are kept as they are)
+CONTEXT_KEYS: tuple[str, ...] = ("n_samples", "distance_unit", "ruler_validity")
+#: JSON columns added by a later migration -> the value a row of an older store reads as
+_ADDED_COLUMNS: dict[str, str] = {"context_json": "{}"}
 _PLAIN_COLUMNS = (
     "created_at",
     "task",
@@ -202,6 +218,17 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and non-finite floats as ``None`` (JSON has neither)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        obj = obj.item()
+    return _finite_or_none(obj)
+
+
 def _dumps(obj: Any, sort_keys: bool = True) -> str:
     return json.dumps(obj, sort_keys=sort_keys, default=str, allow_nan=False)
 
@@ -223,6 +250,17 @@ def _check_record(rec: RunRecord) -> None:
     for name, direction in rec.directions.items():
         if direction not in DIRECTIONS:
             raise StoreError(f"direction of metric {name!r} must be 'lower' or 'higher', got {direction!r}")
+    if not isinstance(rec.context, Mapping):
+        raise StoreError(f"run context must be a mapping, got {type(rec.context).__name__}")
+    n = rec.context.get("n_samples")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise StoreError(f"context n_samples must be a whole number >= 0 or None, got {n!r}")
+    unit = rec.context.get("distance_unit")
+    if unit is not None and unit not in DISTANCE_UNITS:
+        raise StoreError(f"context distance_unit must be one of {', '.join(DISTANCE_UNITS)}, got {unit!r}")
+    validity = rec.context.get("ruler_validity")
+    if validity is not None and not isinstance(validity, Mapping):
+        raise StoreError(f"context ruler_validity must be a mapping or None, got {type(validity).__name__}")
 
 
 class ResultStore:
@@ -321,12 +359,7 @@ class ResultStore:
             conn, version = self._open_reader()
             if version is not None and version > SCHEMA_VERSION:
                 raise self._newer_error(version)
-            if version is not None and version < SCHEMA_VERSION:
-                raise StoreError(
-                    f"results store {self.path} has schema version {version}, older than this cardiobench's "
-                    f"({SCHEMA_VERSION})",
-                    "any command that stores results (e.g. cardiobench run) upgrades it in place",
-                )
+            # an older schema is read as it is (added columns read as their defaults); only writers upgrade it
             yield None if version is None else conn
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"results store {self.path} cannot be used: {exc}") from None
@@ -461,8 +494,9 @@ class ResultStore:
         values: dict[str, Any] = {col: getattr(record, col) for col in _PLAIN_COLUMNS}
         metrics = {k: _finite_or_none(v) for k, v in record.metrics.items()}
         spreads = {k: _finite_or_none(v) for k, v in record.spreads.items()}
+        context = _plain(record.context)
         for col, attr in _JSON_COLUMNS.items():
-            value = {"metrics": metrics, "spreads": spreads}.get(attr, getattr(record, attr))
+            value = {"metrics": metrics, "spreads": spreads, "context": context}.get(attr, getattr(record, attr))
             try:
                 values[col] = _dumps(value, sort_keys=attr not in _ORDERED)
             except ValueError as exc:  # NaN somewhere deep in a dict
@@ -556,7 +590,7 @@ class ResultStore:
 # -- decoding rows ----------------------------------------------------------------------------------
 #: JSON columns that must hold an object (``seeds_json`` may hold any JSON value)
 _OBJECT_COLUMNS = ("spec_json", "metrics_json", "directions_json", "spreads_json", "timings_json",
-                   "environment_json", "artefacts_json")
+                   "environment_json", "artefacts_json", "context_json")
 _REQUIRED_TEXT = ("created_at", "task", "dataset", "spec_hash", "status")
 
 
@@ -581,8 +615,9 @@ def _decode_row(row: sqlite3.Row) -> RunRecord:
         else:
             raise _BadRow(f"{col} is {'missing' if value is None else type(value).__name__}, not text")
     data["id"] = row["id"]
+    present = set(row.keys())
     for col, attr in _JSON_COLUMNS.items():
-        raw = row[col]
+        raw = row[col] if col in present or col not in _ADDED_COLUMNS else _ADDED_COLUMNS[col]
         try:
             value = json.loads(raw)
         except (TypeError, ValueError) as exc:

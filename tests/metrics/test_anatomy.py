@@ -91,3 +91,56 @@ def test_disconnected_lv_and_concavity():
 def test_empty_map_is_invalid():
     out = evaluate_anatomy(np.zeros((2, 16, 16), np.uint8))
     assert out["anatomy_valid_frac"] == 0.0 and out["anatomy_empty"] == 2
+
+
+# -- distances in px (a data set without voxel spacing) ------------------------------------------------------
+def notched_heart(depth: int) -> np.ndarray:
+    """A hand-made heart whose LV cavity has a notch ``depth`` pixels deep (3 rows high) from its right edge."""
+    m = contract_masks(1, 64)[0]
+    cy = int(np.argwhere(m == LV).mean(0).round()[0])
+    xmax = int(np.argwhere(m[cy] == LV)[:, 0].max())
+    band = m[cy - 1 : cy + 2, xmax - depth + 1 : xmax + 1]
+    band[band == LV] = MYO
+    return m
+
+
+def test_px_thresholds_are_the_mm_ones_at_a_nominal_pixel():
+    from cardiobench.metrics.anatomy import DISTANCE_CRITERIA, NOMINAL_PIXEL_MM, criteria
+
+    assert NOMINAL_PIXEL_MM == 1.5 and criteria("mm") == CRITERIA
+    px = criteria("px")
+    assert px["lv_concavity"] == ("count", pytest.approx(4.0 / 1.5))
+    assert px["rv_concavity"] == ("count", pytest.approx(20.0)) and px["myo_concavity"] == ("count", 0.0)
+    assert px["rv_disconnected_from_myo"] == ("count", 0.0)
+    assert {c for c in CRITERIA if px[c] != CRITERIA[c]} == {"lv_concavity", "rv_concavity"} <= set(DISTANCE_CRITERIA)
+    with pytest.raises(ValueError, match="distance unit 'cm'"):
+        criteria("cm")
+
+
+def test_a_concavity_in_px_is_judged_as_if_a_pixel_were_1_5_mm():
+    from cardiobench.metrics.anatomy import NOMINAL_PIXEL_MM
+
+    m = notched_heart(5)
+    assert slice_criteria(m, (1.0, 1.0))["lv_concavity"] == pytest.approx(3.0)
+    as_mm = evaluate_anatomy(m[None], 1.0, "mm")  # 3 mm deep: within the paper's 4 mm
+    as_px = evaluate_anatomy(m[None], 1.0, "px")  # 3 px deep = 4.5 mm at the nominal pixel: too deep
+    assert as_mm["anatomy_valid_frac"] == 1.0 and as_mm["anatomy_lv_concavity"] == 0
+    assert as_px["anatomy_valid_frac"] == 0.0 and as_px["anatomy_lv_concavity"] == 1
+    for depth in (3, 4, 5, 6, 7):  # px at spacing 1 == mm at spacing 1.5, criterion by criterion
+        m = notched_heart(depth)
+        assert evaluate_anatomy(m[None], 1.0, "px") == evaluate_anatomy(m[None], NOMINAL_PIXEL_MM, "mm"), depth
+
+
+def test_the_anatomy_metric_takes_its_unit_from_the_context():
+    from cardiobench.metrics.base import MetricContext
+    from cardiobench.metrics.plugin import AnatomyMetric
+    from cardiobench.metrics.segmentation import spacing_array
+
+    masks = notched_heart(5)[None]
+    results = {}
+    for unit in ("mm", "px", None):
+        ctx = MetricContext(task="generation", masks=masks, spacing=spacing_array(1.0, 1),
+                            options={} if unit is None else {"distance_unit": unit})
+        results[unit] = AnatomyMetric().compute(ctx)["anatomy_valid_frac"]
+        assert ctx.settings["anatomy_unit"] == (unit or "mm")
+    assert results == {"mm": 1.0, "px": 0.0, None: 1.0}  # no unit given: mm, as before units were recorded

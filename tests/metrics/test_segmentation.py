@@ -134,3 +134,30 @@ def test_bad_inputs():
         spacing_array([1.0, 2.0, 3.0], 2)
     with pytest.raises(ValueError, match="percentile"):
         hd95_distances(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), percentile=101)
+
+
+# -- the unit travels with the number ---------------------------------------------------------------------
+def test_hd95_unit_is_the_spacing_s_unit():
+    pred, target = contract_masks(3, 32, seed=1), contract_masks(3, 32, seed=2)
+    in_px = segmentation_scores(pred, target, spacing=1.0, unit="px")  # e.g. acdc-h5: spacing in source pixels
+    assert in_px["hd95_unit"] == "px"
+    assert segmentation_scores(pred, target, spacing=1.0)["hd95_unit"] == "mm"  # a spacing, no unit: mm
+    assert segmentation_scores(pred, target)["hd95_unit"] == "px"  # no spacing: pixels
+    assert segmentation_scores(pred, target, unit="px")["hd95_mean"] == in_px["hd95_mean"]
+    with pytest.raises(ValueError, match="distance unit 'cm' is not one of mm, px"):
+        segmentation_scores(pred, target, spacing=1.0, unit="cm")
+
+
+def test_evaluate_segmentation_records_the_distance_unit_in_meta():
+    from cardiobench.errors import DataError
+    from cardiobench.metrics.api import evaluate_segmentation
+
+    pred, target = contract_masks(3, 32, seed=1), contract_masks(3, 32, seed=2)
+    mm = evaluate_segmentation(pred, target, 1.5, metrics=["hd95"])
+    px = evaluate_segmentation(pred, target, 1.0, metrics=["hd95", "anatomy"], distance_unit="px")
+    assert mm["meta"]["distance_unit"] == mm["meta"]["hd95_unit"] == "mm"
+    assert px["meta"]["distance_unit"] == px["meta"]["hd95_unit"] == "px"
+    assert evaluate_segmentation(pred, target, metrics=["hd95"])["meta"]["distance_unit"] == "px"
+    assert px["metrics"]["hd95_mean"] == pytest.approx(mm["metrics"]["hd95_mean"] / 1.5)
+    with pytest.raises(DataError, match="distance unit 'inch'"):
+        evaluate_segmentation(pred, target, 1.0, distance_unit="inch")

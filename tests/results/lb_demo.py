@@ -12,6 +12,11 @@ from pathlib import Path
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 
 GEN_DIRECTIONS = {"fid": "lower", "kid": "lower", "is": "higher", "plausible": "higher"}
+SEG_DIRECTIONS = {"dice_mean": "higher", "hd95_mean": "lower", "hd95_lv": "lower", "anatomy_valid_frac": "higher"}
+#: a ruler validity record as evaluate_generation's meta["ruler_validity"] holds it, flagged
+FLAGGED_RULER = {"valid": False, "flag": "accuracy 0.27 vs chance 0.2; ordering fails at mismatched < damaged",
+                 "accuracy": 0.27, "chance": 0.2,
+                 "ordering": {"real": 0.61, "mismatched": 14.2, "damaged": 11.9, "blobs": 48.3}}
 ENV_CPU = {"cardiobench": "0.1.0", "device": {"type": "cpu", "name": "demo CPU"}}
 ENV_GPU = {"cardiobench": "0.1.0", "device": {"type": "cuda", "name": "demo GPU"}}
 
@@ -42,9 +47,10 @@ def default_spec_hash(run: RunRecord) -> str:
     return stable_hash(identity | {"spec": run.spec})
 
 
-def generation_runs(evaluator: str = "ev-7c1e2a9f", results_dir: Path | None = None) -> list[RunRecord]:
-    """Four made-up generation runs; with ``results_dir``, each gets a sample grid where ``cardiobench run``
-    writes it: ``results_dir/runs/SPEC_HASH[:12]/grid.png``."""
+def generation_runs(evaluator: str = "ev-7c1e2a9f", results_dir: Path | None = None,
+                    n_samples: int = 256) -> list[RunRecord]:
+    """Four made-up generation runs of ``n_samples`` samples each, distances in mm; with ``results_dir``, each
+    gets a sample grid where ``cardiobench run`` writes it: ``results_dir/runs/SPEC_HASH[:12]/grid.png``."""
     rows = [
         ("gaussian", "ddpm", 50, 18.42, 0.0121, 2.31, 0.91),
         ("gaussian", "ddim", 50, 21.07, 0.0154, 2.25, 0.88),
@@ -55,18 +61,43 @@ def generation_runs(evaluator: str = "ev-7c1e2a9f", results_dir: Path | None = N
     for i, (noise, sampler, steps, fid, kid, is_, plaus) in enumerate(rows):
         run = RunRecord(
             task="generation", dataset="phantom", noise=noise, sampler=sampler, backbone="unet",
-            spec={"sample": {"steps": steps, "sampler": sampler}, "diffusion": {"noise": noise}},
+            spec={"sample": {"steps": steps, "sampler": sampler, "num_samples": n_samples},
+                  "diffusion": {"noise": noise}},
             train_hash=f"train-{noise}", seeds={"train": 0, "sample": 0},
             metrics={"fid": fid, "kid": kid, "is": is_, "plausible": plaus},
             spreads={"fid": round(fid * 0.04, 2)}, directions=dict(GEN_DIRECTIONS),
             evaluator_id=evaluator, timings={"train_s": 140.0, "sample_s": 22.5, "eval_s": 9.1},
-            environment=ENV_CPU,
+            environment=ENV_CPU, context={"n_samples": n_samples, "distance_unit": "mm"},
         )
         run.spec_hash = default_spec_hash(run)
         if results_dir is not None:
             grid = Path(results_dir) / "runs" / run.spec_hash[:12] / "grid.png"
             run.artefacts["sample_grid"] = str(grid_png(grid, seed=i))
         runs.append(run)
+    return runs
+
+
+def segmentation_runs() -> list[RunRecord]:
+    """Made-up segmentation runs on ``acdc-h5``: two without voxel spacing (distances in px) and one with
+    ``spacing_mm`` given (distances in mm), 128 test images each."""
+    rows = [
+        ("controlnet", "px", 0.871, 2.94, 2.31, 0.93),
+        ("concat", "px", 0.842, 3.62, 2.88, 0.90),
+        ("controlnet", "mm", 0.871, 4.41, 3.47, 0.93),
+    ]
+    runs = []
+    for method, unit, dice, hd_mean, hd_lv, valid in rows:
+        options = {"spacing_mm": 1.5} if unit == "mm" else {}
+        runs.append(RunRecord(
+            task="segmentation", dataset="acdc-h5", noise="gaussian", sampler="ddim", backbone="unet",
+            conditioning=method,
+            spec={"sample": {"steps": 10, "sampler": "ddim", "num_samples": 128}, "eval": {"ensemble_k": 5},
+                  "train": {"dataset_options": options}},
+            train_hash=f"train-{method}-{unit}", seeds={"train": 0, "sample": 0},
+            metrics={"dice_mean": dice, "hd95_mean": hd_mean, "hd95_lv": hd_lv, "anatomy_valid_frac": valid},
+            directions=dict(SEG_DIRECTIONS), evaluator_id="seg-acdc-1", environment=ENV_CPU,
+            context={"n_samples": 128, "distance_unit": unit},
+        ))
     return runs
 
 
@@ -89,14 +120,22 @@ def throughput_runs() -> list[RunRecord]:
 
 
 def fill_demo_store(folder: Path) -> ResultStore:
-    """A store with 4 generation runs (one evaluator), 1 run of another evaluator, 4 throughput runs."""
+    """A store with 4 generation runs of 256 samples (one evaluator), 1 run of 64 samples (same evaluator), 1
+    run of another evaluator whose validity record is flagged, 3 segmentation runs (2 in px, 1 in mm) and 4
+    throughput runs: 13 runs on 7 boards."""
     folder = Path(folder).resolve()
     store = ResultStore(folder / "results.db")
     for run in generation_runs(results_dir=folder):
         store.add_run(run)
+    small = generation_runs(n_samples=64)[0]
+    small.metrics = {"fid": 14.07, "kid": 0.0117, "is": 2.29, "plausible": 0.92}  # not comparable: another sample count
+    store.add_run(small)
     other = generation_runs(evaluator="ev-03b5d6e1")[0]
     other.metrics = {"fid": 9.99, "kid": 0.005}
+    other.context["ruler_validity"] = dict(FLAGGED_RULER)
     store.add_run(other)
+    for run in segmentation_runs():
+        store.add_run(run)
     for run in throughput_runs():
         store.add_run(run)
     return store

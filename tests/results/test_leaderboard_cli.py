@@ -69,7 +69,7 @@ def test_bad_options_exit_2(demo, args, message):
 
 def test_sort_option(demo):
     data = json.loads(invoke("leaderboard", "--results", str(demo.path), "--sort", "is", "-f", "json").stdout)
-    board = next(b for b in data["boards"] if b["ruler"] == "ev-7c1e2a9f")
+    board = next(b for b in data["boards"] if b["ruler"] == "ev-7c1e2a9f" and b["n_samples"] == 256)
     assert board["sort_metric"] == "is" and board["rows"][0]["metrics"]["is"] == 2.44
 
 
@@ -79,7 +79,7 @@ def test_exports_to_files(demo, tmp_path, fmt, name):
     out = tmp_path / name
     result = invoke("leaderboard", "--results", str(demo.path), "--format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert f"Wrote {out} ({fmt}, 9 runs, 4 boards)" in result.output.replace("\n", "")
+    assert f"Wrote {out} ({fmt}, 13 runs, 7 boards)" in result.output.replace("\n", "")
     text = out.read_text()
     assert {"md": "| FID ↓ |", "csv": "task,dataset", "json": '"boards"', "html": "data:image/png;base64,",
             "table": "FID ↓"}[fmt] in text
@@ -89,7 +89,7 @@ def test_exports_to_files(demo, tmp_path, fmt, name):
 def test_format_is_inferred_from_the_extension(demo, tmp_path):
     out = tmp_path / "b.csv"
     assert invoke("leaderboard", "--results", str(demo.path), "-o", str(out)).exit_code == 0
-    assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 9
+    assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 13
 
 
 def test_stdout_exports_are_clean(demo):
@@ -143,7 +143,7 @@ def test_a_corrupt_row_is_skipped_with_one_warning_line(demo):
     result = invoke("leaderboard", "--results", str(demo.path), "-f", "json")
     assert result.exit_code == 0, result.output
     ids = [r["run_id"] for b in json.loads(result.stdout)["boards"] for r in b["rows"]]
-    assert sorted(ids) == [1, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(ids) == [1, *range(3, 14)]
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"Warning: skipped 1 unreadable row of {demo.path}: run 2 (metrics_json is not valid JSON")
 
@@ -171,7 +171,7 @@ def test_a_store_on_a_read_only_mount_can_be_read(tmp_path):
             if not path.is_symlink():
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
     assert result.exit_code == 0, result.output
-    assert len([r for b in json.loads(result.stdout)["boards"] for r in b["rows"]]) == 9
+    assert len([r for b in json.loads(result.stdout)["boards"] for r in b["rows"]]) == 13
     assert {p.name: p.read_bytes() for p in folder.glob("*.db")} == before
 
 
@@ -195,3 +195,23 @@ def test_run_force_refuses_a_newer_store_before_training(tmp_path, monkeypatch, 
     [line] = [x for x in result.stderr.strip().splitlines() if x.startswith("Error")]
     assert f"results store {db} has schema version {SCHEMA_VERSION + 1}, newer than this cardiobench" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_store_of_the_previous_schema_is_ranked_without_being_changed(tmp_path):
+    from test_results_store import _schema_1_store
+
+    db = tmp_path / "results.db"
+    _schema_1_store(db)
+    before = db.read_bytes()
+    result = invoke("leaderboard", "--results", str(db), "-f", "md")
+    assert result.exit_code == 0, result.output
+    assert "### generation · phantom — evaluator `ev1` · 64 samples · distances in mm" in result.stdout
+    assert db.read_bytes() == before and ResultStore(db).schema_version() == 1
+
+
+def test_the_demo_board_shows_counts_units_and_the_flagged_ruler(demo):
+    out = invoke("leaderboard", "--results", str(demo.path)).stdout
+    assert "evaluator ev-7c1e2a9f · 256 samples · distances in mm" in out
+    assert "evaluator ev-7c1e2a9f · 64 samples · distances in mm" in out
+    assert "ruler FLAGGED: accuracy 0.27 vs chance 0.2; ordering fails at mismatched < damaged" in out
+    assert "128 test images · distances in px" in out and "HD95 mean (px) ↓" in out and "HD95 mean (mm) ↓" in out

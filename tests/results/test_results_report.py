@@ -144,8 +144,8 @@ def test_markdown(demo_boards):
 def test_csv_is_one_flat_table(demo_boards):
     boards, _ = demo_boards
     rows = list(csv.DictReader(io.StringIO(report.to_csv(boards))))
-    assert len(rows) == 9
-    first_gen = next(r for r in rows if r["ruler"] == "ev-7c1e2a9f")
+    assert len(rows) == 13
+    first_gen = next(r for r in rows if r["ruler"] == "ev-7c1e2a9f" and r["n_samples"] == "256")
     assert first_gen["rank"] == "1" and first_gen["noise"] == "blurring" and float(first_gen["fid"]) == 15.86
     assert first_gen["fid_spread"] == "0.63" and first_gen["images_per_s"] == ""
 
@@ -154,8 +154,10 @@ def test_json_has_directions_and_best(demo_boards):
     boards, _ = demo_boards
     data = json.loads(report.to_json(boards))
     assert data["format"] == "cardiobench.leaderboard/1"
-    board = next(b for b in data["boards"] if b["ruler"] == "ev-7c1e2a9f")
-    assert board["metrics"][0] == {"name": "fid", "direction": "lower", "best": 15.86}
+    board = next(b for b in data["boards"] if b["ruler"] == "ev-7c1e2a9f" and b["n_samples"] == 256)
+    assert board["metrics"][0] == {"name": "fid", "label": "FID ↓", "direction": "lower", "unit": None, "best": 15.86}
+    assert board["n_samples"] == 256 and board["distance_unit"] == "mm" and board["ruler_flags"] == []
+    assert board["rows"][0]["context"] == {"n_samples": 256, "distance_unit": "mm"}
     assert board["rows"][0]["best"] == ["fid", "kid", "is", "plausible"]
     assert board["rows"][0]["artefacts"]["sample_grid"].endswith(".png")
 
@@ -271,3 +273,136 @@ def test_csv_export_neutralises_formula_cells_but_keeps_numbers():
     assert "'=1+1" in row and row["'=1+1"] == "2.0"  # a metric name in the header, too
     assert row["fid"] == "-1.5" and row["seeds"] == "-1" and row["rank"] == "1"  # real numbers stay numbers
     assert report.csv_cell(-3) == -3 and report.csv_cell("-3.5e2") == "-3.5e2" and report.csv_cell("x-1") == "x-1"
+
+
+# -- what the numbers are measured on and in: sample count, distance unit, ruler validity -------------
+def seg(method: str, metrics: dict, unit: str | None, n: int | None = 128, **kw) -> RunRecord:
+    context = {k: v for k, v in (("n_samples", n), ("distance_unit", unit)) if v is not None}
+    return RunRecord(task="segmentation", dataset="acdc-h5", noise="gaussian", sampler="ddim", backbone="unet",
+                     conditioning=method, metrics=metrics, evaluator_id="seg-acdc-1", context=context,
+                     directions={"dice_mean": "higher", "hd95_mean": "lower", "hd95_lv": "lower",
+                                 "hd95_missing": "lower"}, **kw)
+
+
+def test_rows_in_px_and_rows_in_mm_are_never_ranked_together():
+    runs = numbered([seg("controlnet", {"dice_mean": 0.87, "hd95_mean": 2.9}, "px"),
+                     seg("concat", {"dice_mean": 0.84, "hd95_mean": 3.6}, "px"),
+                     seg("controlnet", {"dice_mean": 0.90, "hd95_mean": 4.4}, "mm")])
+    boards = report.build_boards(runs)
+    assert [(b.distance_unit, [r.id for r in b.rows]) for b in boards] == [("mm", [3]), ("px", [1, 2])]
+    assert [b.ruler for b in boards] == ["seg-acdc-1", "seg-acdc-1"]  # same ruler, still apart
+    px = boards[1]
+    assert px.heading == "segmentation · acdc-h5 — evaluator seg-acdc-1 · 128 test images · distances in px"
+    assert px.metric("hd95_mean").label == "HD95 mean (px) ↓" and px.metric("hd95_mean").unit == "px"
+    assert px.metric("dice_mean").label == "Dice mean ↑" and px.metric("dice_mean").unit is None
+    assert boards[0].metric("hd95_mean").label == "HD95 mean (mm) ↓"
+
+
+def test_rows_of_different_sample_counts_are_never_ranked_together_and_say_their_count():
+    small = gen("gaussian", "ddpm", {"fid": 9.0}, context={"n_samples": 64, "distance_unit": "mm"})
+    big = [gen(n, "ddpm", {"fid": f}, context={"n_samples": 256, "distance_unit": "mm"})
+           for n, f in (("gaussian", 18.0), ("blurring", 15.0))]
+    boards = report.build_boards(numbered([big[0], small, big[1]]))
+    assert [(b.n_samples, [r.noise for r in b.rows]) for b in boards] == [(256, ["blurring", "gaussian"]),
+                                                                          (64, ["gaussian"])]
+    assert boards[1].heading == "generation · phantom — evaluator ev1 · 64 samples · distances in mm"
+    md = report.to_markdown(boards)
+    assert "### generation · phantom — evaluator `ev1` · 256 samples · distances in mm" in md
+    assert "### generation · phantom — evaluator `ev1` · 64 samples · distances in mm" in md
+    text = report.render(boards, "table")
+    assert "evaluator ev1 · 256 samples" in text and "evaluator ev1 · 64 samples" in text
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(boards))))
+    assert [(r["n_samples"], r["rank"], r["noise"]) for r in rows] == [
+        ("256", "1", "blurring"), ("256", "2", "gaussian"), ("64", "1", "gaussian")]
+    assert [b["n_samples"] for b in json.loads(report.to_json(boards))["boards"]] == [256, 64]
+    assert "64 samples · distances in mm" in report.to_html(boards)
+
+
+def test_rows_stored_before_the_context_take_their_count_from_the_spec_and_mm():
+    old_gen = gen("gaussian", "ddpm", {"fid": 9.0}, spec={"sample": {"num_samples": 64}})
+    new_gen = gen("blurring", "ddpm", {"fid": 8.0}, context={"n_samples": 64, "distance_unit": "mm"})
+    old_seg = seg("controlnet", {"dice_mean": 0.9, "hd95_mean": 4.0}, None, n=None)
+    boards = report.build_boards(numbered([old_gen, new_gen, old_seg]))
+    assert [(b.task, b.n_samples, b.distance_unit, len(b.rows)) for b in boards] == [
+        ("generation", 64, "mm", 2), ("segmentation", None, "mm", 1)]
+    assert boards[1].context_label == "test images count unknown · distances in mm"
+    assert report.sample_count(old_gen) == 64 and report.distance_unit(old_gen) == "mm"
+    (tp,) = report.build_boards(numbered(throughput_runs()[:1]))
+    assert tp.context_label == "" and tp.heading == "throughput · phantom — device demo CPU"
+    assert report.distance_unit(tp.rows[0]) is None and tp.n_samples is None
+
+
+def test_a_px_row_says_px_and_never_mm_in_every_format():
+    run = seg("controlnet", {"dice_mean": 0.87, "hd95_mean": 2.9, "hd95_lv": 2.3, "hd95_missing": 1.0}, "px")
+    boards = report.build_boards(numbered([run]))
+    for fmt in report.FORMATS:
+        text = report.render(boards, fmt)
+        assert "(mm)" not in text and "in mm" not in text and ",mm," not in text, fmt
+        assert "(px)" in text or ",px," in text, fmt
+    assert "HD95 mean (px) ↓" in report.render(boards, "table")
+    assert "| HD95 mean (px) ↓ | HD95 LV (px) ↓ | HD95 missing ↓ |" in report.render(boards, "md")
+    [row] = list(csv.DictReader(io.StringIO(report.render(boards, "csv"))))
+    assert row["distance_unit"] == "px" and row["hd95_mean"] == "2.9"
+    data = json.loads(report.render(boards, "json"))["boards"][0]
+    assert data["distance_unit"] == "px"
+    assert {m["name"]: (m["unit"], m["label"]) for m in data["metrics"]} == {
+        "dice_mean": (None, "Dice mean ↑"), "hd95_mean": ("px", "HD95 mean (px) ↓"),
+        "hd95_lv": ("px", "HD95 LV (px) ↓"), "hd95_missing": (None, "HD95 missing ↓")}
+    page = report.render(boards, "html")
+    assert '<th class="num">HD95 mean (px) ↓</th>' in page and "128 test images · distances in px" in page
+
+
+def test_distance_metrics_and_their_labels():
+    assert report.is_distance_metric("hd95_mean") and report.is_distance_metric("hd95_rv_std")
+    assert report.is_distance_metric("hd95")
+    assert not report.is_distance_metric("hd95_missing") and not report.is_distance_metric("dice_mean")
+    assert report.metric_label("hd95_myo", "px") == "HD95 MYO (px)" and report.metric_label("hd95", "mm") == "HD95 (mm)"
+    assert report.metric_label("fid", "px") == "FID" and report.metric_label("hd95_mean") == "HD95 mean"
+
+
+FLAGGED = {"valid": False, "flag": "evaluator accuracy 0.27 is near chance", "accuracy": 0.27, "chance": 0.2,
+           "ordering": {"real < shuffled < blobs": False}}
+
+
+def test_a_flagged_ruler_is_one_line_on_its_board_in_every_format():
+    flagged = gen("gaussian", "ddpm", {"fid": 5.0}, evaluator="evF",
+                  context={"n_samples": 64, "distance_unit": "mm", "ruler_validity": FLAGGED})
+    older = gen("blurring", "ddpm", {"fid": 6.0}, evaluator="evF", context={"n_samples": 64, "distance_unit": "mm"})
+    valid = gen("gaussian", "ddim", {"fid": 7.0}, evaluator="evG",
+                context={"n_samples": 64, "distance_unit": "mm", "ruler_validity": {**FLAGGED, "valid": True,
+                                                                                     "flag": None}})
+    boards = report.build_boards(numbered([flagged, older, valid]))
+    assert [(b.ruler, b.ruler_flags) for b in boards] == [
+        ("evG", []), ("evF", ["ruler FLAGGED: evaluator accuracy 0.27 is near chance"])]
+    line = "ruler FLAGGED: evaluator accuracy 0.27 is near chance"
+    for fmt in report.FORMATS:
+        text = report.render(boards, fmt)
+        assert text.count(line) == 1, fmt  # csv: in the flagged row's ruler_flag cell
+    text = report.render(boards, "table")
+    assert text.index("evaluator evF") < text.index(line) < text.index("FID ↓", text.index("evaluator evF"))
+    assert f"**{line}**" in report.render(boards, "md")
+    rows = list(csv.DictReader(io.StringIO(report.render(boards, "csv"))))
+    assert [(r["ruler"], r["ruler_flag"]) for r in rows] == [("evG", ""), ("evF", line), ("evF", "")]
+    data = json.loads(report.render(boards, "json"))["boards"]
+    assert [b["ruler_flags"] for b in data] == [[], [line]]
+    assert data[1]["rows"][0]["context"]["ruler_validity"]["accuracy"] == 0.27
+    assert f'<p class="flag">{line}</p>' in report.render(boards, "html")
+
+
+def test_rows_without_a_validity_record_show_no_flag():
+    boards = report.build_boards(numbered([gen("a", "ddpm", {"fid": 1.0}, context={"n_samples": 8})]))
+    assert boards[0].ruler_flags == []
+    for fmt in report.FORMATS:
+        assert "FLAGGED" not in report.render(boards, fmt)
+
+
+def test_ruler_flag_line():
+    run = gen("a", "ddpm", {"fid": 1.0}, context={"ruler_validity": {"valid": False, "flag": None, "accuracy": 0.21,
+                                                                     "chance": 0.2}})
+    assert report.ruler_flag(run) == "ruler FLAGGED: not valid (accuracy 0.210, chance 0.200)"
+    run.context["ruler_validity"] = {"valid": True, "flag": None, "accuracy": 0.8, "chance": 0.2}
+    assert report.ruler_flag(run) is None
+    run.context["ruler_validity"] = {"valid": True, "flag": "ordering\nbroken"}  # a flag is shown even if valid
+    assert report.ruler_flag(run) == "ruler FLAGGED: ordering broken"
+    run.context["ruler_validity"] = "garbage"
+    assert report.ruler_flag(run) is None

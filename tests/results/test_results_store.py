@@ -9,6 +9,7 @@ import pytest
 
 from cardiobench.results.store import (
     DEFAULT_RESULTS_PATH,
+    MIGRATIONS,
     SCHEMA_VERSION,
     ResultStore,
     RunRecord,
@@ -25,7 +26,7 @@ def record(**kw) -> RunRecord:
         spec={"train": {"steps": 3}, "sample": {"steps": 4}}, train_hash="t1", seeds={"train": 0, "sample": 1},
         metrics={"fid": 12.5, "kid": 0.01}, directions={"fid": "lower", "kid": "lower"},
         evaluator_id="ev1", timings={"train_s": 1.5}, environment={"torch": "2"},
-        artefacts={"sample_grid": "runs/1/grid.png"},
+        artefacts={"sample_grid": "runs/1/grid.png"}, context={"n_samples": 64, "distance_unit": "mm"},
     )
     base.update(kw)
     return RunRecord(**base)
@@ -227,6 +228,12 @@ def test_check_writable_refuses_before_any_work(tmp_path, monkeypatch):
         ({"dataset": ""}, "dataset"),
         ({"directions": {"fid": "down"}}, "direction"),
         ({"metrics": {"fid": "12"}}, "number"),
+        ({"context": {"distance_unit": "cm"}}, "distance_unit must be one of mm, px"),
+        ({"context": {"n_samples": -1}}, "n_samples"),
+        ({"context": {"n_samples": True}}, "n_samples"),
+        ({"context": {"n_samples": 64.0}}, "n_samples"),
+        ({"context": {"ruler_validity": "flagged"}}, "ruler_validity"),
+        ({"context": ["n_samples", 64]}, "context must be a mapping"),
     ],
 )
 def test_bad_records_are_refused_before_writing(tmp_path, change, message):
@@ -289,3 +296,61 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len({r.id for r in runs}) == 2 * ROWS_PER_WRITER
     hashes = {r.spec_hash for r in runs}
     assert hashes == {f"{n}-{i}" for n in "ab" for i in range(ROWS_PER_WRITER)}
+
+
+# -- context: sample count, distance unit, ruler validity (schema 2) -----------------------------
+def test_context_round_trips_as_plain_json(tmp_path):
+    import numpy as np
+
+    store = ResultStore(tmp_path / "r.db")
+    validity = {"valid": np.bool_(False), "flag": "near chance", "accuracy": np.float32(0.25), "chance": 0.2,
+                "ordering": {"real<blobs": True, "gap": float("nan")}}
+    store.add_run(record(context={"n_samples": 256, "distance_unit": "px", "ruler_validity": validity}))
+    (got,) = store.runs()
+    assert got.context == {"n_samples": 256, "distance_unit": "px",
+                           "ruler_validity": {"valid": False, "flag": "near chance", "accuracy": 0.25, "chance": 0.2,
+                                              "ordering": {"real<blobs": True, "gap": None}}}
+    assert ResultStore(store.path).get(got.id).context["distance_unit"] == "px"
+
+
+def _schema_1_store(path) -> None:
+    """A store as cardiobench wrote it before schema 2 (no context_json column), holding one run."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    version, statements = MIGRATIONS[0]
+    assert version == 1
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
+    conn.execute(
+        "INSERT INTO runs (created_at, task, dataset, noise, sampler, backbone, spec_json, spec_hash, seeds_json, "
+        "metrics_json, directions_json, spreads_json, evaluator_id, timings_json, environment_json, artefacts_json, "
+        "status) VALUES ('2025-01-01T00:00:00+00:00', 'generation', 'phantom', 'gaussian', 'ddpm', 'unet', "
+        "'{\"sample\": {\"num_samples\": 64}}', 'old', '{}', '{\"fid\": 7.5}', '{\"fid\": \"lower\"}', '{}', "
+        "'ev1', '{}', '{}', '{}', 'ok')")
+    conn.commit()
+    conn.close()
+
+
+def test_a_schema_1_store_is_read_as_it_is_and_upgraded_by_the_first_write(tmp_path):
+    assert SCHEMA_VERSION == 2
+    path = tmp_path / "results.db"
+    _schema_1_store(path)
+    before = path.read_bytes()
+    store = ResultStore(path)
+    (old,) = store.runs()  # a reader takes the old schema as it is...
+    assert old.spec_hash == "old" and old.metrics == {"fid": 7.5} and old.context == {}
+    assert store.schema_version() == 1 and store.count() == 1 and store.get(old.id) == old
+    assert path.read_bytes() == before  # ...and writes nothing (SQLite's -shm/-wal side files aside)
+
+    store.add_run(record(spec_hash="new", context={"n_samples": 256, "distance_unit": "px"}))  # a writer upgrades
+    assert ResultStore(path).schema_version() == 2
+    conn = sqlite3.connect(path)
+    try:
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    finally:
+        conn.close()
+    old_again, new = ResultStore(path).runs()
+    assert old_again == old  # the old row is kept as it was, its context empty
+    assert new.spec_hash == "new" and new.context == {"n_samples": 256, "distance_unit": "px"}
