@@ -47,6 +47,8 @@ def evaluate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     no_reference: bool = typer.Option(False, "--no-reference", help="Skip the real-vs-real reference."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    strict_ruler: bool = typer.Option(False, "--strict-ruler", help="Refuse (exit 2, before reading the samples) "
+                                      "when the FID ruler's validity record is flagged (docs/metrics.md)."),
 ) -> None:
     """Evaluate generated masks: FID/KID/IS/precision/recall, anatomy, memorisation, diversity."""
     from cardiobench.engine.pipeline import select_dataset
@@ -54,6 +56,7 @@ def evaluate(
     from cardiobench.metrics import evaluate_generation
     from cardiobench.metrics.fidelity import FEATURE_EXTRACTORS, FidelityWarning, read_inception_weights
     from cardiobench.metrics.io import read_masks
+    from cardiobench.metrics.validity import ruler_line
 
     if feature_extractor not in FEATURE_EXTRACTORS:
         raise CardiobenchError(
@@ -62,8 +65,11 @@ def evaluate(
     if feature_extractor == "inception":
         read_inception_weights(inception_weights)  # fail before any work (weights-only, checked)
     dataset = select_dataset(dataset, data_root)  # before reading anything
-    masks, _ = read_masks(samples)
     err = console(stderr=True)
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    if strict_ruler and (chosen is None or "fidelity" in chosen):
+        _check_ruler(dataset, data_root, feature_extractor, log=lambda msg: err.print(msg, highlight=False))
+    masks, _ = read_masks(samples)
     with warnings.catch_warnings():
         # set-size adaptations are reported in meta["notes"], printed below; other warnings (bad voxels, a ruler
         # that is not the published one) still reach the user
@@ -72,7 +78,7 @@ def evaluate(
             masks,
             dataset,
             data_options={"data_root": str(data_root)} if data_root is not None else None,
-            metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
+            metrics=chosen,
             device=device,
             feature_extractor=feature_extractor,
             inception_weights=inception_weights,
@@ -86,7 +92,7 @@ def evaluate(
     out = console()
     title = (
         f"{len(masks)} samples from {samples} vs {dataset} test split ({meta['n_real']} masks, "
-        f"{meta['size']}x{meta['size']})"
+        f"{meta['size']}x{meta['size']}, distances in {meta.get('distance_unit', 'mm')})"
     )
     table = Table(title=title, header_style="bold")
     table.add_column("metric")
@@ -100,15 +106,38 @@ def evaluate(
         table.add_row(*row)
     out.print(table)
     acc = meta.get("evaluator_accuracy")
-    if meta.get("evaluator_id"):
+    if meta.get("ruler_validity") is not None and meta["feature_extractor"] == "domain":
+        out.print("ruler: " + ruler_line(meta["evaluator_id"], meta["ruler_validity"]), highlight=False,
+                  soft_wrap=True)
+        out.print(f"features: domain; KID subset {meta.get('kid_subset_size')}; reference uses "
+                  f"{meta['n_reference']} training masks", highlight=False)
+    elif meta.get("evaluator_id"):
         out.print(
             f"ruler: {meta['feature_extractor']} features, evaluator [bold]{meta['evaluator_id']}[/]"
             + (f" (test accuracy {acc:.3f})" if isinstance(acc, float) else "")
             + f"; KID subset {meta.get('kid_subset_size')}; reference uses {meta['n_reference']} training masks",
             highlight=False,
         )
+    halves = meta.get("fid_real_halves")
+    if halves:
+        out.print(f"relative FID: fid / {halves['median']:.4g}, the median real-vs-real FID of {halves['n_splits']} "
+                  f"random halves of the test split ({halves['n_half']} masks each; min {halves['min']:.4g}, max "
+                  f"{halves['max']:.4g})", highlight=False)
     for note in meta.get("notes", []):
         err.print(f"[yellow]Note:[/] {note}", highlight=False)
+
+
+def _check_ruler(dataset: str, data_root: Path | None, feature_extractor: str, *, log) -> None:
+    """``--strict-ruler``: the domain evaluator's validity record, checked before any samples are read."""
+    from cardiobench.errors import CardiobenchError
+    from cardiobench.metrics.evaluator import get_evaluator
+    from cardiobench.metrics.validity import check_strict, ruler_validity
+
+    if feature_extractor != "domain":
+        raise CardiobenchError(f"--strict-ruler checks the domain evaluator's validity record; the {feature_extractor}"
+                               " ruler has none", "drop --strict-ruler, or use --feature-extractor domain")
+    ev = get_evaluator(dataset, {"data_root": str(data_root)} if data_root is not None else None, log=log)
+    check_strict(ev.id, ruler_validity(ev.validity))
 
 
 @hookimpl

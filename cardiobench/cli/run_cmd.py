@@ -10,21 +10,26 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
+from cardiobench.cli import lazy_module
 from cardiobench.cli.output import console, print_json
 from cardiobench.config import DEFAULT_PRESET, check_option, config_option, preset_option, set_option
-from cardiobench.engine import pipeline
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.results import report
 from cardiobench.results.cli_options import results_option
 from cardiobench.results.store import ResultStore
 
+pipeline = lazy_module("cardiobench.engine.pipeline")  # imports torch: on first use, not for --help
+
 ARROWS = {"lower": "↓", "higher": "↑"}
 #: metrics shown in the run summary (all are stored; `--json` and the leaderboard show every one)
-HEADLINE = ("fid", "kid", "is", "precision", "recall", "cond_accuracy", "fid_class_mean", "kid_class_mean",
+HEADLINE = ("fid", "fid_relative", "kid", "is", "precision", "recall", "cond_accuracy", "fid_class_mean",
+            "kid_class_mean",
             "dice_mean", "dice_lv", "dice_myo", "dice_rv", "hd95_mean", "hd95_lv", "hd95_myo", "hd95_rv",
             "dice_mean_single", "uncertainty_mean", "uncertainty_fg",
             "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
+STRICT_HELP = ("Refuse (exit 2, before training or sampling) when the FID ruler's validity record is flagged "
+               "(accuracy near chance, or a failed FID ordering; docs/metrics.md).")
 TRAIN_STATUS = {
     "trained": "trained now",
     "resumed": "continued an interrupted training",
@@ -109,6 +114,46 @@ def _classifier_line(path: str) -> str:
         f", test accuracy {acc:.3f} at uniform t)" if acc is not None else ")")
 
 
+def _ruler_validity(outcome: pipeline.RunOutcome) -> dict[str, Any] | None:
+    """The run's ``ruler_validity`` (evaluation meta, or the stored run's context for a skipped run)."""
+    found = outcome.meta.get("ruler_validity")
+    if found is None:
+        found = (getattr(outcome.record, "context", None) or {}).get("ruler_validity")
+    return found if isinstance(found, dict) else None
+
+
+def _halves_text(halves: dict[str, Any]) -> str:
+    """The relative-FID reference in words: median and min-max real-vs-real FID over random halves."""
+    return (f"real vs real FID {halves['median']:.3g} (median; min {halves['min']:.3g}, max {halves['max']:.3g}) "
+            f"over {halves['n_splits']} random halvings of the test split ({halves['n_half']} masks per half): "
+            "fid_relative = fid / median")
+
+
+def _ruler_lines(outcomes: list[pipeline.RunOutcome]) -> list[str]:
+    """One ``ruler:`` line per distinct evaluator of ``outcomes`` that has a validity record."""
+    from cardiobench.metrics.validity import ruler_line
+
+    seen: dict[str, str] = {}
+    for outcome in outcomes:
+        validity = _ruler_validity(outcome)
+        rid = str(outcome.record.evaluator_id)
+        if validity is not None and rid not in seen:
+            seen[rid] = "ruler: " + ruler_line(rid, validity)
+    return list(seen.values())
+
+
+def _strict_ruler(plans: list[pipeline.RunPlan], term: Any) -> None:
+    """``--strict-ruler``: every evaluator the plans will be measured with is checked before any work."""
+    checked: set[str] = set()
+    for plan in plans:
+        key = repr((plan.train.dataset, plan.data_root, sorted(plan.train.dataset_options.items()),
+                    plan.train.data_seed))
+        if key in checked:
+            continue
+        checked.add(key)
+        pipeline.ruler_check(plan, strict=True, log=lambda msg: term.print(msg, highlight=False))
+
+
 def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     rec, plan = outcome.record, outcome.plan
     spec = Table.grid(padding=(0, 2))
@@ -137,21 +182,34 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
         spec.add_row("conditioning", f"{plan.conditioning}{scale}" + (f" · {opts}" if opts else ""))
     if rec.artefacts.get("classifier"):
         spec.add_row("classifier", _classifier_line(rec.artefacts["classifier"]))
-    spec.add_row("ruler", f"evaluator {rec.evaluator_id}"
-                 + (f" (test accuracy {outcome.meta['evaluator_accuracy']:.3f})"
-                    if outcome.meta.get("evaluator_accuracy") is not None else ""))
+    validity = _ruler_validity(outcome)
+    if validity is not None:  # the domain evaluator's validity record: valid, or FLAGGED in one line
+        from cardiobench.metrics.validity import ruler_line
+
+        spec.add_row("ruler", ruler_line(str(rec.evaluator_id), validity))
+    else:
+        spec.add_row("ruler", f"evaluator {rec.evaluator_id}"
+                     + (f" (test accuracy {outcome.meta['evaluator_accuracy']:.3f})"
+                        if outcome.meta.get("evaluator_accuracy") is not None else ""))
+    halves = outcome.meta.get("fid_real_halves")
+    if halves:
+        spec.add_row("FID reference", _halves_text(halves))
 
     metrics = Table(title="metrics", header_style="bold", title_justify="left")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     if outcome.reference:
         metrics.add_column("real vs real", justify="right")
+    unit = report.distance_unit(rec)  # HD95 says mm or px (a data set without voxel spacing)
+    if unit == "px":
+        spec.add_row("distances", "in px: the data set has no voxel spacing (anatomy: mm thresholds at a nominal "
+                                  "1.5 mm pixel)")
     names = [m for m in HEADLINE if m in rec.metrics] + sorted(
         m for m in rec.metrics if m not in HEADLINE and not m.startswith("anatomy_") and not m.endswith("_std"))
     for name in names:
         arrow = ARROWS.get(rec.directions.get(name, ""), "")
         ref = [_fmt(outcome.reference.get(name))] if outcome.reference else []
-        metrics.add_row(f"{report.metric_label(name)} {arrow}", _fmt(rec.metrics.get(name)), *ref)
+        metrics.add_row(f"{report.metric_label(name, unit)} {arrow}", _fmt(rec.metrics.get(name)), *ref)
     timing = Table.grid(padding=(0, 2))
     timing.add_column(style="bold")
     timing.add_column()
@@ -183,6 +241,7 @@ def _outcome_json(outcome: pipeline.RunOutcome) -> dict[str, Any]:
         "backbone": rec.backbone,
         "dataset": rec.dataset,
         "evaluator_id": rec.evaluator_id,
+        "ruler_validity": _ruler_validity(outcome),
         "metrics": rec.metrics,
         "directions": rec.directions,
         "reference": outcome.reference,
@@ -219,6 +278,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Redo the run even if the store has it."),
     gif: bool = typer.Option(True, "--gif/--no-gif", help="Write the reverse-process GIF."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout; no progress."),
+    strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
     _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
@@ -235,6 +295,8 @@ def run(
     store = ResultStore(results)
     out_root = out or store.path.parent
     term = console(stderr=True)
+    if strict_ruler:  # before the header: a refusal is the command's one line of output
+        _strict_ruler([plan], term)
     if not as_json:
         term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset or DEFAULT_PRESET} · run spec "
                    f"{plan.spec_hash[:12]}")
@@ -271,6 +333,7 @@ def compare(
     force: bool = typer.Option(False, "--force", help="Redo runs the store already has."),
     gif: bool = typer.Option(False, "--gif/--no-gif", help="Write reverse-process GIFs."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results on stdout; no progress."),
+    strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Run every combination of the given plugins; each model is trained once; one leaderboard at the end.
 
@@ -307,6 +370,8 @@ def compare(
     models = len({p.train_hash for p in plans})
     store = ResultStore(results)
     out_root = out or store.path.parent
+    if strict_ruler:  # before the header: a refusal is the command's one line of output
+        _strict_ruler(plans, term)
     if not as_json:
         term.print(f"[bold]cardiobench compare[/] {len(plans)} runs, {models} model{'s' if models != 1 else ''} "
                    f"to train or reuse · results in {store.path}")
@@ -329,6 +394,8 @@ def compare(
         out_console.width = max(out_console.width, report.natural_width(tables, out_console))
     for table in tables:
         out_console.print(table)
+    for line in _ruler_lines(outcomes):
+        out_console.print(line, highlight=False, soft_wrap=True)
 
 
 @hookimpl

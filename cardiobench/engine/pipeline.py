@@ -463,13 +463,15 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool
     show = np.unique(np.linspace(0, len(cases) - 1, min(8, len(cases))).round().astype(int))  # spread out
     grid = save_segmentation_grid(out_dir / "grid.png", cases.images[show], cases.masks[show], result.votes[show],
                                   result.uncertainty[show], n=len(show))
+    unit = getattr(source, "spacing_unit", "mm")  # px: a data set without voxel spacing (e.g. acdc-h5)
     if not quiet:
         console.print(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
-                      f"{t.dataset} {plan.eval_split} split")
+                      f"{t.dataset} {plan.eval_split} split, distances in {unit}")
     t2 = time.perf_counter()
     evaluation = evaluate_segmentation(result.votes, cases.masks, cases.spacing, metrics=plan.metrics or None,
-                                       device=result.device)
-    single = evaluate_segmentation(result.samples[:, 0], cases.masks, cases.spacing, metrics=["dice"])
+                                       device=result.device, distance_unit=unit)
+    single = evaluate_segmentation(result.samples[:, 0], cases.masks, cases.spacing, metrics=["dice"],
+                                   distance_unit=unit)
     evaluation["metrics"]["dice_mean_single"] = single["metrics"]["dice_mean"]
     evaluation["directions"]["dice_mean_single"] = "none"
     summary = ensemble_summary(result.uncertainty, result.votes)
@@ -482,6 +484,26 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool
     return evaluation, {"segmentations": str(pred_path), "segmentation_grid": str(grid)}, timings
 
 
+def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tuple[str, dict[str, Any] | None] | None:
+    """``(evaluator id, validity)`` of the domain evaluator a generation run will be measured with, found (or
+    trained) before any training or sampling; ``validity`` has the shape of ``meta["ruler_validity"]``.
+    ``None`` when the run uses no evaluator (segmentation; no fidelity metric and no conditional one on a
+    conditioned run). ``strict`` (``--strict-ruler``): a flagged ruler is a one-line error."""
+    if plan.task != "generation":
+        return None
+    chosen = set(plan.metrics) if plan.metrics else {"fidelity", "conditional"}
+    if "fidelity" not in chosen and not ("conditional" in chosen and plan.conditioning):
+        return None
+    from cardiobench.metrics.evaluator import get_evaluator
+    from cardiobench.metrics.validity import check_strict, ruler_validity
+
+    ev = get_evaluator(plan.train.dataset, _data_options(plan) or None, log=log)
+    validity = ruler_validity(ev.validity)
+    if strict:
+        check_strict(ev.id, validity)
+    return ev.id, validity
+
+
 def _base_model_hash(plan: RunPlan) -> str | None:
     """The train hash of the frozen base model a method builds on (ControlNet), else ``None``."""
     from cardiobench.engine.train import build_conditioning, resolve_spec
@@ -490,6 +512,15 @@ def _base_model_hash(plan: RunPlan) -> str | None:
     method = build_conditioning(spec)
     base = method.base_spec(spec) if method is not None else None
     return resolve_spec(base).hash() if base is not None else None
+
+
+def run_context(task: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """What a run's numbers need to be read right (``RunRecord.context``), from the evaluation's ``meta``: the
+    samples scored (segmentation: test images), the distance unit, and the ruler's validity record if any."""
+    n = meta.get("n_images", meta.get("n_cases")) if task == "segmentation" else meta.get("n_samples")
+    context = {"n_samples": None if n is None else int(n), "distance_unit": meta.get("distance_unit", "mm"),
+               "ruler_validity": meta.get("ruler_validity")}
+    return {k: v for k, v in context.items() if v is not None}
 
 
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,
@@ -535,6 +566,7 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     artefacts["metrics"] = str(metrics_path)
     artefacts["checkpoint"] = str(trained.checkpoint)
     record = RunRecord(
+        context=run_context(plan.task, meta),
         task=plan.task,
         dataset=plan.train.dataset,
         noise=plan.train.noise,

@@ -4,10 +4,11 @@ Both run every registered metric plugin of their task (or the ones named) and re
 
     {"task": ..., "metrics": {name: float}, "directions": {name: "lower"|"higher"|"none"},
      "reference": {name: float},   # generation only: the same metrics for real data (the floor/ceiling)
-     "meta": {"evaluator_id": ..., "n_samples": ..., "kid_subset_size": ..., ...}}
+     "meta": {"evaluator_id": ..., "n_samples": ..., "distance_unit": "mm" | "px", "kid_subset_size": ..., ...}}
 
 ``meta["evaluator_id"]`` identifies the ruler; results are only comparable (and only ranked together)
-when it is the same.
+when it is the same. ``meta["distance_unit"]`` is the unit of every distance (HD95, the anatomy criteria):
+``"px"`` for a data set without voxel spacing, else ``"mm"``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from cardiobench.data.base import GROUPS
 from cardiobench.errors import CardiobenchError, DataError
 from cardiobench.metrics.base import MetricContext, metric_directions
 from cardiobench.metrics.segmentation import as_label_maps, spacing_array
+from cardiobench.metrics.segmentation import distance_unit as check_unit
+from cardiobench.metrics.validity import ruler_validity
 
 #: the version of the segmentation metric definitions: the "ruler" of segmentation results
 SEGMENTATION_RULER = "seg-acdc-1"
@@ -70,6 +73,23 @@ def _labels(x, name: str) -> np.ndarray:
         raise DataError(str(exc)) from None
 
 
+def _unit(unit: str | None, spacing: Any = 1.0) -> str:
+    """A checked distance unit (``check_unit``); a bad one is a ``DataError``."""
+    try:
+        return check_unit(unit, spacing)
+    except ValueError as exc:
+        raise DataError(str(exc), "use mm (the data set has a voxel spacing) or px (it has none)") from None
+
+
+def dataset_distance_unit(dataset: str, size: int, data_options: dict[str, Any] | None = None) -> str:
+    """The unit of a data set's spacing: its source's ``spacing_unit`` (``"px"`` for a data set without voxel
+    spacing, e.g. ``acdc-h5``), ``"mm"`` for one that does not say (every data set before units were recorded)."""
+    from cardiobench.data import open_dataset
+
+    source = open_dataset(dataset, size=size, **(data_options or {}))
+    return str(getattr(source, "spacing_unit", "mm"))
+
+
 def _class_labels(labels, n: int) -> np.ndarray:
     from cardiobench.metrics.conditional import check_labels
 
@@ -115,6 +135,7 @@ def evaluate_generation(
     reference: bool = True,
     seed: int = 0,
     log=None,
+    distance_unit: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate generated label maps ``samples`` (N, H, W) uint8 against ``dataset`` at their size.
 
@@ -127,6 +148,15 @@ def evaluate_generation(
     ``cond_accuracy`` and FID/KID per class; in the reference row the test masks, labelled with their true
     groups, play the samples (``cond_accuracy`` = the evaluator's accuracy on real test slices, the ceiling)
     and the training masks picked per group (as many as samples requested of it) play the real set.
+
+    ``meta["ruler_validity"]`` = ``{"valid", "flag", "accuracy", "chance", "ordering"}``: the domain
+    evaluator's validity record (``cardiobench.metrics.validity``; ``None`` for another ruler). ``fid_relative``
+    divides ``fid`` by the median FID between random halves of the test split, ``meta["fid_real_halves"]``
+    (Woodland et al., MICCAI 2024).
+
+    ``distance_unit`` is the unit of the data set's spacing, ``"mm"`` or ``"px"`` (``None``: the data set's
+    own ``spacing_unit``, mm when it has none); it goes to the metrics as ``ctx.options["distance_unit"]``
+    (anatomy converts its mm thresholds in px) and is returned as ``meta["distance_unit"]``.
     """
     s = _labels(samples, "samples")
     if s.shape[1] != s.shape[2]:
@@ -147,14 +177,26 @@ def evaluate_generation(
     uses_fidelity = any(name == "fidelity" for name, _ in chosen) or conditional
     needs_evaluator = (uses_fidelity and feature_extractor == "domain") or conditional
     evaluator = get_evaluator(dataset, data_options, log=log) if needs_evaluator else None
+    unit = _unit(distance_unit if distance_unit is not None else dataset_distance_unit(dataset, size, data_options))
     spacing_mm = np.median(np.asarray(test.spacing, dtype=np.float64).reshape(-1, 2), axis=0)
     options = {
+        "distance_unit": unit,
         "feature_extractor": feature_extractor,
         "inception_weights": inception_weights,
         "kid_subset_size": kid_subset_size,
     }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        halves = None
+        if any(name == "fidelity" for name, _ in chosen):
+            # the relative-FID reference (Woodland et al., MICCAI 2024): FID between random halves of the test
+            # split, measured once so that the samples and the reference row divide by the same value
+            from cardiobench.metrics.fidelity import real_reference
+
+            halves = real_reference(test.masks, seed=seed, evaluator_path=getattr(evaluator, "path", None),
+                                    feature_extractor=feature_extractor, inception_weights=inception_weights,
+                                    device=device)
+            options["fid_real_halves"] = halves
         ctx = MetricContext(
             task="generation",
             masks=s,
@@ -226,10 +268,18 @@ def evaluate_generation(
             if conditional and evaluator is not None
             else {}
         ),
-        "spacing_mm": [float(v) for v in spacing_mm],
+        "distance_unit": unit,
+        "spacing": [float(v) for v in spacing_mm],  # per pixel of the samples, in distance_unit
+        "spacing_mm": [float(v) for v in spacing_mm] if unit == "mm" else None,
         "metrics_run": [name for name, _ in chosen],
         "seconds": {**timings, "total": round(time.perf_counter() - t0, 3)},
         "notes": notes,
+        # the real-vs-real reference of fid_relative: median and min/max FID over random halves of the test split
+        "fid_real_halves": halves,
+        # the FID ruler's validity record, condensed (cardiobench.metrics.validity); None unless the ruler is a
+        # domain evaluator (Inception has no record yet)
+        "ruler_validity": (ruler_validity(evaluator.validity)
+                           if evaluator is not None and feature_extractor == "domain" else None),
     }
     return {
         "task": "generation",
@@ -247,9 +297,14 @@ def evaluate_segmentation(
     *,
     metrics: list[str] | None = None,
     device: str = "cpu",
+    distance_unit: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate predicted label maps against ground truth (both (N, H, W)); ``spacing`` in mm (None = pixels:
-    HD95 and concavity are then in pixels, ``meta["hd95_unit"]`` says which)."""
+    """Evaluate predicted label maps against ground truth (both (N, H, W)).
+
+    ``spacing`` per pixel in ``distance_unit``: ``"mm"``, or ``"px"`` for a data set without voxel spacing;
+    ``None`` (the default) means mm with a spacing and px without one (``spacing=None`` = pixels). HD95 and
+    the anatomy distances are in that unit, ``meta["distance_unit"]`` (and ``meta["hd95_unit"]``) says which.
+    """
     p, g = _labels(pred, "pred"), _labels(target, "target")
     if p.shape != g.shape:
         raise DataError(f"pred and target shapes differ: {p.shape} vs {g.shape}")
@@ -257,8 +312,10 @@ def evaluate_segmentation(
         sp = spacing_array(spacing, len(p))
     except ValueError as exc:
         raise DataError(str(exc)) from None
+    unit = _unit(distance_unit, spacing)
     chosen = _metrics_for("segmentation", metrics)
-    ctx = MetricContext(task="segmentation", masks=p, spacing=sp, target=g, device=device)
+    ctx = MetricContext(task="segmentation", masks=p, spacing=sp, target=g, device=device,
+                        options={"distance_unit": unit})
     timings: dict[str, float] = {}
     values = _run(chosen, ctx, timings)
     directions = metric_directions()
@@ -269,7 +326,8 @@ def evaluate_segmentation(
         "meta": {
             "evaluator_id": SEGMENTATION_RULER,
             "n_cases": int(len(p)),
-            "hd95_unit": "px" if spacing is None else "mm",
+            "distance_unit": unit,
+            "hd95_unit": unit,
             "metrics_run": [name for name, _ in chosen],
             "seconds": timings,
         },

@@ -83,6 +83,8 @@ CONDITIONAL_KEYS: tuple[str, ...] = (
 METRIC_DIRECTIONS: dict[str, str] = {
     # fidelity (domain evaluator or Inception features)
     "fid": "lower",
+    # FID / median real-vs-real FID of random halves of the real set (Woodland et al., MICCAI 2024)
+    "fid_relative": "lower",
     "kid": "lower",
     "kid_std": "none",
     "is": "higher",

@@ -17,6 +17,20 @@ and precision/recall; its logits feed the Inception Score.
 - The phantom's evaluator ships in ``cardiobench/assets`` (weights + a JSON with its id, accuracy and the
   command that regenerates it); other data sets' evaluators are trained on first use and cached under
   ``$CARDIOBENCH_CACHE_DIR/evaluators`` keyed by (data set, training-data fingerprint, configuration).
+- Two training objectives (``EvaluatorConfig.objective``), the same backbone and 128-d features:
+  ``"pathology"`` (the default, every evaluator before the option existed): supervised cross-entropy on the
+  pathology group. ``"ssl"``: self-supervised contrastive learning (SimCLR, Chen et al., "A simple framework
+  for contrastive learning of visual representations", ICML 2020): two augmented views of every training mask
+  (``augment_views``: rotation, flip, scale/shift, a smooth elastic warp, a blocky round trip; never the
+  damage transforms of the validity check), a projection head (discarded after training) and the NT-Xent loss;
+  then a linear probe (``head``, the frozen features -> pathology group, cross-entropy) so that the logits
+  still feed the Inception Score and the conditional metrics. Which objective a data set gets by default is
+  data set registration metadata (``evaluator_objective``, see ``default_config``).
+- Every evaluator carries a **validity record** (``meta["validity"]``, ``cardiobench.metrics.validity``):
+  test accuracy against chance and the FID ordering real < mismatched < damaged < blobs, measured once on
+  the real splits when it is trained and stored in its file. A file written before the record existed is
+  measured when it is loaded (a cached file is rewritten with it; its id does not change: the id covers the
+  configuration and weights only).
 """
 
 from __future__ import annotations
@@ -67,6 +81,52 @@ class EvaluatorConfig:
     roundtrip_prob: float = 0.25  # batches made blocky by a size -> size/2 -> size round trip
     seed: int = 0
     threads: int = 2  # fixed so training is bit-reproducible on one machine
+    # -- added with the SSL objective; left out of the identity when they cannot affect training (see
+    # ``config_identity``), so every pathology evaluator made before keeps its id
+    objective: str = "pathology"  # "pathology" (supervised) | "ssl" (SimCLR + linear probe)
+    ssl_temperature: float = 0.2  # NT-Xent temperature tau (SimCLR used 0.1-0.5)
+    ssl_projection: int = 64  # output dimension of the SimCLR projection head g (discarded after training)
+    probe_epochs: int = 200  # full-batch steps of the linear probe (head) on the frozen SSL features
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise CardiobenchError(f"unknown evaluator objective {self.objective!r}",
+                                   f"use one of: {', '.join(OBJECTIVES)}")
+
+
+#: the training objectives of ``EvaluatorConfig.objective``
+OBJECTIVES: tuple[str, ...] = ("pathology", "ssl")
+#: configuration fields that only the SSL objective reads
+_SSL_FIELDS: tuple[str, ...] = ("ssl_temperature", "ssl_projection", "probe_epochs")
+
+
+def config_identity(config: EvaluatorConfig) -> dict[str, Any]:
+    """The configuration as it enters the evaluator's identity (``weights_digest``, ``cache_path``).
+
+    Fields added after evaluators were published are left out when they cannot change the weights: for the
+    ``"pathology"`` objective, ``objective`` itself and the SSL-only fields. So the identity of a pathology
+    configuration is the dictionary it had before the SSL objective existed (the shipped phantom evaluator
+    keeps its id), and every SSL configuration differs from every pathology one by its ``objective``."""
+    d = asdict(config)
+    if config.objective == "pathology":
+        for name in ("objective", *_SSL_FIELDS):
+            d.pop(name)
+    return d
+
+
+def default_config(dataset: str | None = None) -> EvaluatorConfig:
+    """The evaluator configuration a data set gets when none is given: the default recipe with the
+    objective the data set was registered with (``register(..., evaluator_objective="ssl")``; no metadata,
+    or an unknown data set: ``"pathology"``). Data sets choose their ruler by metadata; nothing here knows
+    a data set by name."""
+    objective = "pathology"
+    if dataset is not None:
+        from cardiobench.plugins import registry
+
+        comp = next((c for c in registry("dataset") if c.name == dataset), None)
+        if comp is not None:
+            objective = str(comp.metadata.get("evaluator_objective", objective))
+    return EvaluatorConfig(objective=objective)
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -118,7 +178,7 @@ def to_input(labels: torch.Tensor, size: int) -> torch.Tensor:
 def weights_digest(config: EvaluatorConfig, state_dict: dict[str, torch.Tensor]) -> str:
     """sha256 (hex) of the configuration and every tensor's name, dtype, shape and bytes, in key order."""
     h = hashlib.sha256()
-    h.update(json.dumps(asdict(config), sort_keys=True).encode())
+    h.update(json.dumps(config_identity(config), sort_keys=True).encode())
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -153,6 +213,11 @@ class Evaluator:
     def id(self) -> str:
         """The evaluator's identity: the first 12 hex digits of ``digest``."""
         return self.digest[:12]
+
+    @property
+    def validity(self) -> dict[str, Any] | None:
+        """The validity record measured when it was trained (``cardiobench.metrics.validity``), if any."""
+        return self.meta.get("validity")
 
     @torch.no_grad()
     def predict(
@@ -218,6 +283,127 @@ def _deterministic(threads: int):
         torch.set_num_threads(old_threads)
 
 
+def augment_views(lab: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """One random view of each (B, S, S) label map, as (B, 4, S, S) one-hot float: the SimCLR augmentations
+    (Chen et al. 2020) made for label maps.
+
+    Per map: a horizontal flip (p 0.5), a rotation of up to +-30 degrees, an isotropic scale in [0.85, 1.15],
+    a shift of up to 8 % of the field of view and a smooth elastic warp (a 4x4 grid of displacements, standard
+    deviation 1.5 % of the field of view, about 1 px at 64 px, upsampled bicubically), applied as one sampling
+    grid to the one-hot channels (bilinear, outside = background) and snapped back to labels by argmax; then,
+    with probability 1/4, the blocky ``size -> size/2 -> size`` round trip. None of these is one of the damage
+    transforms of the validity check (erosion, dilation, holes, a missing RV): the ruler is not trained on its
+    test. All randomness comes from ``gen``."""
+    b = lab.shape[0]
+    x = to_input(lab, size)
+    u = torch.rand(b, 6, generator=gen)
+    angle = (u[:, 0] * 2 - 1) * (torch.pi / 6)
+    scale = 0.85 + 0.3 * u[:, 1]
+    flip = torch.where(u[:, 2] < 0.5, -1.0, 1.0)
+    shift = (u[:, 3:5] * 2 - 1) * 0.16  # normalised coordinates span 2: 8 % of the field of view
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, [b, NUM_CLASSES, size, size], align_corners=False)
+    coarse = torch.randn(b, 2, 4, 4, generator=gen) * 0.03
+    warp = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    warped = F.grid_sample(x, grid + warp, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped[:, 0] += 1e-6  # outside the image (all channels 0) and exact ties: background
+    out = warped.argmax(1)
+    blocky = u[:, 5] < 0.25
+    if blocky.any():
+        out[blocky] = resize_labels(resize_labels(out[blocky], size // 2), size)
+    return F.one_hot(out, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's normalised temperature-scaled cross-entropy (Chen et al. 2020, eq. 1), averaged over the 2B
+    views: for view i with positive j, ``-log exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)``, s = cosine
+    similarity of the projections."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+def _train_pathology(model: PathologyCNN, x_all: torch.Tensor, y_all: torch.Tensor, cfg: EvaluatorConfig,
+                     gen: torch.Generator, log) -> None:
+    """Supervised: cross-entropy on the pathology group (the original recipe, bit for bit)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * ((len(x_all) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.2)
+    model.train()
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(x_all), generator=gen)
+        total, correct, loss_sum = 0, 0, 0.0
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s : s + cfg.batch_size]
+            lab = x_all[idx]
+            if torch.rand((), generator=gen).item() < cfg.roundtrip_prob:
+                lab = resize_labels(resize_labels(lab, cfg.size // 2), cfg.size)
+            _, logits = model(to_input(lab, cfg.size))
+            loss = F.cross_entropy(logits, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y_all[idx]).sum())
+            total += len(idx)
+        if log is not None:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f}")
+
+
+def _train_ssl(model: PathologyCNN, x_all: torch.Tensor, y_all: torch.Tensor, cfg: EvaluatorConfig,
+               gen: torch.Generator, log) -> None:
+    """Self-supervised: SimCLR (NT-Xent on two ``augment_views`` of each mask, through a projection head
+    g = Linear-ReLU-Linear on the 128-d features, Chen et al. 2020), no labels; then the linear probe: ``head``
+    trained on the frozen features of the (unaugmented) training masks, full batch, cross-entropy."""
+    proj = nn.Sequential(nn.Linear(cfg.features, cfg.features), nn.ReLU(inplace=True),
+                         nn.Linear(cfg.features, cfg.ssl_projection))
+    params = [*model.body.parameters(), *model.embed.parameters(), *proj.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = len(x_all) // cfg.batch_size if len(x_all) >= 2 * cfg.batch_size else 1
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * per_epoch, 1),
+                                                pct_start=0.2)
+    model.train()
+    proj.train()
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(x_all), generator=gen)
+        loss_sum, total = 0.0, 0
+        for s in range(per_epoch):  # full batches only (the last partial one is dropped): fixed negatives
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size] if per_epoch > 1 else order
+            lab = x_all[idx]
+            v1, v2 = augment_views(lab, cfg.size, gen), augment_views(lab, cfg.size, gen)
+            f = model.embed(model.body(torch.cat([v1, v2])))
+            z = proj(f)
+            loss = nt_xent(z[: len(idx)], z[len(idx) :], cfg.ssl_temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            total += len(idx)
+        if log is not None:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: NT-Xent loss {loss_sum / max(total, 1):.4f}")
+    # the linear probe on frozen features (the SimCLR linear evaluation protocol)
+    model.eval()
+    with torch.no_grad():
+        feats = torch.cat([model.embed(model.body(to_input(x_all[s : s + 256], cfg.size)))
+                           for s in range(0, len(x_all), 256)])
+    probe_opt = torch.optim.AdamW(model.head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
+    for _ in range(cfg.probe_epochs):
+        loss = F.cross_entropy(model.head(feats), y_all)
+        probe_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        probe_opt.step()
+    if log is not None:
+        acc = float((model.head(feats).argmax(1) == y_all).float().mean())
+        log(f"linear probe ({cfg.probe_epochs} steps): loss {float(loss.detach()):.4f}, train accuracy {acc:.3f}")
+
+
 def train_evaluator(
     train_masks: np.ndarray,
     train_groups: np.ndarray,
@@ -226,8 +412,9 @@ def train_evaluator(
     eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     log=None,
 ) -> Evaluator:
-    """Train a ``PathologyCNN`` deterministically on the CPU; ``eval_sets`` (name -> (masks, groups)) are
-    scored afterwards into ``meta["accuracy"]`` (and a confusion matrix per set)."""
+    """Train a ``PathologyCNN`` deterministically on the CPU with ``config.objective`` ("pathology":
+    supervised; "ssl": SimCLR then a linear probe); ``eval_sets`` (name -> (masks, groups)) are scored
+    afterwards into ``meta["accuracy"]`` (and a confusion matrix per set)."""
     cfg = config or EvaluatorConfig()
     groups = np.asarray(train_groups, dtype=np.int64)
     if len(train_masks) == 0:
@@ -241,31 +428,10 @@ def train_evaluator(
         model = PathologyCNN(cfg)
         x_all = resize_labels(torch.as_tensor(np.asarray(train_masks)).long(), cfg.size).to(torch.uint8)
         y_all = torch.as_tensor(groups)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = cfg.epochs * ((len(x_all) + cfg.batch_size - 1) // cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.2)
-        model.train()
-        for epoch in range(cfg.epochs):
-            order = torch.randperm(len(x_all), generator=gen)
-            total, correct, loss_sum = 0, 0, 0.0
-            for s in range(0, len(order), cfg.batch_size):
-                idx = order[s : s + cfg.batch_size]
-                lab = x_all[idx]
-                if torch.rand((), generator=gen).item() < cfg.roundtrip_prob:
-                    lab = resize_labels(resize_labels(lab, cfg.size // 2), cfg.size)
-                _, logits = model(to_input(lab, cfg.size))
-                loss = F.cross_entropy(logits, y_all[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y_all[idx]).sum())
-                total += len(idx)
-            if log is not None:
-                log(
-                    f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f}"
-                )
+        if cfg.objective == "ssl":
+            _train_ssl(model, x_all, y_all, cfg, gen, log)
+        else:
+            _train_pathology(model, x_all, y_all, cfg, gen, log)
         model.eval().requires_grad_(False)
     ev = Evaluator(model=model, config=cfg)
     meta: dict[str, Any] = {
@@ -274,6 +440,7 @@ def train_evaluator(
         "n_train": int(len(groups)),
         "train_seconds": round(time.perf_counter() - t0, 2),
         "torch": str(torch.__version__),
+        "objective": cfg.objective,
         "accuracy": {},
         "confusion": {},
     }
@@ -299,7 +466,7 @@ def shipped_paths(dataset: str) -> tuple[Path, Path] | None:
 
 def cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
     """Where the evaluator trained on this data with this configuration is cached."""
-    cfg = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    cfg = hashlib.sha256(json.dumps(config_identity(config), sort_keys=True).encode()).hexdigest()[:8]
     return cache_dir("evaluators") / f"{dataset}-{fingerprint[:16]}-{cfg}.pt"
 
 
@@ -322,16 +489,20 @@ def get_evaluator(
 ) -> Evaluator:
     """The evaluator of ``dataset``: the shipped one (phantom), else the cached one, else trained now and cached.
 
+    ``config=None``: ``default_config(dataset)``, the objective the data set was registered with.
+
     The training data is the data set's training split at the evaluator's native size. A shipped evaluator
     whose training-data fingerprint differs (the generator changed) is still used, as the published ruler,
     with an ``EvaluatorWarning`` saying how to regenerate it. ``train=False``: an error instead of training.
     """
-    cfg = config or EvaluatorConfig()
+    cfg = config or default_config(dataset)
     splits = load_splits(dataset, cfg.size, data_options)
     fingerprint = data_fingerprint(splits["train"].masks, splits["train"].groups)
     shipped = shipped_paths(dataset) if use_shipped and config is None and not data_options else None
     if shipped is not None and shipped[0].is_file():
         ev = load_evaluator_file(shipped[0])
+        if validity_stale(ev):  # a shipped file older than the validity record: measured now, in memory
+            add_validity(ev, splits)
         if ev.meta.get("train_fingerprint") != fingerprint:
             warnings.warn(
                 f"the shipped {dataset} evaluator {ev.id} was trained on different {dataset} data "
@@ -344,16 +515,24 @@ def get_evaluator(
     path = cache_path(dataset, fingerprint, cfg)
     if path.is_file():
         try:
-            return load_evaluator_file(path)
+            ev = load_evaluator_file(path)
         except CardiobenchError:
             path.unlink(missing_ok=True)  # a corrupt cache entry: train again
+        else:
+            if validity_stale(ev):  # cached before the validity record existed: measure it once, keep it
+                add_validity(ev, splits)
+                ev.save(path)
+            return ev
     if not train:
         raise CardiobenchError(
             f"no evaluator for {dataset} yet", f"train one: cardiobench evaluator train --dataset {dataset}"
         )
     if log is not None:
-        log(f"training the {dataset} evaluator ({len(splits['train'])} masks, {cfg.epochs} epochs, CPU) ...")
+        log(f"training the {dataset} evaluator ({cfg.objective} objective, {len(splits['train'])} masks, "
+            f"{cfg.epochs} epochs, CPU) ...")
     ev = build_evaluator(dataset, splits, cfg, log=log)
+    if validity_stale(ev):
+        add_validity(ev, splits)
     ev.save(path)
     return ev
 
@@ -361,7 +540,8 @@ def get_evaluator(
 def build_evaluator(
     dataset: str, splits: dict[str, Any], config: EvaluatorConfig | None = None, *, log=None
 ) -> Evaluator:
-    """Train on ``splits["train"]`` (native size) and score every split into ``meta``."""
+    """Train on ``splits["train"]`` (native size), score every split into ``meta`` and, when there is a test
+    split, measure the validity record (``meta["validity"]``)."""
     train = splits["train"]
     ev = train_evaluator(
         train.masks,
@@ -371,7 +551,28 @@ def build_evaluator(
         log=log,
     )
     ev.meta["dataset"] = dataset
+    if "test" in splits:
+        add_validity(ev, splits, log=log)
     return ev
+
+
+def validity_stale(ev: Evaluator) -> bool:
+    """Whether ``ev`` has no validity record, or one of an older definition (measured again on load)."""
+    from cardiobench.metrics.validity import VERSION
+
+    return not ev.validity or ev.validity.get("version") != VERSION
+
+
+def add_validity(ev: Evaluator, splits: dict[str, Any], *, log=None) -> dict[str, Any]:
+    """Measure ``ev``'s validity record on ``splits`` ("train" and "test" SliceSets) into ``ev.meta``."""
+    from cardiobench.metrics.validity import evaluator_validity, ruler_line, ruler_validity
+
+    train, test = splits["train"], splits["test"]
+    record = evaluator_validity(ev, test.masks, test.groups, train.masks, train.groups)
+    ev.meta["validity"] = record
+    if log is not None:
+        log(f"validity ({record.get('seconds')} s): {ruler_line(ev.id, ruler_validity(record))}")
+    return record
 
 
 def evaluator_report(ev: Evaluator) -> dict[str, Any]:
@@ -390,4 +591,5 @@ def evaluator_report(ev: Evaluator) -> dict[str, Any]:
         "train_fingerprint": ev.meta.get("train_fingerprint"),
         "torch": ev.meta.get("torch"),
         "command": ev.meta.get("command"),
+        "validity": ev.validity,
     }

@@ -16,6 +16,12 @@ never downloads or writes anything. Two rulers:
 Set sizes adapt with a ``FidelityWarning`` instead of failing: ``kid_subset_size`` (default 1000) is at
 most half the smaller set (at most the smaller set when given explicitly), IS uses fewer splits below
 100 samples, precision/recall (3-NN manifolds) need at least 4 masks per set.
+
+Relative FID (Woodland et al., "Feature extraction for generative medical imaging evaluation: new evidence
+against an evolving trend", MICCAI 2024): FID divided by the FID between two random halves of the real set,
+the real-vs-real distance of the same ruler at (half) the same set size (``real_vs_real_halves``, the median
+over ``N_HALVES`` random halvings; ``relative_fid``). It makes FIDs of different rulers readable on one scale:
+1 means "as far from the real data as real data is from itself".
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from cardiobench.errors import CardiobenchError
 from cardiobench.metrics.evaluator import PathologyCNN, load_evaluator_file, to_input
@@ -48,6 +56,8 @@ FEATURE_EXTRACTORS = ("domain", "inception")
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default, used whenever both sets are that large
 ISC_SPLITS = 10
 PRC_NEIGHBOURHOOD = 3
+#: random halvings of the real set behind the relative-FID reference (median and min/max over them)
+N_HALVES = 5
 
 #: where torch-fidelity's own Inception weights come from (its download URL, not reachable offline)
 try:
@@ -297,3 +307,90 @@ def fidelity_metrics(
             "notes": notes,
         },
     }
+
+
+# -- FID from features, the real-vs-real reference and relative FID -----------------------------------------
+def frechet_distance(features1, features2) -> float:
+    """FID between Gaussians fitted to two feature sets (Heusel et al. 2017):
+    ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), by torch-fidelity's own implementation, so the value is
+    the one ``fidelity_metrics`` reports for the same features. NaN when a set has fewer than 2 rows."""
+    f1 = torch.as_tensor(np.ascontiguousarray(features1, dtype=np.float32))
+    f2 = torch.as_tensor(np.ascontiguousarray(features2, dtype=np.float32))
+    if f1.ndim != 2 or f2.ndim != 2 or len(f1) < 2 or len(f2) < 2:
+        return float("nan")
+    stats1, stats2 = fid_features_to_statistics(f1), fid_features_to_statistics(f2)
+    return float(fid_statistics_to_metric(stats1, stats2, verbose=False)[KEY_METRIC_FID])
+
+
+def ruler_features(
+    masks,
+    *,
+    evaluator_path: str | os.PathLike | None = None,
+    feature_extractor: str = "domain",
+    inception_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """(N, F) float32 FID features of label maps, extracted by torch-fidelity with the same extractor, layer
+    and data path as ``fidelity_metrics`` (so FIDs computed from them equal its FIDs)."""
+    m = as_label_maps(masks)
+    if feature_extractor not in FEATURE_EXTRACTORS:
+        raise CardiobenchError(
+            f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
+        )
+    register_domain_extractor()
+    if feature_extractor == "domain":
+        if evaluator_path is None:
+            raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
+        name, weights, make = DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
+    else:
+        name, weights, make = INCEPTION_EXTRACTOR, str(check_inception_weights(inception_weights)), ColourMaskDataset
+    layer = FEATURE_EXTRACTORS_REGISTRY[name].get_default_feature_layer_for_metric("fid")
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    ctx = torch.cuda.device(dev) if cuda and dev.index is not None else contextlib.nullcontext()
+    with ctx:
+        extractor = create_feature_extractor(name, [layer], cuda=cuda, feature_extractor_weights_path=weights,
+                                             verbose=False)
+        feats = get_featuresdict_from_dataset(make(m), extractor, batch_size, cuda, True, False)[layer]
+    return feats.numpy().astype(np.float32, copy=False)
+
+
+def real_vs_real_halves(features, *, n_splits: int = N_HALVES, seed: int = 0) -> dict | None:
+    """The relative-FID reference (Woodland et al. 2024): FID between two random halves of the real set's
+    features, ``n_splits`` times with a seeded permutation each. Returns ``median``, ``min``, ``max`` (the
+    spread reported), ``values``, ``n_half`` and ``n_splits``; ``None`` when a half would hold fewer than
+    2 masks."""
+    f = np.asarray(features, dtype=np.float32)
+    half = len(f) // 2
+    if half < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_splits):
+        perm = rng.permutation(len(f))
+        values.append(frechet_distance(f[perm[:half]], f[perm[half : 2 * half]]))
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "median": float(np.median(v)),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "values": [float(x) for x in v],
+        "n_half": int(half),
+        "n_splits": int(n_splits),
+    }
+
+
+def real_reference(real, *, seed: int = 0, **ruler) -> dict | None:
+    """``real_vs_real_halves`` of the real label maps ``real`` under the ruler given as ``ruler_features``
+    keywords (``evaluator_path``, ``feature_extractor``, ``inception_weights``, ``device``)."""
+    return real_vs_real_halves(ruler_features(real, **ruler), seed=seed)
+
+
+def relative_fid(fid: float, reference: dict | None) -> float:
+    """FID / the median real-vs-real FID of random halves (Woodland et al. 2024); NaN when that median is
+    not positive (a collapsed ruler, whose real halves are at distance 0) or unknown."""
+    med = None if reference is None else reference.get("median")
+    if med is None or not np.isfinite(med) or med <= 0 or not np.isfinite(fid):
+        return float("nan")
+    return float(fid / med)

@@ -14,28 +14,41 @@ def _directions(names) -> dict[str, str]:
 
 
 class FidelityMetric:
-    """FID, KID, IS and precision/recall (torch-fidelity) with the domain evaluator (or Inception)."""
+    """FID, relative FID, KID, IS and precision/recall (torch-fidelity) with the domain evaluator (or Inception).
+
+    ``fid_relative`` = ``fid`` / the median FID between random halves of the real set (Woodland et al., MICCAI
+    2024). The halves come from ``ctx.options["fid_real_halves"]`` when the caller measured them once for
+    several contexts (``evaluate_generation`` does, on the test split, so the reference row shares them), else
+    from ``ctx.real``; what was used is in ``ctx.settings["fid_real_halves"]``.
+    """
 
     name = "fidelity"
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
-    directions = _directions(("fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "f_score"))
+    directions = _directions(("fid", "fid_relative", "kid", "kid_std", "is", "is_std", "precision", "recall",
+                              "f_score"))
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
-        from cardiobench.metrics.fidelity import fidelity_metrics
+        from cardiobench.metrics.fidelity import fidelity_metrics, real_reference, relative_fid
 
         opts = ctx.options
+        ruler = {
+            "evaluator_path": getattr(ctx.evaluator, "path", None),
+            "feature_extractor": opts.get("feature_extractor", "domain"),
+            "inception_weights": opts.get("inception_weights"),
+            "device": ctx.device,
+        }
         out = fidelity_metrics(
             ctx.masks,
             ctx.real,
-            evaluator_path=getattr(ctx.evaluator, "path", None),
-            feature_extractor=opts.get("feature_extractor", "domain"),
-            inception_weights=opts.get("inception_weights"),
-            device=ctx.device,
+            **ruler,
             kid_subset_size=opts.get("kid_subset_size"),
             isc_splits=opts.get("isc_splits"),
         )
         ctx.settings.update(out.pop("_settings"))
-        return out
+        halves = opts["fid_real_halves"] if "fid_real_halves" in opts else real_reference(ctx.real, **ruler)
+        ctx.settings["fid_real_halves"] = halves
+        fid = out.pop("fid")
+        return {"fid": fid, "fid_relative": relative_fid(fid, halves), **out}
 
 
 class ConditionalMetric:
@@ -76,8 +89,10 @@ class AnatomyMetric:
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.anatomy import evaluate_anatomy
 
-        out = evaluate_anatomy(ctx.masks, ctx.spacing)
+        unit = ctx.options.get("distance_unit", "mm")  # px: distance thresholds at a nominal 1.5 mm pixel
+        out = evaluate_anatomy(ctx.masks, ctx.spacing, unit)
         ctx.settings["anatomy_n"] = out.pop("anatomy_n")
+        ctx.settings["anatomy_unit"] = unit
         return out
 
 
@@ -111,7 +126,11 @@ class DiceMetric:
 
 
 class HD95Metric:
-    """95th-percentile Hausdorff distance per structure in mm (mean over defined cases) and missing count."""
+    """95th-percentile Hausdorff distance per structure in mm or px (mean over defined cases) and missing count.
+
+    The unit is the spacing's, ``ctx.options["distance_unit"]`` (mm when not given); it is recorded in
+    ``ctx.settings["hd95_unit"]``.
+    """
 
     name = "hd95"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
@@ -120,8 +139,8 @@ class HD95Metric:
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.segmentation import segmentation_scores
 
-        out = segmentation_scores(ctx.masks, ctx.target, ctx.spacing)
-        ctx.settings["hd95_unit"] = "mm"
+        out = segmentation_scores(ctx.masks, ctx.target, ctx.spacing, unit=ctx.options.get("distance_unit", "mm"))
+        ctx.settings["hd95_unit"] = out["hd95_unit"]
         return {k: v for k, v in out.items() if k.startswith("hd95_") and k != "hd95_unit"}
 
 

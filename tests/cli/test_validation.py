@@ -300,3 +300,74 @@ def test_sample_with_a_junk_checkpoint_leaves_no_empty_out_folder(tmp_path):
     result = invoke("sample", "--checkpoint", str(junk), "--out", str(out))
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "cannot read checkpoint" in result.stderr and not out.exists()
+
+
+# -- issue 12: --strict-ruler refuses a flagged evaluator before any sampling -------------------------------
+FLAG = "accuracy 0.2 vs chance 0.2; ordering fails at real < mismatched"
+
+
+def _evaluator(valid: bool):
+    """A tiny untrained evaluator carrying a validity record (flagged, or valid)."""
+    from cardiobench.metrics.evaluator import Evaluator, EvaluatorConfig, PathologyCNN
+
+    cfg = EvaluatorConfig(size=16, width=4, features=8, epochs=1)
+    ordering = {"real": 0.5, "mismatched": 3.0, "damaged": 12.0, "blobs": 44.0} if valid else dict.fromkeys(
+        ("real", "mismatched", "damaged", "blobs"), 0.0)
+    record = {"version": 1, "valid": valid, "flag": None if valid else FLAG, "accuracy": 0.8 if valid else 0.2,
+              "chance": 0.2, "ordering": ordering}
+    return Evaluator(model=PathologyCNN(cfg).eval(), config=cfg, meta={"validity": record, "accuracy": {}})
+
+
+@pytest.fixture
+def ruler(monkeypatch, no_work):
+    """``get_evaluator`` returns the evaluator the test sets (``ruler["valid"] = True/False``); all else fails."""
+    state: dict = {"valid": False, "calls": 0}
+
+    def fake_get_evaluator(*_args, **_kwargs):
+        state["calls"] += 1
+        return _evaluator(state["valid"])
+
+    monkeypatch.setattr(module("cardiobench.metrics.evaluator"), "get_evaluator", fake_get_evaluator)
+    return state
+
+
+def test_run_strict_ruler_refuses_a_flagged_evaluator_before_training_or_sampling(tmp_path, ruler):
+    line = refused(_run(tmp_path, "--strict-ruler"), "--strict-ruler", "FLAGGED", "ordering fails at real < mismatched",
+                   "FID is not meaningful")
+    assert ruler["calls"] == 1 and line.startswith("Error: --strict-ruler: evaluator ")
+
+
+def test_run_strict_ruler_lets_a_valid_evaluator_through(tmp_path, ruler, captured_plans):
+    ruler["valid"] = True
+    reached_execute(_run(tmp_path, "--strict-ruler"))
+    assert ruler["calls"] == 1 and len(captured_plans) == 1
+
+
+def test_run_without_strict_ruler_does_not_check_up_front(tmp_path, ruler, captured_plans):
+    reached_execute(_run(tmp_path))  # a flagged ruler is shown in the summary, not refused
+    assert ruler["calls"] == 0
+
+
+def test_compare_strict_ruler_refuses_before_any_run(tmp_path, ruler):
+    result = invoke("compare", "--preset", "tiny", "--sampler", "ddpm,ddim", "--results", str(tmp_path / "r.db"),
+                    "--strict-ruler")
+    refused(result, "--strict-ruler", "FLAGGED")
+    assert ruler["calls"] == 1  # both runs share the data set: one check
+
+
+def test_evaluate_strict_ruler_refuses_before_reading_samples(tmp_path, ruler):
+    refused(invoke("evaluate", "--samples", str(tmp_path / "s.npz"), "--strict-ruler"), "--strict-ruler", "FLAGGED")
+    assert ruler["calls"] == 1
+
+
+def test_evaluate_strict_ruler_skips_the_check_without_fidelity_metrics(tmp_path, ruler):
+    result = invoke("evaluate", "--samples", str(tmp_path / "s.npz"), "--strict-ruler", "--metrics", "anatomy")
+    assert result.exit_code != 0 and "work started" in result.output  # read_masks is reached: no ruler needed
+    assert ruler["calls"] == 0
+
+
+def test_evaluator_info_shows_a_flagged_ruler_in_one_line(ruler):
+    result = invoke("evaluator", "info", "--dataset", "phantom")
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("ruler: ")]
+    assert len(lines) == 1 and "FLAGGED: " + FLAG + " — FID is not meaningful" in lines[0], result.stdout

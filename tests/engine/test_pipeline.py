@@ -109,8 +109,8 @@ def test_select_dataset_follows_registration_metadata_not_names(tmp_path, regist
         pipeline.select_dataset("made-up", tmp_path)
     msg = str(exc.value)
     assert f"--data-root {tmp_path} was given, but data set 'made-up' reads no files" in msg
-    assert "drop --data-root to use made-up, or choose a data set that reads files with --dataset (acdc, on-disk)" \
-        in msg
+    assert ("drop --data-root to use made-up, or choose a data set that reads files with --dataset "
+            "(acdc, acdc-h5, on-disk)") in msg
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(CardiobenchError, match="data.data_root .*plain.txt is a file, not a folder"):
         pipeline.select_dataset("on-disk", tmp_path / "plain.txt", flag="data.data_root")
@@ -144,3 +144,122 @@ def test_a_bad_noise_option_is_blamed_on_the_noise_process_not_the_sampler():
     cfg = pipeline.resolve("tiny", None, {}, ["sample.options.foo=1"])
     with pytest.raises(CardiobenchError, match="bad option for sampler 'ddpm'"):
         pipeline.plan_from_config(cfg)
+
+
+# -- units and sample counts travel with the numbers ------------------------------------------------------
+def _slices(n: int = 6, size: int = 16):
+    """``n`` hand-made hearts (cardiobench.testing.metrics.contract_masks) as a SliceSet with spacing 1."""
+    import numpy as np
+
+    from cardiobench.data.base import SliceSet
+    from cardiobench.testing.metrics import contract_masks
+
+    masks = contract_masks(n, size)
+    return SliceSet(masks=masks, images=(masks / 3.0).astype(np.float32), groups=np.arange(n, dtype=np.int64) % 5,
+                    patients=np.array([f"p{i // 2}" for i in range(n)]), phases=np.array(["ED", "ES"] * (n // 2)),
+                    slice_index=np.arange(n, dtype=np.int64), spacing=np.ones((n, 2), np.float32))
+
+
+class _ThirdPartySource:
+    """A data set written before units were recorded: it has no ``spacing_unit``, which means mm."""
+
+    name = "no-unit"
+
+    def __init__(self, size: int = 16, **options):
+        self.size = size
+
+    def load(self, split: str):
+        return _slices(size=self.size)
+
+
+class _PixelSource(_ThirdPartySource):
+    """Like ``acdc-h5`` without ``spacing_mm``: its spacing is in pixels."""
+
+    name = "px-like"
+    spacing_unit = "px"
+
+
+@pytest.fixture
+def unit_datasets(register_plugin):
+    from types import SimpleNamespace
+
+    from cardiobench.hookspecs import hookimpl
+
+    def register_datasets(register):
+        register("px-like", _PixelSource, needs_data=False)
+        register("no-unit", _ThirdPartySource, needs_data=False)
+
+    register_plugin(SimpleNamespace(register_datasets=hookimpl(register_datasets)), "unit-datasets")
+
+
+@pytest.mark.parametrize("dataset, unit", [("px-like", "px"), ("no-unit", "mm")])
+def test_evaluate_generation_takes_the_unit_from_the_data_set(unit_datasets, dataset, unit):
+    from cardiobench.metrics.api import evaluate_generation
+
+    samples = _slices(4).masks
+    out = evaluate_generation(samples, dataset, metrics=["anatomy"], reference=False)
+    assert out["meta"]["distance_unit"] == unit and out["meta"]["n_samples"] == 4
+    assert out["meta"]["spacing"] == [1.0, 1.0] and out["meta"]["spacing_mm"] == ([1.0, 1.0] if unit == "mm" else None)
+    forced = evaluate_generation(samples, dataset, metrics=["anatomy"], reference=False, distance_unit="mm")
+    assert forced["meta"]["distance_unit"] == "mm"
+
+
+def test_run_context_from_the_evaluation_meta():
+    validity = {"valid": False, "flag": "near chance", "accuracy": 0.25, "chance": 0.2, "ordering": {}}
+    assert pipeline.run_context("generation", {"n_samples": 64, "distance_unit": "px", "n_real": 9,
+                                               "ruler_validity": validity}) == {
+        "n_samples": 64, "distance_unit": "px", "ruler_validity": validity}
+    assert pipeline.run_context("segmentation", {"n_cases": 12, "n_images": 12, "distance_unit": "mm"}) == {
+        "n_samples": 12, "distance_unit": "mm"}
+    assert pipeline.run_context("generation", {}) == {"distance_unit": "mm"}
+
+
+@pytest.mark.parametrize("dataset, unit, other", [("px-like", "px", "mm"), ("no-unit", "mm", "px")])
+def test_a_segmentation_run_stores_and_prints_its_distance_unit(unit_datasets, tmp_path, monkeypatch, dataset, unit,
+                                                                other):
+    """End to end but for training and sampling (faked): the data set's unit reaches the metrics, the stored row,
+    the run summary and the leaderboard."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from rich.console import Console
+
+    from cardiobench.cli.run_cmd import _summary
+    from cardiobench.engine import segment as segment_mod
+    from cardiobench.results import report
+    from cardiobench.results.store import ResultStore
+
+    def fake_training(plan, **kwargs):
+        return SimpleNamespace(checkpoint=tmp_path / "model.pt", loss_curve=None, spec_hash="t" * 16,
+                               images_per_s=1.0, device="cpu"), "trained"
+
+    def fake_segment(checkpoint, images, *, k=5, **kwargs):
+        truth = np.rint(images * 3).astype(np.uint8)
+        votes = np.roll(truth, 1, axis=-1)  # one pixel off: HD95 of about 1 pixel
+        return segment_mod.SegmentResult(votes=votes, uncertainty=np.zeros(votes.shape, np.float32),
+                                         samples=np.repeat(votes[:, None], k, axis=1), seconds=0.1, device="cpu",
+                                         checkpoint=str(checkpoint))
+
+    monkeypatch.setattr(pipeline, "_ensure_trained", fake_training)
+    monkeypatch.setattr(segment_mod, "segment", fake_segment)
+    cfg = pipeline.resolve("tiny", None, {"data.dataset": dataset, "run.task": "segmentation",
+                                          "conditioning.method": "concat", "eval.num_samples": 4,
+                                          "eval.ensemble_k": 2}, [])
+    plan = pipeline.plan_from_config(cfg)
+    store = ResultStore(tmp_path / "results.db")
+    outcome = pipeline.execute(plan, store, tmp_path, quiet=True, gif=False)
+
+    assert outcome.meta["distance_unit"] == unit and outcome.meta["hd95_unit"] == unit
+    assert outcome.record.context == {"n_samples": 4, "distance_unit": unit}
+    assert outcome.record.metrics["hd95_mean"] == pytest.approx(1.0)
+    assert store.get(outcome.record.id).context == {"n_samples": 4, "distance_unit": unit}
+
+    console = Console(record=True, width=200, color_system=None)
+    for part in _summary(outcome):
+        console.print(part)
+    text = console.export_text()
+    assert f"HD95 mean ({unit}) ↓" in text and f"HD95 LV ({unit}) ↓" in text and f"({other})" not in text
+    assert ("distances" in text) == (unit == "px")  # a px run says why, a mm run needs no note
+
+    md = report.render(report.build_boards(store.runs()), "md")
+    assert f"· 4 test images · distances in {unit}" in md and f"HD95 mean ({unit}) ↓" in md and f"({other})" not in md
