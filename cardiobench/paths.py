@@ -7,10 +7,21 @@ import tempfile
 from pathlib import Path
 
 
-def cache_dir(*parts: str) -> Path:
-    """``$CARDIOBENCH_CACHE_DIR`` (default ``~/.cache/cardiobench``) joined with ``parts``, created."""
-    root = os.environ.get("CARDIOBENCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cardiobench")
-    path = Path(root, *parts)
+def cache_dir(*parts: str, create: bool = True) -> Path:
+    """The cache folder joined with ``parts`` (created unless ``create=False``).
+
+    The cache folder is ``$CARDIOBENCH_CACHE_DIR`` when set, else the platform's user cache folder for
+    cardiobench (platformdirs): ``$XDG_CACHE_HOME/cardiobench`` (default ``~/.cache/cardiobench``) on Linux,
+    ``~/Library/Caches/cardiobench`` on macOS, ``%LOCALAPPDATA%\\cardiobench\\Cache`` on Windows.
+    """
+    root = os.environ.get("CARDIOBENCH_CACHE_DIR")
+    if not root:
+        from platformdirs import user_cache_dir
+
+        root = user_cache_dir("cardiobench", appauthor=False)
+    path = Path(root, *parts).expanduser()
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

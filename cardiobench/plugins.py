@@ -48,6 +48,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.cli.sample_cmd",
     "cardiobench.cli.bench_cmd",
     "cardiobench.cli.classifier_cmd",
+    "cardiobench.cli.cache_cmd",
 )
 
 

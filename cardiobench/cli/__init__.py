@@ -3,22 +3,51 @@
 Built-in command groups register through the ``register_commands`` hook exactly like
 third-party ones. ``main`` turns every error into one line on stderr (exit code 2 for errors the
 user can fix); ``--debug`` shows the traceback.
+
+Startup stays light: ``--version`` and ``--help`` (and no arguments) build the app from the command
+modules alone (``cardiobench.cli.*`` and third-party plugins), so they never import torch. Every other
+command first applies the thread policy of ``cardiobench.threads`` (global ``--threads N``,
+``CARDIOBENCH_THREADS``), before anything imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import sys
 import traceback
+import types
 import warnings
+from typing import Any
 
 import typer
 
-from cardiobench import __version__
+from cardiobench import __version__, plugins
 from cardiobench.errors import CardiobenchError, _ClickException, os_error
-from cardiobench.plugins import get_plugin_manager
+from cardiobench.plugins import PluginManager, get_plugin_manager
+from cardiobench.threads import ENV_VAR as THREADS_ENV_VAR
+from cardiobench.threads import parse_threads, thread_policy
 
 INTERRUPTED = "Interrupted. Finished work is saved; run the same command again to continue."
+#: the thread policy's notice (``cardiobench.threads``), shown by the root callback once a command runs
+_pending_notice: list[str] = []
+#: commands that do no torch work: the thread notice would only be noise there
+NO_COMPUTE_COMMANDS = frozenset({"plugins", "leaderboard", "cache"})
+
+
+class _LazyModule(types.ModuleType):
+    """Stands for a module that is imported on first attribute access (then every access is forwarded,
+    so patching the real module still works)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def lazy_module(name: str) -> types.ModuleType:
+    """``name``, imported when first used: command modules use it for modules that import torch, so that
+    loading the commands for ``--help`` stays fast."""
+    return sys.modules.get(name) or _LazyModule(name)
 
 
 def _version_callback(value: bool) -> None:
@@ -27,8 +56,15 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-def build_app() -> typer.Typer:
-    """A fresh Typer app with every plugin's commands."""
+def _validate_threads(value: int | None) -> int | None:
+    if value is not None:
+        parse_threads(value, "--threads")  # main() already applied it, before torch was imported
+    return value
+
+
+def build_app(pm: PluginManager | None = None) -> typer.Typer:
+    """A fresh Typer app with every plugin's commands (those registered with ``pm``, default: the global
+    plugin manager)."""
     app = typer.Typer(
         name="cardiobench",
         help="Benchmark diffusion models on cardiac segmentation masks (ACDC).",
@@ -40,17 +76,61 @@ def build_app() -> typer.Typer:
 
     @app.callback()
     def root(
+        ctx: typer.Context,
         version: bool = typer.Option(
             False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
         ),
         debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+        threads: int = typer.Option(
+            None, "--threads", callback=_validate_threads, metavar="N",
+            help=f"CPU threads of torch (or {THREADS_ENV_VAR}=N), given before the command. Default: "
+                 "OMP_NUM_THREADS if set, else the CPUs this process may use (affinity, container quota); "
+                 "waiting threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE) unless you set it.",
+        ),
     ) -> None:
         """Benchmark diffusion models on cardiac segmentation masks (ACDC)."""
         if debug:
             os.environ["CARDIOBENCH_DEBUG"] = "1"
+        if ctx.invoked_subcommand not in NO_COMPUTE_COMMANDS:
+            for line in _pending_notice:  # the thread policy lowered threads: said once a command really runs
+                typer.echo(line, err=True)
+        _pending_notice.clear()
 
-    get_plugin_manager().add_commands(app)
+    (pm or get_plugin_manager()).add_commands(app)
     return app
+
+
+def _commands_manager() -> PluginManager:
+    """A plugin manager with only the command modules: the built-in ``cardiobench.cli.*`` ones and the
+    third-party plugins (component modules, which import torch, are left out; commands that run use the
+    global manager anyway)."""
+    pm = PluginManager()
+    for name in plugins.DEFAULT_PLUGINS:
+        if name.startswith("cardiobench.cli."):
+            pm.register(importlib.import_module(name), name=name, origin=("cardiobench", __version__))
+    pm.load_entry_points()
+    return pm
+
+
+def _root_options(args: list[str]) -> tuple[str | None, bool]:
+    """(value of the global ``--threads`` or None, whether this only shows help or the version).
+
+    Global options come before the command (click stops at the first argument that is not an option).
+    """
+    threads: str | None = None
+    version = False
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        arg = args[i]
+        if arg == "--threads":
+            threads = args[i + 1] if i + 1 < len(args) else None
+            i += 2
+            continue
+        if arg.startswith("--threads="):
+            threads = arg.partition("=")[2]
+        version = version or arg == "--version"
+        i += 1
+    return threads, version or not args or "--help" in args
 
 
 def _one_line_warnings(debug: bool) -> None:
@@ -72,17 +152,30 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("CARDIOBENCH_DEBUG") == "1"
+    threads, help_only = _root_options(args)
     saved = warnings.showwarning
     _one_line_warnings(debug)
     try:
-        _main(args, debug)
+        with contextlib.ExitStack() as stack:
+            if not help_only:  # before any command module imports torch
+                try:
+                    decision = stack.enter_context(
+                        thread_policy(None if threads is None else parse_threads(threads, "--threads")))
+                except CardiobenchError as exc:
+                    exc.show()
+                    sys.exit(exc.exit_code)
+                _pending_notice[:] = [decision.notice()] if decision.notice() else []
+            _main(args, debug, help_only=help_only)
     finally:
         warnings.showwarning = saved
+        _pending_notice.clear()
 
 
-def _main(args: list[str], debug: bool) -> None:
+def _main(args: list[str], debug: bool, help_only: bool = False) -> None:
     try:
-        command = typer.main.get_command(build_app())
+        # help and version need only the command modules; the global manager, if a caller made one, has all
+        pm = _commands_manager() if help_only and plugins._pm is None else None
+        command = typer.main.get_command(build_app() if pm is None else build_app(pm))
         code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)
         if code == 130:  # typer turned Ctrl-C into Exit(130) and returned its code
             typer.echo(INTERRUPTED, err=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -80,8 +79,8 @@ def bench(
     compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the backbone."),
     channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                        help="channels_last memory format for the backbone and its inputs."),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads of torch (default: torch's, "
-                                "usually the core count; use 1 on a machine busy with other work)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads of torch for the measurement "
+                                "(default: the global thread policy's, see `cardiobench --help`)."),
     preset: str = preset_option(),
     config_file: str = config_option(),
     sets: list[str] = set_option(),
@@ -91,6 +90,8 @@ def bench(
                                  "stderr)."),
 ) -> None:
     """Measure training and sampling throughput of every backbone x noise x sampler combination."""
+    import torch
+
     from cardiobench.bench import case_from_config, load_average, run_cases
     from cardiobench.engine.train import resolve_device
     from cardiobench.plugins import check_compatible

@@ -1,4 +1,4 @@
-"""``cardiobench leaderboard``: rank stored runs, per evaluator, and export them."""
+"""``cardiobench leaderboard``: rank stored runs, per evaluator, sample count and distance unit, and export them."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def leaderboard(
     ),
     results: str = results_option(),
 ) -> None:
-    """Rank stored runs, best first; runs measured with different evaluators are never ranked together."""
+    """Rank stored runs, best first; runs measured with different evaluators, on different numbers of samples or
+    in different distance units (mm, px) are never ranked together."""
     if task is not None and task not in TASKS:
         raise CardiobenchError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
     fmt = _choose_format(fmt, out)

@@ -9,7 +9,8 @@ Continuous time: integer timestep ``i`` in ``0 .. T-1`` is ``t = (i + 1) / T`` i
 - ``alpha_t = a_t d_t`` per frequency; ``u_t = alpha_t ⊙ DCT(x_0) + sigma_t eps``.
 
 ``sigma_blur_max`` is in pixels, so the same relative blur at another resolution needs a proportional
-value: the default is ``20 * image_size / 64`` (the paper's 20 at 64x64; 10 at 32x32).
+value: the default is ``20 * image_size / 64`` (20 at 64x64, 10 at 32x32; at which resolution the paper's 20
+applies is discussed in docs/diffusion.md).
 """
 
 from __future__ import annotations
