@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 
+# passive OpenMP waiting before torch loads, as the CLI does (cardiobench/threads.py): spinning threads on a busy
+# 2-core machine made small networks several times slower
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 import torch

@@ -427,7 +427,8 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, qu
     t2 = time.perf_counter()
     evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=_data_options(plan) or None,
                                      metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed,
-                                     labels=samples.labels)
+                                     labels=samples.labels,
+                                     log=None if quiet else (lambda msg: console.print(msg, highlight=False)))
     timings = {"sample_s": round(t_sample, 3),
                "sample_images_per_s": round(len(samples.masks) / t_sample, 3) if t_sample else None,
                "gif_s": round(t_gif, 3), "eval_s": round(time.perf_counter() - t2, 3)}
