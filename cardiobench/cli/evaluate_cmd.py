@@ -31,10 +31,12 @@ def _fmt(v) -> str:
 
 def evaluate(
     samples: Path = typer.Option(..., "--samples", "-s", help="File or folder of label maps (.npz, .npy, PNG, NIfTI)."),
-    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set the samples imitate (default phantom; acdc "
-                                "when --data-root is given)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set the samples imitate (default phantom; "
+                                "with --data-root, the one whose files the folder holds: acdc or acdc-h5)."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of a real data set (e.g. ACDC); alone, it "
-                                   "selects acdc."),
+                                   "selects the data set whose layout it holds."),
+    dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help="Data set option KEY=VALUE (repeatable), as "
+                                          "the run was made with, e.g. split=ssl4mis (docs/data.md)."),
     feature_extractor: str = typer.Option(
         "domain", "--feature-extractor", help="Ruler for FID/KID/IS/PR: domain or inception."
     ),
@@ -65,10 +67,13 @@ def evaluate(
     if feature_extractor == "inception":
         read_inception_weights(inception_weights)  # fail before any work (weights-only, checked)
     dataset = select_dataset(dataset, data_root)  # before reading anything
+    from cardiobench.cli.data_cmd import parse_dataset_options
+
+    data_options = parse_dataset_options(dataset_opt) | ({"data_root": str(data_root)} if data_root is not None else {})
     err = console(stderr=True)
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     if strict_ruler and (chosen is None or "fidelity" in chosen):
-        _check_ruler(dataset, data_root, feature_extractor, log=lambda msg: err.print(msg, highlight=False))
+        _check_ruler(dataset, data_options, feature_extractor, log=lambda msg: err.print(msg, highlight=False))
     masks, _ = read_masks(samples)
     with warnings.catch_warnings():
         # set-size adaptations are reported in meta["notes"], printed below; other warnings (bad voxels, a ruler
@@ -77,7 +82,7 @@ def evaluate(
         result = evaluate_generation(
             masks,
             dataset,
-            data_options={"data_root": str(data_root)} if data_root is not None else None,
+            data_options=data_options or None,
             metrics=chosen,
             device=device,
             feature_extractor=feature_extractor,
@@ -127,7 +132,7 @@ def evaluate(
         err.print(f"[yellow]Note:[/] {note}", highlight=False)
 
 
-def _check_ruler(dataset: str, data_root: Path | None, feature_extractor: str, *, log) -> None:
+def _check_ruler(dataset: str, data_options: dict, feature_extractor: str, *, log) -> None:
     """``--strict-ruler``: the domain evaluator's validity record, checked before any samples are read."""
     from cardiobench.errors import CardiobenchError
     from cardiobench.metrics.evaluator import get_evaluator
@@ -136,7 +141,7 @@ def _check_ruler(dataset: str, data_root: Path | None, feature_extractor: str, *
     if feature_extractor != "domain":
         raise CardiobenchError(f"--strict-ruler checks the domain evaluator's validity record; the {feature_extractor}"
                                " ruler has none", "drop --strict-ruler, or use --feature-extractor domain")
-    ev = get_evaluator(dataset, {"data_root": str(data_root)} if data_root is not None else None, log=log)
+    ev = get_evaluator(dataset, data_options or None, log=log)
     check_strict(ev.id, ruler_validity(ev.validity))
 
 

@@ -371,3 +371,21 @@ def test_evaluator_info_shows_a_flagged_ruler_in_one_line(ruler):
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.stdout.splitlines() if ln.startswith("ruler: ")]
     assert len(lines) == 1 and "FLAGGED: " + FLAG + " — FID is not meaningful" in lines[0], result.stdout
+
+
+def test_evaluate_dataset_opt_reaches_the_data_set_and_a_bad_one_is_one_line(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_evaluate(masks, dataset, **kwargs):
+        seen.update(dataset=dataset, data_options=kwargs.get("data_options"))
+        raise Captured("captured")
+
+    monkeypatch.setattr(module("cardiobench.metrics"), "evaluate_generation", fake_evaluate)
+    samples = tmp_path / "s.npz"
+    np.savez(samples, masks=np.zeros((4, 16, 16), np.uint8))
+    refused(invoke("evaluate", "--samples", str(samples), "--data-root", str(tmp_path), "--dataset-opt",
+                   "split=ssl4mis", "--dataset-opt", "spacing_mm=1.5"), "captured")
+    assert seen == {"dataset": "acdc", "data_options": {"split": "ssl4mis", "spacing_mm": 1.5,
+                                                        "data_root": str(tmp_path)}}
+    refused(invoke("evaluate", "--samples", str(samples), "--dataset-opt", "split"), "--dataset-opt 'split' is not "
+            "KEY=VALUE")
