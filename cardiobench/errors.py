@@ -4,8 +4,10 @@ from __future__ import annotations
 
 try:  # typer >= 0.20 ships its own copy of click; its commands only handle that copy's exceptions
     from typer._click.exceptions import ClickException as _ClickException
+    from typer._click.exceptions import UsageError as _UsageError  # noqa: F401 - used by the CLI
 except ImportError:  # pragma: no cover - older typer runs on the click package
     from click import ClickException as _ClickException
+    from click import UsageError as _UsageError  # noqa: F401 - used by the CLI
 
 
 class CardiobenchError(_ClickException):

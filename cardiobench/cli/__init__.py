@@ -24,7 +24,7 @@ from typing import Any
 import typer
 
 from cardiobench import __version__, plugins
-from cardiobench.errors import CardiobenchError, _ClickException, os_error
+from cardiobench.errors import CardiobenchError, _ClickException, _UsageError, os_error
 from cardiobench.plugins import PluginManager, get_plugin_manager
 from cardiobench.threads import ENV_VAR as THREADS_ENV_VAR
 from cardiobench.threads import parse_threads, thread_policy
@@ -184,7 +184,11 @@ def _main(args: list[str], debug: bool, help_only: bool = False) -> None:
     except _ClickException as exc:
         if debug and isinstance(exc, CardiobenchError):
             traceback.print_exc()
-        exc.show()
+        if isinstance(exc, _UsageError) and not debug:  # click prints usage, a hint and the error: one line
+            where = exc.ctx.command_path if exc.ctx is not None else "cardiobench"
+            typer.echo(f"Error: {exc.format_message().rstrip('.')} - see '{where} --help'", err=True)
+        else:
+            exc.show()
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo(INTERRUPTED, err=True)

@@ -97,3 +97,13 @@ def test_filesystem_errors_are_one_line_exit_2_naming_the_path(monkeypatch, errn
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "/data/runs/grid.png" in lines[0] and hint in lines[0], lines
     assert "unexpected" not in lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("data", "preview"), "Error: Missing option '--out' / '-o' - see 'cardiobench data preview --help'"),
+    (("frobnicate",), "Error: No such command 'frobnicate' - see 'cardiobench --help'"),
+    (("run", "--steps", "abc"), "Invalid value for '--steps'"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, args, needle):
+    code, out, err = run_main(capsys, *args)
+    assert code == 2 and out == "" and needle in err and len(err.strip().splitlines()) == 1
