@@ -341,8 +341,8 @@ def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int =
         nrow = len(GROUPS)
         n = nrow * max(1, round(n / nrow))
         cond = Condition(labels=torch.from_numpy(balanced_labels(n)).to(dev))
-    model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=plan.guidance_scale or 1.0,
-                                         guidance=guidance, process=process)
+    model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance=guidance, process=process,
+                                         guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0)
     smp.inference_mode = not needs_grad
     total = len(smp.timesteps)
     keep = {round(i * (total - 1) / (frames - 1)) for i in range(frames)}

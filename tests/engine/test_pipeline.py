@@ -263,3 +263,41 @@ def test_a_segmentation_run_stores_and_prints_its_distance_unit(unit_datasets, t
 
     md = report.render(report.build_boards(store.runs()), "md")
     assert f"· 4 test images · distances in {unit}" in md and f"HD95 mean ({unit}) ↓" in md and f"({other})" not in md
+
+
+@pytest.mark.parametrize("scale", [0.0, 3.0])
+def test_reverse_gif_animates_the_run_s_own_guidance_scale(monkeypatch, tmp_path, scale):
+    """Guidance scale 0 (the unconditional half of classifier-free guidance) is a scale, not 'unset'."""
+    import importlib
+
+    # the modules, not the functions of the same names that cardiobench.engine exports
+    sample_mod = importlib.import_module("cardiobench.engine.sample")
+    train_mod = importlib.import_module("cardiobench.engine.train")
+
+    plan = pipeline.plan_from_config(pipeline.resolve("quick", None, {"conditioning.method": "classifier-free",
+                                                                      "conditioning.guidance_scale": scale}, []))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_model_fn(*args, guidance_scale, **kwargs):
+        seen["scale"] = guidance_scale
+        raise Stop
+
+    monkeypatch.setattr(sample_mod, "load_model", lambda *a, **k: (None, None, plan.train, None))
+    monkeypatch.setattr(sample_mod, "make_model_fn", fake_model_fn)
+    monkeypatch.setattr(train_mod, "resolve_device", lambda device: "cpu")
+
+    class FakeSampler:
+        def set_timesteps(self, n):
+            pass
+
+    class FakeComponent:
+        def create(self, *args, **kwargs):
+            return FakeSampler()
+
+    monkeypatch.setattr(pipeline, "get_component", lambda kind, name: FakeComponent())
+    with pytest.raises(Stop):
+        pipeline._gif(plan, tmp_path / "ck.pt", tmp_path / "reverse.gif")
+    assert seen["scale"] == scale
