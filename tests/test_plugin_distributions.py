@@ -19,23 +19,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """A folder holding pip-installed plugin distributions: the example, a good and a broken one."""
-    target = tmp_path_factory.mktemp("site")
     dists = [ROOT / "plugins" / "cardiobench-example", FIXTURES / "hello-plugin", FIXTURES / "broken-plugin"]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), *map(str, dists)],
-        check=True,
-        capture_output=True,
-    )
-    return target
+    return _pip_install(tmp_path_factory.mktemp("site"), dists)
 
 
 @pytest.fixture(scope="module")
 def hostile_site(tmp_path_factory) -> Path:
     """A folder holding a plugin that calls sys.exit(3) at import, one that claims the built-in
     ``leaderboard`` command and raises a BaseException in a hook, and a good one."""
-    target = tmp_path_factory.mktemp("hostile-site")
-    dists = [FIXTURES / "exit-plugin", FIXTURES / "clash-plugin", FIXTURES / "hello-plugin"]
+    return _pip_install(tmp_path_factory.mktemp("hostile-site"),
+                        [FIXTURES / "exit-plugin", FIXTURES / "clash-plugin", FIXTURES / "hello-plugin"])
+
+
+def _pip_install(target: Path, dists: list[Path]) -> Path:
+    """``dists`` pip-installed (offline, no dependencies) into the folder ``target``."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--no-index", "--target", str(target), *map(str, dists)],

@@ -25,7 +25,8 @@ data_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-DATASET_HELP = f"Data set name (default {DEFAULT_DATASET}; acdc when --data-root is given). See `cardiobench plugins`."
+DATASET_HELP = (f"Data set name (default {DEFAULT_DATASET}; with --data-root, the one whose layout the folder holds). "
+                "See `cardiobench plugins`.")
 ROOT_HELP = (
     "Folder of a real data set: acdc, the folder holding training/ (and testing/); acdc-h5, the folder of "
     "patientNNN_frameFF.h5 files or its parent (default: $CARDIOBENCH_ACDC_ROOT, $CARDIOBENCH_ACDC_H5_ROOT)."

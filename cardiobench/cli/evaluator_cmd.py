@@ -24,7 +24,8 @@ evaluator_app = typer.Typer(
 )
 
 
-ROOT_HELP = "Folder of a real data set (e.g. ACDC); alone, it selects acdc."
+DATASET_HELP = "default phantom; with --data-root, the data set whose layout the folder holds (acdc, acdc-h5)."
+ROOT_HELP = "Folder of a real data set (e.g. ACDC); alone, it selects the data set whose layout it holds."
 
 
 OBJECTIVE_HELP = ("Training objective: pathology (supervised pathology-group CNN) or ssl (SimCLR contrastive "
@@ -123,8 +124,8 @@ def _write_shipped(ev: Any, dataset: str) -> None:
 
 @evaluator_app.command("train")
 def train(
-    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set whose training split it learns (default "
-                                "phantom; acdc when --data-root is given)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set whose training split it learns; "
+                                + DATASET_HELP),
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     ship: bool = typer.Option(
         False, "--ship", help="Write it to cardiobench/assets (the evaluator shipped with the package)."
@@ -179,8 +180,7 @@ def train(
 
 @evaluator_app.command("info")
 def info(
-    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set (default phantom; acdc when --data-root is "
-                                "given)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set; " + DATASET_HELP),
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     objective: str = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -200,8 +200,7 @@ def info(
 
 @evaluator_app.command("validate")
 def validate(
-    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set (default phantom; acdc when --data-root is "
-                                "given)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Data set; " + DATASET_HELP),
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     ship: bool = typer.Option(False, "--ship", help="Store the record in the package's shipped evaluator."),
     objective: str = typer.Option(None, "--objective", help=OBJECTIVE_HELP),

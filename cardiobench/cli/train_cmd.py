@@ -39,10 +39,10 @@ def summary_table(rows: dict[str, Any], title: str) -> Table:
 
 
 def train(
-    dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom; acdc when --data-root "
-                                "is given). See `cardiobench plugins`."),
+    dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom; with --data-root, "
+                                "the one whose layout the folder holds). See `cardiobench plugins`."),
     data_root: Path = typer.Option(None, "--data-root", help="Folder of a real data set (e.g. ACDC); alone, it "
-                                   "selects acdc."),
+                                   "selects the data set whose layout it holds."),
     data_seed: int = typer.Option(0, "--data-seed", help="Seed of the data set (phantom generation, splits)."),
     dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help="Other data set option KEY=VALUE, e.g. "
                                           "train_patients=4 (phantom)."),

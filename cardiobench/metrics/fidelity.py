@@ -227,6 +227,20 @@ def _adapt(n1: int, n2: int, kid_subset_size: int | None, isc_splits: int | None
     return kid, splits, prc, notes
 
 
+def _extractor(feature_extractor: str, evaluator_path, inception_weights) -> tuple[str, str, type]:
+    """``(torch-fidelity extractor name, weights path, dataset class)`` of a ruler, checked, extractors registered."""
+    if feature_extractor not in FEATURE_EXTRACTORS:
+        raise CardiobenchError(
+            f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
+        )
+    register_domain_extractor()
+    if feature_extractor == "domain":
+        if evaluator_path is None:
+            raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
+        return DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
+    return INCEPTION_EXTRACTOR, str(check_inception_weights(inception_weights)), ColourMaskDataset
+
+
 def fidelity_metrics(
     samples,
     real,
@@ -250,24 +264,10 @@ def fidelity_metrics(
         raise CardiobenchError(f"FID needs at least 2 masks per set, got {len(s)} samples and {len(r)} real masks")
     if s.shape[1:] != r.shape[1:]:
         raise CardiobenchError(f"samples are {s.shape[1]}x{s.shape[2]} but the real masks {r.shape[1]}x{r.shape[2]}")
-    if feature_extractor not in FEATURE_EXTRACTORS:
-        raise CardiobenchError(
-            f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
-        )
+    extractor, weights, make = _extractor(feature_extractor, evaluator_path, inception_weights)
     kid, splits, prc, notes = _adapt(len(s), len(r), kid_subset_size, isc_splits)
     for note in notes:
         warnings.warn(note, FidelityWarning, stacklevel=2)
-    register_domain_extractor()
-    if feature_extractor == "domain":
-        if evaluator_path is None:
-            raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
-        extractor, weights, make = DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
-    else:
-        extractor, weights, make = (
-            INCEPTION_EXTRACTOR,
-            str(check_inception_weights(inception_weights)),
-            ColourMaskDataset,
-        )
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     ctx = torch.cuda.device(dev) if cuda and dev.index is not None else contextlib.nullcontext()
@@ -334,17 +334,7 @@ def ruler_features(
     """(N, F) float32 FID features of label maps, extracted by torch-fidelity with the same extractor, layer
     and data path as ``fidelity_metrics`` (so FIDs computed from them equal its FIDs)."""
     m = as_label_maps(masks)
-    if feature_extractor not in FEATURE_EXTRACTORS:
-        raise CardiobenchError(
-            f"unknown feature extractor {feature_extractor!r}", f"use one of: {', '.join(FEATURE_EXTRACTORS)}"
-        )
-    register_domain_extractor()
-    if feature_extractor == "domain":
-        if evaluator_path is None:
-            raise CardiobenchError("the domain ruler needs an evaluator file (evaluator_path)")
-        name, weights, make = DOMAIN_EXTRACTOR, str(evaluator_path), LabelMapDataset
-    else:
-        name, weights, make = INCEPTION_EXTRACTOR, str(check_inception_weights(inception_weights)), ColourMaskDataset
+    name, weights, make = _extractor(feature_extractor, evaluator_path, inception_weights)
     layer = FEATURE_EXTRACTORS_REGISTRY[name].get_default_feature_layer_for_metric("fid")
     dev = torch.device(device)
     cuda = dev.type == "cuda"

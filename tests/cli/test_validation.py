@@ -158,7 +158,9 @@ def test_evaluate_data_root_is_checked_before_reading_samples(tmp_path, no_work,
     assert ("takes no data root" in line) if extra else ("is a file, not a folder" in line)
 
 
-def test_evaluate_data_root_alone_selects_acdc(tmp_path, monkeypatch):
+@pytest.fixture
+def captured_evaluation(tmp_path, monkeypatch):
+    """``(samples file, seen)``: ``evaluate_generation`` records its data set and options in ``seen`` and stops."""
     seen = {}
 
     def fake_evaluate(masks, dataset, **kwargs):
@@ -168,6 +170,11 @@ def test_evaluate_data_root_alone_selects_acdc(tmp_path, monkeypatch):
     monkeypatch.setattr(module("cardiobench.metrics"), "evaluate_generation", fake_evaluate)
     samples = tmp_path / "s.npz"
     np.savez(samples, masks=np.zeros((4, 16, 16), np.uint8))
+    return samples, seen
+
+
+def test_evaluate_data_root_alone_selects_acdc(tmp_path, captured_evaluation):
+    samples, seen = captured_evaluation
     refused(invoke("evaluate", "--samples", str(samples), "--data-root", str(tmp_path)), "captured")
     assert seen == {"dataset": "acdc", "data_options": {"data_root": str(tmp_path)}}
 
@@ -373,16 +380,8 @@ def test_evaluator_info_shows_a_flagged_ruler_in_one_line(ruler):
     assert len(lines) == 1 and "FLAGGED: " + FLAG + " — FID is not meaningful" in lines[0], result.stdout
 
 
-def test_evaluate_dataset_opt_reaches_the_data_set_and_a_bad_one_is_one_line(tmp_path, monkeypatch):
-    seen = {}
-
-    def fake_evaluate(masks, dataset, **kwargs):
-        seen.update(dataset=dataset, data_options=kwargs.get("data_options"))
-        raise Captured("captured")
-
-    monkeypatch.setattr(module("cardiobench.metrics"), "evaluate_generation", fake_evaluate)
-    samples = tmp_path / "s.npz"
-    np.savez(samples, masks=np.zeros((4, 16, 16), np.uint8))
+def test_evaluate_dataset_opt_reaches_the_data_set_and_a_bad_one_is_one_line(tmp_path, captured_evaluation):
+    samples, seen = captured_evaluation
     refused(invoke("evaluate", "--samples", str(samples), "--data-root", str(tmp_path), "--dataset-opt",
                    "split=ssl4mis", "--dataset-opt", "spacing_mm=1.5"), "captured")
     assert seen == {"dataset": "acdc", "data_options": {"split": "ssl4mis", "spacing_mm": 1.5,
