@@ -123,7 +123,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "eval": {
         "num_samples": Key("int", 256, "generated samples scored by the metrics (segmentation: test images "
                                        "segmented)", min=1),
-        "metrics": Key("list[str]", [], "metric plugin names; empty = every metric that applies to the task"),
+        "metrics": Key("list[str]", [], "metric plugin names; empty = the default metrics (the built-in ones "
+                                        "registered with default=True) that apply to the task; an installed "
+                                        "plugin's metric is computed only when named"),
         "batch_size": Key("int", 64, "images per feature-extractor call", min=1),
         "split": Key("str", "test", "real split the samples are compared with (segmentation: the split segmented)"),
         "ensemble_k": Key("int", 5, "segmentation: samples per image, combined by a per-pixel majority vote", min=1),
@@ -488,31 +490,7 @@ def get(cfg: Mapping[str, Mapping[str, Any]], dotted: str) -> Any:
     return cfg[sec][name]
 
 
-# -- typer option helpers ----------------------------------------------------------------------
-def preset_option(default: str | None = DEFAULT_PRESET, note: str = ""):
-    """``--preset NAME|FILE`` for a Typer command (default: the quick preset; ``None``: the command chooses)."""
-    import typer
-
-    return typer.Option(
-        default,
-        "--preset",
-        help="Preset name (" + ", ".join(preset_names()) + ") or path to a TOML file." + (f" {note}" if note else ""),
-        show_default=default is not None,
-    )
-
-
-def config_option():
-    """``--config FILE.toml`` for a Typer command: overrides the preset, overridden by the command line."""
-    import typer
-
-    return typer.Option(None, "--config", help="TOML file whose keys override the preset.")
-
-
-def set_option():
-    """Repeatable ``--set KEY=VALUE`` for any schema key, e.g. ``--set train.lr=3e-4``."""
-    import typer
-
-    return typer.Option(None, "--set", help="Override any config key, e.g. --set train.lr=3e-4 (repeatable).")
+# (the Typer options --preset, --config and --set are in cardiobench.cli.options: the library imports no typer)
 
 
 # -- documentation ---------------------------------------------------------------------------

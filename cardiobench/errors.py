@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-try:  # typer >= 0.20 ships its own copy of click; its commands only handle that copy's exceptions
-    from typer._click.exceptions import ClickException as _ClickException
-    from typer._click.exceptions import UsageError as _UsageError  # noqa: F401 - used by the CLI
-except ImportError:  # pragma: no cover - older typer runs on the click package
-    from click import ClickException as _ClickException
-    from click import UsageError as _UsageError  # noqa: F401 - used by the CLI
+import errno
 
 
-class CardiobenchError(_ClickException):
+class CardiobenchError(Exception):
     """An error the user can fix. ``str(err)`` is the one-line message shown by the CLI.
 
-    ``hint`` (optional) says what to do about it and is appended after " - ". Subclassing
-    typer's ``ClickException`` makes every command print ``Error: <message>`` and exit with code 2,
-    also under ``typer.testing.CliRunner``.
+    ``hint`` (optional) says what to do about it and is appended after " - ". A plain exception, so that
+    the library imports no CLI framework: the ``cardiobench`` command line (``cardiobench.cli.main``)
+    prints it as ``Error: <message>`` on stderr and exits with ``exit_code`` (2).
     """
 
     exit_code = 2
@@ -23,7 +18,15 @@ class CardiobenchError(_ClickException):
     def __init__(self, message: str, hint: str | None = None):
         self.hint = hint
         full = message if not hint else f"{message} - {hint}"
-        super().__init__(" ".join(full.split("\n")))
+        self.message = " ".join(full.split("\n"))
+        super().__init__(self.message)
+
+    def format_message(self) -> str:
+        """The one-line message (with its hint), as the CLI shows it after ``Error: ``."""
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class UnknownComponentError(CardiobenchError):
@@ -64,9 +67,7 @@ _OS_HINTS = {
 
 def os_error(exc: OSError) -> CardiobenchError:
     """An ``OSError`` as one line that names the path and the fix (the CLI's exit code 2)."""
-    import errno as _errno
-
-    name = _errno.errorcode.get(exc.errno or -1, "")
+    name = errno.errorcode.get(exc.errno or -1, "")
     paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
     what = exc.strerror or str(exc) or type(exc).__name__
     return CardiobenchError(f"{what}: {paths}" if paths else what, _OS_HINTS.get(name, "check the path and the disk"))

@@ -31,6 +31,16 @@ def register_datasets(register):
 
 
 @hookspec
+def register_representations(register):
+    """Register representations: what a label map becomes as the diffused tensor (e.g. ``onehot``).
+
+    The factory takes keyword options and returns a ``cardiobench.diffusion.representation.Representation``
+    (``encode``, ``decode``, ``channels``, ``spatial_dims``). Metadata: ``families``, the process families it
+    fits (absent: all).
+    """
+
+
+@hookspec
 def register_noise_processes(register):
     """Register forward noise processes (e.g. ``gaussian``, ``blurring``).
 

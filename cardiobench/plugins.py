@@ -1,12 +1,14 @@
 """The plugin manager: built-ins and third-party plugins, registered through the same hooks.
 
-Built-in modules are listed in ``DEFAULT_PLUGINS`` and registered exactly like a third-party
-distribution's ``cardiobench`` entry point. Third-party entry points are loaded one at a time: a
+Built-in component modules are listed in ``DEFAULT_PLUGINS`` and registered exactly like a third-party
+distribution's ``cardiobench`` entry point. The built-in commands are not plugins: the CLI
+(``cardiobench.cli``) adds them itself, then those of third-party ``register_commands`` hooks; this
+module imports no CLI framework. Third-party entry points are loaded one at a time: a
 plugin that fails to import or to register is recorded in ``failures`` (which distribution, what
 error) and skipped, so the rest keep working. "Fails" means any exception, and any other
 ``BaseException`` too (``sys.exit()``, ``GeneratorExit``, a custom subclass), except
-``KeyboardInterrupt``, which still stops the program. A command whose name is already taken (by a
-built-in, or by a plugin registered earlier) is not added; the clash is recorded like a failure.
+``KeyboardInterrupt``, which still stops the program. The CLI records its command name clashes here
+too (a command whose name is already taken, by a built-in or a plugin registered earlier, is not added).
 
 Environment:
 - ``CARDIOBENCH_LOAD_PLUGINS=a,b`` loads only those third-party plugins (distribution or entry-point
@@ -31,24 +33,14 @@ from cardiobench.registry import KINDS, Component, Registry
 
 ENTRY_POINT_GROUP = "cardiobench"
 
-#: built-in plugin modules, each a module with ``@hookimpl`` functions
+#: built-in component plugin modules, each a module with ``@hookimpl`` functions (the built-in commands are
+#: added by ``cardiobench.cli``, not through the plugin manager)
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "cardiobench.cli.plugins_cmd",
-    "cardiobench.cli.leaderboard_cmd",
-    "cardiobench.cli.run_cmd",
     "cardiobench.data.plugin",
-    "cardiobench.cli.data_cmd",
     "cardiobench.metrics.plugin",
-    "cardiobench.cli.evaluate_cmd",
-    "cardiobench.cli.evaluator_cmd",
     "cardiobench.diffusion.plugin",
     "cardiobench.models.plugin",
     "cardiobench.conditioning.plugin",
-    "cardiobench.cli.train_cmd",
-    "cardiobench.cli.sample_cmd",
-    "cardiobench.cli.bench_cmd",
-    "cardiobench.cli.classifier_cmd",
-    "cardiobench.cli.cache_cmd",
 )
 
 
@@ -78,28 +70,12 @@ def _format_exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _describe(exc: BaseException, where: str) -> str:
+def describe_exception(exc: BaseException, where: str) -> str:
     """One line for a plugin's failure; ``where`` is e.g. "at import" or "in register_metrics"."""
     if isinstance(exc, SystemExit):
         code = "" if exc.code is None else repr(exc.code)
         return f"called sys.exit({code}) {where}"
     return _format_exc(exc)
-
-
-def _command_names(entry: Any) -> list[str]:
-    """The top-level command names a typer registration (``CommandInfo`` or ``TyperInfo``) adds."""
-    from typer.main import get_command_name, solve_typer_info_defaults
-    from typer.models import CommandInfo
-
-    if isinstance(entry, CommandInfo):
-        if entry.name:
-            return [entry.name]
-        return [get_command_name(entry.callback.__name__)] if entry.callback is not None else []
-    name = solve_typer_info_defaults(entry).name
-    if name:
-        return [name]
-    sub = entry.typer_instance  # a group added without a name merges its commands into the parent
-    return [n for e in [*sub.registered_commands, *sub.registered_groups] for n in _command_names(e)]
 
 
 class PluginManager(pluggy.PluginManager):
@@ -136,13 +112,19 @@ class PluginManager(pluggy.PluginManager):
         """Every plugin that failed to import or register (or clashed), in the order found."""
         return [failure for _, failure in self._failures]
 
-    def _fail(self, failure: PluginFailure, source: str) -> None:
+    def record_failure(self, failure: PluginFailure, source: str) -> None:
+        """Add ``failure`` to ``failures`` (raise ``PluginLoadError`` instead in strict mode). ``source`` names
+        who found it ("import", "components", or "commands" for the CLI), see ``forget_failures``."""
         if _strict():
             raise PluginLoadError(
                 f"plugin {failure.plugin!r} from {failure.distribution} failed to {failure.stage}: {failure.error}",
                 "fix or uninstall it, or unset CARDIOBENCH_STRICT_PLUGINS to skip it",
             )
         self._failures.append((source, failure))
+
+    def forget_failures(self, source: str) -> None:
+        """Drop the failures recorded by ``source``, before it checks every plugin again."""
+        self._failures = [(s, f) for s, f in self._failures if s != source]
 
     def load_builtins(self) -> None:
         for module_name in DEFAULT_PLUGINS:
@@ -168,13 +150,14 @@ class PluginManager(pluggy.PluginManager):
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # a broken plugin must not take the others down, not even by sys.exit()
-                self._fail(PluginFailure(dist_name, ep.name, "import", _describe(exc, "at import")), "import")
+                failure = PluginFailure(dist_name, ep.name, "import", describe_exception(exc, "at import"))
+                self.record_failure(failure, "import")
 
     # -- registries ----------------------------------------------------------------------
     def registries(self) -> dict[str, Registry]:
         """Every registry, built by calling each plugin's register hooks one plugin at a time."""
         if self._registries is None:
-            self._failures = [(source, f) for source, f in self._failures if source != "components"]
+            self.forget_failures("components")
             self._conflicts = {}
             regs = {kind: Registry(kind) for kind in KINDS}
             for kind, hook_name in KINDS.items():
@@ -195,20 +178,20 @@ class PluginManager(pluggy.PluginManager):
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            failure = PluginFailure(origin, impl.plugin_name, "register", _describe(exc, f"in {hook_name}"))
-            self._fail(failure, "components")
+            failure = PluginFailure(origin, impl.plugin_name, "register", describe_exception(exc, f"in {hook_name}"))
+            self.record_failure(failure, "components")
             return
         for (name, factory), meta in pending:
             if name in registry:
                 other = registry.get(name).origin
                 message = f"{registry.kind} {name!r} is registered twice: by {other} and by {origin}"
                 self._conflicts[(registry.kind, name)] = message
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", message), "components")
+                self.record_failure(PluginFailure(origin, impl.plugin_name, "register", message), "components")
                 continue
             try:
                 registry.add(name, factory, origin=origin, version=version, **meta)
             except CardiobenchError as exc:
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", str(exc)), "components")
+                self.record_failure(PluginFailure(origin, impl.plugin_name, "register", str(exc)), "components")
 
     def get(self, kind: str, name: str) -> Component:
         """The component ``name`` of ``kind``; a clear error if unknown or claimed twice."""
@@ -217,64 +200,6 @@ class PluginManager(pluggy.PluginManager):
             hint = "uninstall one of them, or restrict loading with CARDIOBENCH_LOAD_PLUGINS"
             raise CardiobenchError(self._conflicts[(kind, name)], hint)
         return regs[kind].get(name)
-
-    def add_commands(self, app: Any) -> None:
-        """Call every ``register_commands`` hook on ``app``, built-ins first, one plugin at a time.
-
-        A hook that raises has none of its commands added. A command or group whose name is already
-        taken is not added either, and commands a hook removed are put back: a plugin can never
-        replace or remove a built-in command (or one of a plugin registered before it). Each of these
-        is recorded in ``failures`` (an error in strict mode).
-        """
-        self._failures = [(source, f) for source, f in self._failures if source != "commands"]
-        impls = sorted(  # stable: pluggy's order within built-ins and within third-party plugins
-            self.hook.register_commands.get_hookimpls(), key=lambda impl: impl.plugin_name not in DEFAULT_PLUGINS
-        )
-        owners = {name: "cardiobench" for e in [*app.registered_commands, *app.registered_groups]
-                  for name in _command_names(e)}
-        for impl in impls:
-            origin, _ = self.origin(impl.plugin_name)
-            commands, groups = list(app.registered_commands), list(app.registered_groups)
-            try:
-                impl.function(*([app] if impl.argnames else []))
-                # (list it belongs to, as it was before the hook; the list after the hook)
-                changes = ((commands, app.registered_commands), (groups, app.registered_groups))
-                added = [
-                    (before, entry, _command_names(entry))
-                    for before, after in changes
-                    for entry in _new_entries(before, after)
-                ]
-                removed = [
-                    name for before, after in changes for entry in _new_entries(after, before)
-                    for name in _command_names(entry)
-                ]
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                app.registered_commands, app.registered_groups = commands, groups
-                failure = PluginFailure(origin, impl.plugin_name, "register", _describe(exc, "in register_commands"))
-                self._fail(failure, "commands")
-                continue
-            problems = []
-            if removed:
-                names = ", ".join(repr(n) for n in removed)
-                problems.append(f"removed commands registered by others: {names} (kept)")
-            for registered, entry, names in added:
-                taken = [n for n in names if n in owners]
-                for name in taken:
-                    problems.append(f"command {name!r} is registered twice: by {owners[name]} and by {origin}")
-                if not taken:
-                    registered.append(entry)
-                    owners.update(dict.fromkeys(names, origin))
-            app.registered_commands, app.registered_groups = commands, groups
-            for message in problems:
-                self._fail(PluginFailure(origin, impl.plugin_name, "register", message), "commands")
-
-
-def _new_entries(before: list[Any], after: list[Any]) -> list[Any]:
-    """The entries of ``after`` that are not (the same object) in ``before``."""
-    seen = {id(entry) for entry in before}
-    return [entry for entry in after if id(entry) not in seen]
 
 
 _pm: PluginManager | None = None

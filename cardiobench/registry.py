@@ -13,6 +13,7 @@ from cardiobench.errors import CardiobenchError, UnknownComponentError
 #: plugin kinds, in display order: kind -> (hook name, CLI noun)
 KINDS: dict[str, str] = {
     "dataset": "register_datasets",
+    "representation": "register_representations",
     "noise": "register_noise_processes",
     "sampler": "register_samplers",
     "backbone": "register_backbones",

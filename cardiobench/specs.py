@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from cardiobench.errors import CardiobenchError
@@ -36,9 +36,18 @@ def _plain(value: Any) -> Any:
 class _Spec:
     kind: ClassVar[str]
     version: ClassVar[int] = 1
+    #: fields added after specs were first hashed: left out of ``to_dict`` (and so of the hash) while they hold
+    #: their default, so every earlier spec keeps its hash and its cached or shipped checkpoint
+    added_fields: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))  # type: ignore[call-overload]
+        data = _plain(asdict(self))  # type: ignore[call-overload]
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name in self.added_fields:
+                default = f.default_factory() if f.default_factory is not MISSING else f.default
+                if data[f.name] == _plain(default):
+                    del data[f.name]
+        return data
 
     def hash(self) -> str:
         """sha256 (hex) of the canonical JSON of ``{"kind", "version", "spec"}``."""
@@ -70,6 +79,8 @@ class _Spec:
             raise CardiobenchError(f"{self.kind} spec is not plain JSON: {exc}") from None
 
 
+#: what a run does with a model: draw masks (``generation``) or segment MRI images (``segmentation``)
+TASKS: tuple[str, ...] = ("generation", "segmentation")
 LOSSES = ("mse", "smooth_l1")
 PRECISIONS = ("fp32", "bf16")
 
@@ -81,11 +92,13 @@ class TrainSpec(_Spec):
     ``steps`` or ``epochs`` (exactly one) sets the training length; ``*_options`` are passed as keyword
     arguments to the plugin's factory (``noise_options`` to the noise process, ``backbone_options`` to the
     backbone, e.g. ``{"size": "small"}``, ``dataset_options`` to the data set besides ``size`` and ``seed``).
+    ``representation`` names what a label map becomes as the diffused tensor (``onehot``: one-hot in [-1, 1]).
     ``warmup_steps`` ramps the learning rate linearly from ``lr / warmup_steps`` to ``lr``; ``ema_decay`` 0
     turns the EMA off; ``grad_clip`` 0 turns clipping off; ``precision`` ``bf16`` trains under bf16 autocast.
     """
 
     kind: ClassVar[str] = "train"
+    added_fields: ClassVar[tuple[str, ...]] = ("representation", "representation_options")
 
     dataset: str = "phantom"
     resolution: int = 32
@@ -107,6 +120,8 @@ class TrainSpec(_Spec):
     grad_clip: float = 1.0
     seed: int = 0
     precision: str = "fp32"
+    representation: str = "onehot"
+    representation_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,4 +179,4 @@ class SampleSpec(_Spec):
             raise CardiobenchError(f"sampling steps must be >= 1, got {self.steps}")
 
 
-__all__ = ["LOSSES", "PRECISIONS", "SampleSpec", "TrainSpec", "canonical_json"]
+__all__ = ["LOSSES", "PRECISIONS", "TASKS", "SampleSpec", "TrainSpec", "canonical_json"]

@@ -104,6 +104,8 @@ def mask_grid(
     row_labels: Sequence[str] | None = None,
     value_range: tuple[float, float] = (0.0, 1.0),
     background: tuple[int, int, int] = (255, 255, 255),
+    caption: str | None = None,
+    legend: bool = False,
 ) -> Image.Image:
     """A PIL image: colour-coded masks in a grid, each optionally beside its image (image left, mask right).
 
@@ -112,6 +114,8 @@ def mask_grid(
     images: optional (N, H, W) or (N, 1, H, W) grey images, float in ``value_range`` or uint8.
     scale:  integer up-scaling of each pixel (nearest neighbour, so label edges stay crisp).
     row_labels: optional text drawn at the left of each grid row.
+    caption: optional line of text above the grid (e.g. a GIF frame's timestep).
+    legend: a colour key (RV, MYO, LV) below the grid.
     """
     m = _as_label_maps(masks)
     n, h, w = m.shape
@@ -152,7 +156,37 @@ def mask_grid(
         for r, text in enumerate(list(row_labels)[:rows]):
             y = pad + r * (th + pad) + th // 2
             draw.text((pad + 2, y), str(text), fill=(0, 0, 0), font=font, anchor="lm")
+    if caption or legend:
+        img = _annotate(img, caption, legend, background)
     return img
+
+
+#: names of the coloured labels, for the legend
+LABEL_NAMES: tuple[str, ...] = ("RV", "MYO", "LV")
+
+
+def _annotate(img: Image.Image, caption: str | None, legend: bool, background: tuple[int, int, int]
+              ) -> Image.Image:
+    """``img`` with a caption line above and/or a colour legend below."""
+    font = _font(12)
+    line = 18
+    top = line if caption else 0
+    bottom = line if legend else 0
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    key_w = sum(int(probe.textlength(n, font=font)) + 22 for n in LABEL_NAMES) + 4 if legend else 0
+    cap_w = int(probe.textlength(caption, font=font)) + 8 if caption else 0
+    out = Image.new("RGB", (max(img.width, key_w, cap_w), img.height + top + bottom), background)
+    out.paste(img, (0, top))
+    draw = ImageDraw.Draw(out)
+    if caption:
+        draw.text((4, line // 2), caption, fill=(0, 0, 0), font=font, anchor="lm")
+    if legend:
+        x, y = 4, top + img.height + line // 2
+        for label, name in enumerate(LABEL_NAMES, start=1):
+            draw.rectangle((x, y - 5, x + 10, y + 5), fill=tuple(int(v) for v in PALETTE[label]))
+            draw.text((x + 14, y), name, fill=(0, 0, 0), font=font, anchor="lm")
+            x += int(draw.textlength(name, font=font)) + 22
+    return out
 
 
 def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs: Any) -> Path:

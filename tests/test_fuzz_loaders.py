@@ -73,7 +73,7 @@ def _tiny_checkpoint(tmp: Path) -> bytes:
     spec = TrainSpec(dataset="phantom", resolution=16, dataset_options={"train_patients": 1, "test_patients": 1},
                      noise_options={"num_timesteps": 20}, backbone_options={"size": "tiny"}, batch_size=4,
                      steps=1, warmup_steps=1)
-    return train(spec, tmp / "run", quiet=True).checkpoint.read_bytes()
+    return train(spec, tmp / "run").checkpoint.read_bytes()
 
 
 def _shipped_classifier(tmp: Path) -> bytes:

@@ -1,10 +1,11 @@
 """What one throughput measurement runs: ``BenchCase`` (a plain, JSON-able spec) and the objects it builds.
 
-A case is built from a resolved configuration (``cardiobench.config``): the backbone and noise process come
-from the ``[model]`` and ``[diffusion]`` sections exactly as ``cardiobench run`` builds them
-(``pipeline.train_spec_from_config``), the sampler from ``[sample]``, the loss and gradient clipping of the
-training step from ``[train]``, and the measurement settings from ``[bench]``. Inputs are random tensors of
-the data set's shape ``(batch, 4, resolution, resolution)``: throughput does not depend on the pixels.
+A case is built from a resolved configuration (``cardiobench.config``): the backbone, the representation and
+the noise process come from the ``[model]``, ``[data]`` and ``[diffusion]`` sections exactly as ``cardiobench run``
+builds them (``pipeline.train_spec_from_config``, ``cardiobench.factories``), the sampler from ``[sample]``, the
+loss and gradient clipping of the training step from ``[train]``, and the measurement settings from ``[bench]``.
+Inputs are random label maps encoded by the representation, ``(batch, channels, resolution, resolution)``:
+throughput does not depend on the pixels.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class BenchCase:
     dtype: str = "fp32"
     compile: bool = False
     channels_last: bool = False
+    representation: str = "onehot"
+    representation_options: dict[str, Any] = field(default_factory=dict)
     loss: str = "smooth_l1"
     grad_clip: float = 1.0
     lr: float = 1e-4
@@ -98,9 +101,13 @@ class BenchCase:
     def spec(self) -> dict[str, Any]:
         """What determines the measurement (nested like a config, so the leaderboard reads steps, batch,
         dtype and resolution from it). The device is not in it."""
+        data: dict[str, Any] = {"dataset": self.dataset, "resolution": self.resolution, "channels": self.channels}
+        if (self.representation, self.representation_options) != ("onehot", {}):  # (the hashes of one-hot cases hold)
+            data |= {"representation": self.representation,
+                     "representation_options": copy.deepcopy(self.representation_options)}
         return {
             "task": "throughput",
-            "data": {"dataset": self.dataset, "resolution": self.resolution, "channels": self.channels},
+            "data": data,
             "model": {"backbone": self.backbone, "options": copy.deepcopy(self.backbone_options)},
             "diffusion": {"noise": self.noise, "options": copy.deepcopy(self.noise_options)},
             "sample": {"sampler": self.sampler, "options": copy.deepcopy(self.sampler_options),
@@ -133,6 +140,7 @@ def case_from_config(cfg: dict[str, dict[str, Any]], device: str = "cpu", max_ti
                      ) -> BenchCase:
     """The ``BenchCase`` a resolved configuration describes (see the module docstring)."""
     from cardiobench.engine.pipeline import train_spec_from_config
+    from cardiobench.factories import model_channels
 
     spec = train_spec_from_config(cfg)
     bench, sample = cfg["bench"], cfg["sample"]
@@ -142,7 +150,9 @@ def case_from_config(cfg: dict[str, dict[str, Any]], device: str = "cpu", max_ti
     return BenchCase(
         backbone=spec.backbone, backbone_options=dict(spec.backbone_options), noise=spec.noise,
         noise_options=dict(spec.noise_options), sampler=sample["sampler"], sampler_options=sampler_options,
-        dataset=spec.dataset, resolution=spec.resolution, batch_size=bench["batch_size"],
+        dataset=spec.dataset, resolution=spec.resolution, channels=model_channels(spec)[0],
+        representation=spec.representation, representation_options=dict(spec.representation_options),
+        batch_size=bench["batch_size"],
         sample_steps=bench["sample_steps"], warmup=bench["warmup"], repeats=bench["repeats"], max_time=max_time,
         dtype=bench["dtype"],
         compile=bool(bench["compile"]), channels_last=bool(bench["channels_last"]), loss=spec.loss,
@@ -150,39 +160,41 @@ def case_from_config(cfg: dict[str, dict[str, Any]], device: str = "cpu", max_ti
     )
 
 
-# -- building ---------------------------------------------------------------------------------------------
+# -- building (through ``cardiobench.factories``, like every other component) ------------------------------
 def build_process(case: BenchCase):
-    from cardiobench.plugins import get_component
+    from cardiobench.factories import create
 
-    try:
-        return get_component("noise", case.noise).create(**case.noise_options)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for noise process {case.noise!r}: {exc}") from None
+    return create("noise", case.noise, **case.noise_options)
+
+
+def build_variable(case: BenchCase, process: Any):
+    """The ``DiffusedVariable`` of the case (its representation and ``process`` at its resolution): what the
+    training step encodes and computes the loss with, and what sampling draws ``x_T`` from and decodes."""
+    from cardiobench.diffusion.representation import DiffusedVariable
+    from cardiobench.factories import create
+
+    representation = create("representation", case.representation, **case.representation_options)
+    if representation.channels != case.channels:
+        raise CardiobenchError(f"representation {case.representation!r} has {representation.channels} channels, "
+                               f"the case {case.channels}")
+    return DiffusedVariable(representation, process, case.resolution)
 
 
 def build_sampler(case: BenchCase, process: Any):
-    from cardiobench.plugins import check_compatible, get_component
+    from cardiobench.factories import build_sampler as build
+    from cardiobench.plugins import check_compatible
 
     check_compatible(noise=case.noise, sampler=case.sampler)
-    try:
-        smp = get_component("sampler", case.sampler).create(process, **case.sampler_options)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for sampler {case.sampler!r}: {exc}") from None
-    smp.set_timesteps(case.sample_steps)
-    return smp
+    return build(case.sampler, process, case.sampler_options, case.sample_steps)
 
 
 def build_network(case: BenchCase) -> torch.nn.Module:
     """The backbone on ``case.device`` (seeded), in channels_last if asked; not compiled (see ``prepare``)."""
-    from cardiobench.plugins import get_component
+    from cardiobench.factories import create
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(case.seed)
-        try:
-            model = get_component("backbone", case.backbone).create(case.channels, case.channels,
-                                                                    **case.backbone_options)
-        except TypeError as exc:
-            raise CardiobenchError(f"bad option for backbone {case.backbone!r}: {exc}") from None
+        model = create("backbone", case.backbone, case.channels, case.channels, **case.backbone_options)
     if not isinstance(model, torch.nn.Module):
         raise CardiobenchError(f"backbone {case.backbone!r} did not return a torch.nn.Module")
     model = model.to(case.device)

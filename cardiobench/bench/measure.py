@@ -1,17 +1,21 @@
 """The three measurements of a ``BenchCase``: training step, sampling loop, and the sampler's own overhead.
 
-- ``measure_training``: one optimizer step as the training engine does it (``q_sample``, the training target,
-  the network under autocast, smooth-L1/MSE loss, backward, gradient-norm clipping, Adam; a ``GradScaler``
-  for fp16 on CUDA) on a fixed random batch already on the device. Data loading is not included.
+- ``measure_training``: one optimizer step of the training engine's own code: the ``DiffusedVariable``'s
+  ``training_loss`` (timesteps and noise drawn from a seeded generator, ``q_sample``, the network under
+  autocast, the training target, smooth-L1/MSE) and the shared loop's update (``TrainLoop.run_step``:
+  backward, gradient-norm clipping, Adam; a ``GradScaler`` for fp16 on CUDA), on a fixed batch of random
+  label maps encoded by the case's representation, already on the device. Data loading is not included.
   images/s = batch / step time.
-- ``measure_sampling``: a whole ``sampler.sample`` call of ``sample_steps`` steps with the real network
-  (under ``torch.inference_mode``, which the samplers enter themselves, and autocast). The network
-  evaluations are counted, so ``ms_per_nfe`` = loop time / evaluations; images/s = batch / loop time.
-  Warm-up repeats run the first two steps of the loop only (enough to build the step plan, oneDNN/cuDNN
-  primitives and any ``torch.compile`` graph) so that a warm-up does not cost a whole sampling run.
-- ``measure_sampler_overhead``: the same loop with ``StandInNetwork``, which returns one precomputed tensor,
-  so all that is timed is the sampler: its Python loop, the step arithmetic and the noise draws. Reported
-  per step. At least one warm-up loop runs (the first call builds the step plan).
+- ``measure_sampling``: one batch of ``sample_steps`` steps drawn by the sampling runner every command uses
+  (``cardiobench.engine.runner.draw``: the prior draw, the sampler loop under ``torch.inference_mode`` with the
+  real network under autocast, the decoding to label maps). The network evaluations are counted, so
+  ``ms_per_nfe`` = loop time / evaluations; images/s = batch / loop time. Warm-up repeats run the first two
+  steps of the loop only (enough to build the step plan, oneDNN/cuDNN primitives and any ``torch.compile``
+  graph) so that a warm-up does not cost a whole sampling run.
+- ``measure_sampler_overhead``: the same draw with ``StandInNetwork``, which returns one precomputed tensor,
+  so all that is timed is the sampler: its Python loop, the step arithmetic and the noise draws (and the
+  runner's prior draw and decoding, once per loop). Reported per step. At least one warm-up loop runs (the
+  first call builds the step plan).
 
 Every measurement runs ``warmup`` untimed and ``repeats`` timed repeats (``timing.time_repeats``: CUDA
 events on a GPU) and records the peak memory of the phase (``memory.PeakMemory``).
@@ -20,14 +24,15 @@ events on a GPU) and records the peak memory of the phase (``memory.PeakMemory``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from cardiobench.bench.cases import BenchCase, autocast, prepare, to_memory_format
+from cardiobench.bench.cases import BenchCase, autocast, build_variable, prepare, to_memory_format
 from cardiobench.bench.memory import PeakMemory
 from cardiobench.bench.timing import Stats, time_repeats
-from cardiobench.data.tensors import masks_to_onehot
+from cardiobench.engine.loop import TrainLoop
+from cardiobench.engine.runner import draw
 
 #: steps of a sampling warm-up repeat
 WARMUP_STEPS = 2
@@ -83,20 +88,16 @@ class NetworkFn:
 
 
 def _generator(case: BenchCase, offset: int = 0) -> torch.Generator:
-    """A seeded generator on the case's device, so the samplers draw noise where it is used."""
-    return torch.Generator(device=torch.device(case.device)).manual_seed(case.seed + offset)
+    """A seeded CPU generator, as the sampling runner and the trainer use (they move draws to the device)."""
+    return torch.Generator().manual_seed(case.seed + offset)
 
 
-def random_batch(case: BenchCase, process) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x0 one-hot in {-1, 1}, t (B,) long, noise), seeded, on the case's device."""
-    g = torch.Generator().manual_seed(case.seed)
-    b, c, h, w = case.shape
-    labels = torch.randint(0, c, (b, h, w), generator=g)
-    x0 = masks_to_onehot(labels, c)
-    t = process.sample_timesteps(b, generator=g)
-    noise = torch.randn(case.shape, generator=g)
-    dev = torch.device(case.device)
-    return x0.to(dev), t.to(dev), noise.to(dev)
+def random_batch(case: BenchCase, variable: Any) -> torch.Tensor:
+    """Random label maps of the case's shape, encoded by ``variable`` (seeded), on the case's device."""
+    g = _generator(case)
+    labels = torch.randint(0, variable.representation.num_classes, (case.batch_size, *variable.item_shape[1:]),
+                           generator=g)
+    return variable.encode(labels).to(torch.device(case.device))
 
 
 def measure_training(model: torch.nn.Module, process, case: BenchCase) -> Phase:
@@ -104,25 +105,20 @@ def measure_training(model: torch.nn.Module, process, case: BenchCase) -> Phase:
     dev = torch.device(case.device)
     model.train()
     net = prepare(model, case)
-    opt = torch.optim.Adam(model.parameters(), lr=case.lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=case.dtype == "fp16" and dev.type == "cuda")
-    loss_fn = F.mse_loss if case.loss == "mse" else F.smooth_l1_loss
-    x0, t, noise = random_batch(case, process)
-    params = [p for p in model.parameters() if p.requires_grad]
+    variable = build_variable(case, process)
+    fp16 = case.dtype == "fp16" and dev.type == "cuda"
+    loop = TrainLoop(torch.optim.Adam(model.parameters(), lr=case.lr), grad_clip=case.grad_clip,
+                     clip_params=[p for p in model.parameters() if p.requires_grad],
+                     scaler=torch.amp.GradScaler(dev.type) if fp16 else None)
+    x0 = random_batch(case, variable)
+    gen = _generator(case, 4)
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast(case):
+            return net(to_memory_format(x_t, case), t)
 
     def step() -> None:
-        x_t = process.q_sample(x0, t, noise)
-        target = process.training_target(x0, noise, t)
-        with autocast(case):
-            out = net(to_memory_format(x_t, case), t)
-        loss = loss_fn(out.float(), target)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if case.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, case.grad_clip)
-        scaler.step(opt)
-        scaler.update()
+        loop.run_step(lambda _step: variable.training_loss(model_fn, x0, gen, loss=case.loss))
 
     with PeakMemory(dev) as mem:
         stats = time_repeats(step, warmup=case.warmup, repeats=case.repeats, device=dev, max_time=case.max_time)
@@ -130,39 +126,49 @@ def measure_training(model: torch.nn.Module, process, case: BenchCase) -> Phase:
     return Phase(stats, images=case.batch_size, peak_mib=mem.peak_mib, memory_kind=mem.kind)
 
 
-def _partial_loop(sampler, fn, case: BenchCase, generator: torch.Generator, steps: int) -> None:
-    it = sampler.iter_sample(fn, case.shape, generator=generator, device=case.device)
-    try:
-        for i, _ in enumerate(it):
-            if i + 1 >= steps:
-                break
-    finally:
-        it.close()
+class _Enough(Exception):
+    """Ends a warm-up draw after its first steps."""
 
 
-def measure_sampling(model: torch.nn.Module, sampler, case: BenchCase) -> Phase:
-    """Seconds per ``sampler.sample`` call of ``case.sample_steps`` steps with the real network."""
+def _draw(variable: Any, sampler, fn, case: BenchCase, generator: torch.Generator, steps: int | None = None) -> None:
+    """One batch through the sampling runner with the network ``fn``; ``steps``: stop after that many steps."""
+
+    def stop(step) -> None:
+        if steps is not None and step.index + 1 >= steps:
+            raise _Enough
+
+    try:  # (the runner's sampler iterator is closed as _Enough unwinds it, leaving inference mode)
+        draw(variable, sampler, lambda _start, _stop: (fn, False), case.batch_size, batch_size=case.batch_size,
+             generator=generator, device=case.device, on_step=stop if steps is not None else None)
+    except _Enough:
+        pass
+
+
+def measure_sampling(model: torch.nn.Module, sampler, case: BenchCase, variable: Any = None) -> Phase:
+    """Seconds per batch of ``case.sample_steps`` steps with the real network (``variable``: the case's
+    ``DiffusedVariable``, default built on ``sampler.process``)."""
     dev = torch.device(case.device)
+    variable = variable if variable is not None else build_variable(case, sampler.process)
     model.eval()
     fn = NetworkFn(prepare(model, case), case)
     gen = _generator(case, 1)
     with PeakMemory(dev) as mem:
         for _ in range(case.warmup):
-            _partial_loop(sampler, fn, case, gen, WARMUP_STEPS)
+            _draw(variable, sampler, fn, case, gen, WARMUP_STEPS)
         before = fn.calls
-        stats = time_repeats(lambda: sampler.sample(fn, case.shape, generator=gen, device=dev),
-                             warmup=0, repeats=case.repeats, device=dev, max_time=case.max_time)
+        stats = time_repeats(lambda: _draw(variable, sampler, fn, case, gen), warmup=0, repeats=case.repeats,
+                             device=dev, max_time=case.max_time)
     nfe = (fn.calls - before) // stats.n
     return Phase(stats, images=case.batch_size, nfe=nfe, peak_mib=mem.peak_mib, memory_kind=mem.kind)
 
 
-def measure_sampler_overhead(sampler, case: BenchCase) -> Phase:
-    """Seconds per ``sampler.sample`` call with ``StandInNetwork`` (divide by ``nfe`` for per step)."""
+def measure_sampler_overhead(sampler, case: BenchCase, variable: Any = None) -> Phase:
+    """Seconds per batch with ``StandInNetwork`` (divide by ``nfe`` for per step)."""
     dev = torch.device(case.device)
-    g = torch.Generator().manual_seed(case.seed + 2)
-    stand_in = StandInNetwork(torch.randn(case.shape, generator=g).to(dev))
+    variable = variable if variable is not None else build_variable(case, sampler.process)
+    stand_in = StandInNetwork(torch.randn(variable.shape(case.batch_size), generator=_generator(case, 2)).to(dev))
     gen = _generator(case, 3)
-    stats = time_repeats(lambda: sampler.sample(stand_in, case.shape, generator=gen, device=dev),
-                         warmup=max(1, case.warmup), repeats=case.repeats, device=dev, max_time=case.max_time)
+    stats = time_repeats(lambda: _draw(variable, sampler, stand_in, case, gen), warmup=max(1, case.warmup),
+                         repeats=case.repeats, device=dev, max_time=case.max_time)
     nfe = stand_in.calls // (max(1, case.warmup) + stats.n)
     return Phase(stats, images=case.batch_size, nfe=nfe)

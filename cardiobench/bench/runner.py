@@ -29,6 +29,8 @@ import torch
 from cardiobench.bench import cases as cb
 from cardiobench.bench.measure import Phase, measure_sampler_overhead, measure_sampling, measure_training
 from cardiobench.bench.timing import load_average
+from cardiobench.engine.loop import as_progress
+from cardiobench.progress import Progress
 from cardiobench.results.store import RunRecord, stable_hash
 
 DIRECTIONS: dict[str, str] = {
@@ -134,39 +136,52 @@ def _model_key(case: cb.BenchCase) -> str:
                         "channels": case.channels, "channels_last": case.channels_last, "seed": case.seed})
 
 
-def run_cases(cases: list[cb.BenchCase], log: Callable[[str], None] | None = None) -> list[CaseResult]:
-    """Measure every case (in the given order), sharing what can be shared; see the module docstring."""
+def run_cases(cases: list[cb.BenchCase], progress: Progress | None = None,
+              log: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Measure every case (in the given order), sharing what can be shared; see the module docstring.
+
+    ``progress`` (or a ``log(message)`` callable) gets a line per case and a bar over the cases (default: silent).
+    """
+    reporter = as_progress(progress, log)
     models: dict[str, torch.nn.Module] = {}
     trains: dict[str, Phase] = {}
     overheads: dict[str, Phase] = {}
     results = []
-    for i, case in enumerate(cases, 1):
-        if log is not None:
-            log(f"[{i}/{len(cases)}] {case.backbone_label} · {case.noise} · {case.sampler} · batch "
-                f"{case.batch_size} · {case.sample_steps} steps · {case.dtype} on {case.device}")
-        load_before = load_average()
-        t0 = time.perf_counter()
-        process = cb.build_process(case)
-        sampler = cb.build_sampler(case, process)
-        mkey = _model_key(case)
-        if mkey not in models:
-            models[mkey] = cb.build_network(case)
-        model = models[mkey]
-        reused = []
-        sample = measure_sampling(model, sampler, case)
-        okey = case.overhead_key()
-        if okey in overheads:
-            reused.append("overhead")
-        else:
-            overheads[okey] = measure_sampler_overhead(sampler, case)
-        tkey = case.train_key()
-        if tkey in trains:
-            reused.append("train")
-        else:
-            trains[tkey] = measure_training(model, process, case)
-        results.append(CaseResult(
-            case=case, sample=sample, overhead=overheads[okey], train=trains[tkey], params=cb.param_count(model),
-            gflop_per_image=cb.forward_gflop(model, case), seconds=time.perf_counter() - t0, reused=reused,
-            load_before=load_before, load_after=load_average(), threads=torch.get_num_threads(),
-        ))
+    with reporter.task("bench", total=len(cases), unit="case") as bar:
+        for i, case in enumerate(cases, 1):
+            reporter.log(f"[{i}/{len(cases)}] {case.backbone_label} · {case.noise} · {case.sampler} · batch "
+                         f"{case.batch_size} · {case.sample_steps} steps · {case.dtype} on {case.device}")
+            results.append(_measure(case, models, trains, overheads))
+            bar.update(advance=1)
     return results
+
+
+def _measure(case: cb.BenchCase, models: dict[str, torch.nn.Module], trains: dict[str, Phase],
+             overheads: dict[str, Phase]) -> CaseResult:
+    """One case; the network and the measurements it shares with earlier cases come from (and go to) the dicts."""
+    load_before = load_average()
+    t0 = time.perf_counter()
+    process = cb.build_process(case)
+    sampler = cb.build_sampler(case, process)
+    variable = cb.build_variable(case, process)
+    mkey = _model_key(case)
+    if mkey not in models:
+        models[mkey] = cb.build_network(case)
+    model = models[mkey]
+    reused = []
+    sample = measure_sampling(model, sampler, case, variable)
+    okey = case.overhead_key()
+    if okey in overheads:
+        reused.append("overhead")
+    else:
+        overheads[okey] = measure_sampler_overhead(sampler, case, variable)
+    tkey = case.train_key()
+    if tkey in trains:
+        reused.append("train")
+    else:
+        trains[tkey] = measure_training(model, process, case)
+    return CaseResult(
+        case=case, sample=sample, overhead=overheads[okey], train=trains[tkey], params=cb.param_count(model),
+        gflop_per_image=cb.forward_gflop(model, case), seconds=time.perf_counter() - t0, reused=reused,
+        load_before=load_before, load_after=load_average(), threads=torch.get_num_threads(),
+    )

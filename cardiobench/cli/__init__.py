@@ -1,8 +1,10 @@
-"""The ``cardiobench`` command line: a Typer app whose commands all come from plugins.
+"""The ``cardiobench`` command line: a Typer app with the built-in commands and those of plugins.
 
-Built-in command groups register through the ``register_commands`` hook exactly like
-third-party ones. ``main`` turns every error into one line on stderr (exit code 2 for errors the
-user can fix); ``--debug`` shows the traceback.
+The built-in commands are added directly (``cardiobench.cli.commands.BUILTIN_COMMANDS``); third-party
+plugins add theirs through the ``register_commands`` hook, and can neither replace nor remove a
+built-in one. ``main`` turns every error into one line on stderr (``Error: <message>``, exit code 2 for
+a ``CardiobenchError``, an error the user can fix); ``--debug`` shows the traceback. The library itself
+imports neither typer nor rich: this package is the only place that knows about them.
 
 Startup stays light: ``--version`` and ``--help`` (and no arguments) build the app from the command
 modules alone (``cardiobench.cli.*`` and third-party plugins), so they never import torch. Every other
@@ -24,10 +26,16 @@ from typing import Any
 import typer
 
 from cardiobench import __version__, plugins
-from cardiobench.errors import CardiobenchError, _ClickException, _UsageError, os_error
+from cardiobench.cli.commands import add_builtin_commands, add_plugin_commands
+from cardiobench.errors import CardiobenchError, os_error
 from cardiobench.plugins import PluginManager, get_plugin_manager
 from cardiobench.threads import ENV_VAR as THREADS_ENV_VAR
 from cardiobench.threads import parse_threads, thread_policy
+
+try:  # typer >= 0.20 ships its own copy of click; its commands only raise that copy's exceptions
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer runs on the click package
+    from click import ClickException, UsageError
 
 INTERRUPTED = "Interrupted. Finished work is saved; run the same command again to continue."
 #: the thread policy's notice (``cardiobench.threads``), shown by the root callback once a command runs
@@ -62,9 +70,14 @@ def _validate_threads(value: int | None) -> int | None:
     return value
 
 
+def show_error(exc: CardiobenchError) -> None:
+    """``Error: <message>`` on stderr, as the CLI shows an error the user can fix."""
+    typer.echo(f"Error: {exc.format_message()}", err=True)
+
+
 def build_app(pm: PluginManager | None = None) -> typer.Typer:
-    """A fresh Typer app with every plugin's commands (those registered with ``pm``, default: the global
-    plugin manager)."""
+    """A fresh Typer app with the built-in commands, then the commands of every plugin registered with
+    ``pm`` (default: the global plugin manager)."""
     app = typer.Typer(
         name="cardiobench",
         help="Benchmark diffusion models on cardiac segmentation masks (ACDC).",
@@ -96,18 +109,15 @@ def build_app(pm: PluginManager | None = None) -> typer.Typer:
                 typer.echo(line, err=True)
         _pending_notice.clear()
 
-    (pm or get_plugin_manager()).add_commands(app)
+    add_builtin_commands(app)
+    add_plugin_commands(app, pm or get_plugin_manager())
     return app
 
 
 def _commands_manager() -> PluginManager:
-    """A plugin manager with only the command modules: the built-in ``cardiobench.cli.*`` ones and the
-    third-party plugins (component modules, which import torch, are left out; commands that run use the
-    global manager anyway)."""
+    """A plugin manager with the third-party plugins only, for their commands (the built-in component
+    modules, which import torch, are left out; commands that run use the global manager anyway)."""
     pm = PluginManager()
-    for name in plugins.DEFAULT_PLUGINS:
-        if name.startswith("cardiobench.cli."):
-            pm.register(importlib.import_module(name), name=name, origin=("cardiobench", __version__))
     pm.load_entry_points()
     return pm
 
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                     decision = stack.enter_context(
                         thread_policy(None if threads is None else parse_threads(threads, "--threads")))
                 except CardiobenchError as exc:
-                    exc.show()
+                    show_error(exc)
                     sys.exit(exc.exit_code)
                 _pending_notice[:] = [decision.notice()] if decision.notice() else []
             _main(args, debug, help_only=help_only)
@@ -181,10 +191,13 @@ def _main(args: list[str], debug: bool, help_only: bool = False) -> None:
             typer.echo(INTERRUPTED, err=True)
     except typer.Exit as exc:
         code = exc.exit_code
-    except _ClickException as exc:
-        if debug and isinstance(exc, CardiobenchError):
+    except CardiobenchError as exc:  # the user's to fix: one line, exit code 2
+        if debug:
             traceback.print_exc()
-        if isinstance(exc, _UsageError) and not debug:  # click prints usage, a hint and the error: one line
+        show_error(exc)
+        code = exc.exit_code
+    except ClickException as exc:
+        if isinstance(exc, UsageError) and not debug:  # click prints usage, a hint and the error: one line
             where = exc.ctx.command_path if exc.ctx is not None else "cardiobench"
             typer.echo(f"Error: {exc.format_message().rstrip('.')} - see '{where} --help'", err=True)
         else:
@@ -197,7 +210,7 @@ def _main(args: list[str], debug: bool, help_only: bool = False) -> None:
         if debug:
             traceback.print_exc()
         err = os_error(exc)
-        err.show()
+        show_error(err)
         code = err.exit_code
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:

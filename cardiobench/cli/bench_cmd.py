@@ -10,11 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cardiobench.cli.options import config_option, preset_option, results_option, set_option
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import DEFAULT_PRESET, config_option, preset_option, resolve_config, set_option
+from cardiobench.cli.progress import terminal_progress
+from cardiobench.config import DEFAULT_PRESET, resolve_config
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
-from cardiobench.results.cli_options import results_option
 
 #: default --max-time: a CPU sampling loop of the quick preset (~15 s) is timed twice, so the command takes
 #: under a minute; fast measurements (a GPU, the training step) still get every repeat
@@ -93,7 +94,7 @@ def bench(
     import torch
 
     from cardiobench.bench import case_from_config, load_average, run_cases
-    from cardiobench.engine.train import resolve_device
+    from cardiobench.factories import resolve_device
     from cardiobench.plugins import check_compatible
     from cardiobench.results.environment import collect_environment
     from cardiobench.results.store import ResultStore
@@ -125,12 +126,11 @@ def bench(
         ResultStore(results).check_writable()  # a newer-schema or read-only store: refused before measuring
 
     load_start = load_average()
-    log = None if as_json else (lambda msg: err.print(f"[dim]bench[/] {msg}", soft_wrap=True))
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        measured = run_cases(cases, log=log)
+        measured = run_cases(cases, progress=terminal_progress(enabled=not as_json))
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(saved_threads)

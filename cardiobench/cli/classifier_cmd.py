@@ -8,8 +8,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cardiobench.cli.options import config_option, preset_option, set_option
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import config_option, preset_option, set_option
+from cardiobench.cli.progress import terminal_progress
 from cardiobench.hookspecs import hookimpl
 
 classifier_app = typer.Typer(
@@ -90,8 +91,8 @@ def train(
     size = size if size is not None else opts.get("classifier_size")
     steps = steps if steps is not None else opts.get("classifier_steps")
     spec = classifier_spec_for(train_spec_from_config(cfg), size=size, steps=steps)
-    result = prepare_classifier(spec, device=device, data_root=root, retrain=retrain, quiet=as_json,
-                                console=console(stderr=True))
+    result = prepare_classifier(spec, device=device, data_root=root, retrain=retrain,
+                                progress=terminal_progress(enabled=not as_json))
     report = {"status": result.status, **classifier_report(result.path)}
     if as_json:
         print_json(report)

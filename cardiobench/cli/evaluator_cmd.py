@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cardiobench.cli.output import console, print_json
+from cardiobench.cli.progress import terminal_progress
 from cardiobench.data.base import GROUPS
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
@@ -155,9 +156,8 @@ def train(
         raise CardiobenchError(f"only these data sets ship an evaluator: {', '.join(SHIPPED)}")
     if ship and data_root is not None:
         raise CardiobenchError("--ship writes the package's evaluator; it takes the data set's default options only")
-    err = console(stderr=True)
     splits = load_splits(dataset, cfg.size, _options(data_root))
-    ev = build_evaluator(dataset, splits, cfg, log=lambda msg: err.print(msg, highlight=False))
+    ev = build_evaluator(dataset, splits, cfg, progress=terminal_progress())
     ev.meta["command"] = (
         REGENERATE.format(dataset=dataset)
         if ship
@@ -229,23 +229,19 @@ def validate(
         raise CardiobenchError(f"only these data sets ship an evaluator: {', '.join(SHIPPED)}")
     if ship and (data_root is not None or _config(dataset, objective) is not None):
         raise CardiobenchError("--ship writes the package's evaluator; it takes the data set's default options only")
-    err = console(stderr=True)
-
-    def log(msg: str) -> None:
-        err.print(msg, highlight=False)
-
+    progress = terminal_progress()
     if ship:
         ev = load_evaluator_file(shipped_paths(dataset)[0])
     else:
-        ev = get_evaluator(dataset, _options(data_root), config=_config(dataset, objective), train=False, log=log)
-    add_validity(ev, load_splits(dataset, ev.config.size, _options(data_root)), log=log)
+        ev = get_evaluator(dataset, _options(data_root), config=_config(dataset, objective), train=False,
+                           progress=progress)
+    add_validity(ev, load_splits(dataset, ev.config.size, _options(data_root)), progress=progress)
     if ship:
         _write_shipped(ev, dataset)
     elif ev.path is not None and ev.path.resolve().is_relative_to(cache_dir().resolve()):
         ev.save(ev.path)
     else:
-        err.print(f"[yellow]Note:[/] {ev.path} is the shipped file; the record was not stored (use --ship)",
-                  highlight=False)
+        progress.log(f"[yellow]Note:[/] {ev.path} is the shipped file; the record was not stored (use --ship)")
     report = evaluator_report(ev)
     if as_json:
         print_json(report)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
+from cardiobench.cli.options import results_option
 from cardiobench.cli.output import console
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.paths import atomic_write_bytes
 from cardiobench.results import report
-from cardiobench.results.cli_options import results_option
 from cardiobench.results.store import TASKS, ResultStore, SkippedRow
 
 EMPTY_HINT = (
@@ -47,7 +47,7 @@ def leaderboard(
     dataset: str = typer.Option(None, "--dataset", help="Only runs on this data set."),
     sort: str = typer.Option(
         None, "--sort", metavar="METRIC",
-        help="Metric to rank by (default: fid, dice_mean or images_per_s by task).",
+        help="Metric to rank by (default: the one the task's metric plugins name, e.g. fid or dice_mean).",
     ),
     fmt: str = typer.Option(
         None, "--format", "-f", metavar="FORMAT",
@@ -57,7 +57,13 @@ def leaderboard(
     show_all: bool = typer.Option(False, "--all", help="Every stored run, not only the latest per spec."),
     all_metrics: bool = typer.Option(
         False, "--all-metrics",
-        help="Also show detail columns (per-criterion anatomy counts, spreads); csv and json always have them.",
+        help="Show every metric column: the table shows the headline ones (e.g. FID, KID, IS), md and html leave "
+             "out detail columns (per-criterion anatomy counts, spreads); csv and json always have them all.",
+    ),
+    columns: str = typer.Option(
+        None, "--columns", metavar="NAMES",
+        help="Comma-separated columns to show, in this order: metric names (fid,kid,...) and identity columns "
+             "(noise,sampler,steps,...); an unknown name is an error listing the valid ones.",
     ),
     results: str = results_option(),
 ) -> None:
@@ -81,13 +87,17 @@ def leaderboard(
         what = f"match {filters}" if filters else "finished successfully"
         term.print(f"No runs {what} in {store.path} ({total} stored). {EMPTY_HINT}", soft_wrap=True)
         return
+    wanted = None if columns is None else columns.split(",")
     boards = report.build_boards(
         runs, sort=sort, latest_only=not show_all, known_directions=report.registry_directions(),
-        details=all_metrics or fmt in ("csv", "json"),
+        details=all_metrics or fmt in ("csv", "json"), headline_only=fmt == "table" and not all_metrics,
+        columns=wanted, results_dir=store.path.parent,
     )
     if fmt == "table" and out is None:
-        tables = report.rich_tables(boards)
-        if not term.is_terminal:  # piped or captured: no terminal width to respect, so don't fold
+        if term.is_terminal:  # fit the terminal: identity columns fold or merge, headline metrics stay whole
+            tables = report.rich_tables(boards, width=term.width)
+        else:  # piped or captured: no terminal width to respect, so don't fold
+            tables = report.rich_tables(boards)
             term.width = max(term.width, report.natural_width(tables, term))
         for table in tables:
             term.print(table)

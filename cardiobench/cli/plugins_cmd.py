@@ -11,11 +11,29 @@ from cardiobench.plugins import get_plugin_manager
 from cardiobench.registry import KINDS
 
 
+def _summary(value: dict) -> str:
+    """A mapping in a few words: ``20 values: 1 higher, 19 lower`` when its values are words (a metric's
+    directions), else ``3 values: a, b, c`` (its keys, the first few). ``--json`` has it whole."""
+    n = len(value)
+    words = [v for v in value.values() if isinstance(v, str)]
+    if words and len(words) == n:
+        counts: dict[str, int] = {}
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+        tally = ", ".join(f"{k} {word}" for word, k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return f"{n} value{'s' if n != 1 else ''}: {tally}"
+    keys = [str(k) for k in value]
+    return f"{n} value{'s' if n != 1 else ''}: {', '.join(keys[:3])}{', ...' if n > 3 else ''}"
+
+
 def _meta_text(meta: dict) -> str:
+    """A component's metadata on a line or two: lists joined, mappings summarised (``_summary``)."""
     parts = []
     for key, value in meta.items():
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = f"({_summary(value)})" if value else "{}"
         parts.append(f"{key}={value}")
     return " ".join(parts)
 

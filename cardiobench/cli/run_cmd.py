@@ -11,12 +11,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from cardiobench.cli import lazy_module
+from cardiobench.cli.options import config_option, preset_option, results_option, set_option
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import DEFAULT_PRESET, check_option, config_option, preset_option, set_option
+from cardiobench.cli.progress import RichProgress
+from cardiobench.config import check_option
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.results import report
-from cardiobench.results.cli_options import results_option
 from cardiobench.results.store import ResultStore
 
 pipeline = lazy_module("cardiobench.engine.pipeline")  # imports torch: on first use, not for --help
@@ -39,10 +40,6 @@ TRAIN_STATUS = {
 }
 
 
-def _overrides(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
 def _check_options(**options: tuple[str, Any]) -> None:
     """Typed options checked like the config keys they set, named as the user typed them (``--seed``), before
     any work: ``flag=(dotted_key, value)``; ``None`` values were not given."""
@@ -62,27 +59,6 @@ def _split(value: str | None, what: str) -> list[str | None]:
     if not items:
         raise CardiobenchError(f"--{what} is empty", f"give one or more names separated by commas, e.g. --{what} a,b")
     return list(dict.fromkeys(items))
-
-
-def _task_of(conditioning: str | None) -> str | None:
-    """The task a conditioning method implies when ``--task`` is not given (controlnet/concat: segmentation)."""
-    if not conditioning or "," in conditioning:
-        names = [c.strip() for c in (conditioning or "").split(",") if c.strip()]
-    else:
-        names = [conditioning]
-    if not names:
-        return None
-    from cardiobench.plugins import get_component
-
-    tasks = [tuple(get_component("conditioning", n).metadata.get("tasks", ())) for n in names]
-    if tasks and all(t and "generation" not in t and "segmentation" in t for t in tasks):
-        return "segmentation"
-    return None
-
-
-def _default_preset(task: str | None) -> str:
-    """``--preset`` unset: the segmentation preset for segmentation runs, else the default (quick)."""
-    return "segmentation" if task == "segmentation" else DEFAULT_PRESET
 
 
 def _floats(value: str | None, what: str) -> list[float | None]:
@@ -277,30 +253,26 @@ def run(
     retrain: bool = typer.Option(False, "--retrain", help="Train even if a matching checkpoint exists."),
     force: bool = typer.Option(False, "--force", help="Redo the run even if the store has it."),
     gif: bool = typer.Option(True, "--gif/--no-gif", help="Write the reverse-process GIF."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout; no progress."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result on stdout (progress stays on stderr)."),
     strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
     _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
                    num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
                    train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
-    task = task or _task_of(conditioning)
-    preset = preset or _default_preset(task)
-    cfg = pipeline.resolve(preset, config_file, _overrides(**{
-        "diffusion.noise": noise, "sample.sampler": sampler, "data.dataset": dataset, "data.data_root": data_root,
-        "model.backbone": backbone, "conditioning.method": conditioning, "run.task": task, "sample.steps": steps,
-        "train.steps": train_steps, "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed,
-        "run.device": device, "conditioning.guidance_scale": guidance_scale, "eval.ensemble_k": ensemble_k}), sets)
+    cfg, preset = pipeline.run_config(
+        preset, config_file, sets, noise=noise, sampler=sampler, dataset=dataset, data_root=data_root,
+        backbone=backbone, conditioning=conditioning, task=task, steps=steps, train_steps=train_steps,
+        num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k)
     plan = pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root))
     store = ResultStore(results)
     out_root = out or store.path.parent
     term = console(stderr=True)
     if strict_ruler:  # before the header: a refusal is the command's one line of output
         _strict_ruler([plan], term)
-    if not as_json:
-        term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset or DEFAULT_PRESET} · run spec "
-                   f"{plan.spec_hash[:12]}")
-    outcome = pipeline.execute(plan, store, out_root, retrain=retrain, force=force, quiet=as_json, console=term,
+    term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset} · run spec "
+               f"{plan.spec_hash[:12]}")
+    outcome = pipeline.execute(plan, store, out_root, retrain=retrain, force=force, progress=RichProgress(term),
                                gif=gif)
     if as_json:
         print_json(_outcome_json(outcome))
@@ -332,7 +304,7 @@ def compare(
     results: str = results_option(),
     force: bool = typer.Option(False, "--force", help="Redo runs the store already has."),
     gif: bool = typer.Option(False, "--gif/--no-gif", help="Write reverse-process GIFs."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable results on stdout; no progress."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable results on stdout (progress on stderr)."),
     strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Run every combination of the given plugins; each model is trained once; one leaderboard at the end.
@@ -347,16 +319,22 @@ def compare(
     term = console(stderr=True)
     plans: list[pipeline.RunPlan] = []
     skipped: list[str] = []
-    task = task or _task_of(conditioning)
-    preset = preset or _default_preset(task)
-    for n, s, b, c, g in itertools.product(_split(noise, "noise"), _split(sampler, "sampler"),
+    task = task or pipeline.task_of(conditioning)
+    noises, samplers = _split(noise, "noise"), _split(sampler, "sampler")
+    for n, s, b, c, g in itertools.product(noises, samplers,
                                            _split(backbone, "backbone"), _split(conditioning, "conditioning"),
                                            scales):
-        cfg = pipeline.resolve(preset, config_file, _overrides(**{
-            "diffusion.noise": n, "sample.sampler": s, "model.backbone": b, "data.dataset": dataset,
-            "data.data_root": data_root, "sample.steps": steps, "train.steps": train_steps,
-            "eval.num_samples": num_samples, "train.seed": seed, "sample.seed": seed, "run.device": device,
-            "conditioning.method": c, "conditioning.guidance_scale": g, "run.task": task}), sets)
+        cfg, _ = pipeline.run_config(
+            preset, config_file, sets, noise=n, sampler=s, backbone=b, dataset=dataset, data_root=data_root,
+            steps=steps, train_steps=train_steps, num_samples=num_samples, seed=seed, device=device,
+            conditioning=c, guidance_scale=g, task=task)
+        for kind, names, table, key in (("sampler", samplers, "sample", "sample.options"),
+                                        ("noise", noises, "diffusion", "diffusion.options")):
+            flat = pipeline.flat_options(cfg[table].get("options"), kind)
+            if len(names) > 1 and flat:
+                raise CardiobenchError(
+                    f"{key}.{flat[0]} would go to every {kind} of this compare ({', '.join(map(str, names))})",
+                    f"address it to one: --set {key}.{names[0]}.{flat[0]}=...")
         try:
             plans.append(pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root)))
         except IncompatibleError as exc:
@@ -372,16 +350,13 @@ def compare(
     out_root = out or store.path.parent
     if strict_ruler:  # before the header: a refusal is the command's one line of output
         _strict_ruler(plans, term)
-    if not as_json:
-        term.print(f"[bold]cardiobench compare[/] {len(plans)} runs, {models} model{'s' if models != 1 else ''} "
-                   f"to train or reuse · results in {store.path}")
+    term.print(f"[bold]cardiobench compare[/] {len(plans)} runs, {models} model{'s' if models != 1 else ''} "
+               f"to train or reuse · results in {store.path}")
     outcomes = []
     for i, plan in enumerate(plans, 1):
-        if not as_json:
-            term.rule(f"[{i}/{len(plans)}] {plan.label}")
-        outcome = pipeline.execute(plan, store, out_root, force=force, quiet=as_json, console=term, gif=gif)
-        if not as_json:
-            term.print(f"{TRAIN_STATUS.get(outcome.train_status, outcome.train_status)} · run #{outcome.record.id}")
+        term.rule(f"[{i}/{len(plans)}] {plan.label}")
+        outcome = pipeline.execute(plan, store, out_root, force=force, progress=RichProgress(term), gif=gif)
+        term.print(f"{TRAIN_STATUS.get(outcome.train_status, outcome.train_status)} · run #{outcome.record.id}")
         outcomes.append(outcome)
     if as_json:
         print_json({"runs": [_outcome_json(o) for o in outcomes], "skipped": skipped})

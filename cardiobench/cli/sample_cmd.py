@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cardiobench.cli.output import console, print_json
+from cardiobench.cli.progress import terminal_progress
 from cardiobench.cli.train_cmd import parse_options, summary_table
 from cardiobench.config import check_option
 from cardiobench.errors import CardiobenchError
@@ -69,7 +70,7 @@ def sample(
         guidance = ClassifierGuidance(str(classifier), classifier_size=cspec.size, classifier_steps=cspec.steps)
     result = run_sampling(
         checkpoint, sampler=sampler, steps=steps, num_samples=num_samples, seed=seed, sampler_options=options,
-        batch_size=batch_size, use_ema=not no_ema, device=device, quiet=as_json, console=console(stderr=True),
+        batch_size=batch_size, use_ema=not no_ema, device=device, progress=terminal_progress(),
         labels=labels, guidance_scale=guidance_scale, guidance=guidance,
     )
     files = write_samples(result, out)

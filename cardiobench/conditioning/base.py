@@ -75,6 +75,8 @@ class ConditioningMethod(ABC):
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian",)
     #: False when the diffusion network is the unconditional one (classifier guidance)
     trains_network: ClassVar[bool] = True
+    #: False when the method has no guidance / conditioning scale (``--guidance-scale`` must then stay 1)
+    has_scale: ClassVar[bool] = True
 
     def config(self) -> dict[str, Any]:
         """The method's explicit options (JSON values): part of the training spec and its hash."""
@@ -106,8 +108,8 @@ class ConditioningMethod(ABC):
 
     def prepare(self, train_spec: Any, **kwargs: Any) -> Any:
         """Get ready to sample a model of ``train_spec`` (a ``TrainSpec``): e.g. train or reuse an auxiliary
-        network (classifier guidance's noisy classifier). ``kwargs``: ``device``, ``data_root``, ``quiet``,
-        ``console``. The pipeline calls it before sampling; the default does nothing."""
+        network (classifier guidance's noisy classifier). ``kwargs``: ``device``, ``data_root``, ``progress``
+        (a ``cardiobench.progress.Progress``). The pipeline calls it before sampling; the default does nothing."""
         return None
 
     # -- sampling ----------------------------------------------------------------------------------------

@@ -27,26 +27,34 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from cardiobench import __version__
 from cardiobench.data.base import GROUPS, NUM_CLASSES
+from cardiobench.engine.checkpoints import HEADER
+from cardiobench.engine.store import ArtefactStore
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.models.layers import ConvNextBlock, Downsample, SinusoidalTimeEmbedding
-from cardiobench.safeload import read_torch_file
+from cardiobench.progress import Progress, resolve
 from cardiobench.specs import TrainSpec, _Spec
 
-#: the ``kind`` entry of a classifier checkpoint (written by ``engine.checkpoints.save_checkpoint``)
+#: the ``kind`` entry of a classifier checkpoint (written with the checkpoints' format tags)
 CHECKPOINT_KIND = "noisy-classifier"
 #: classifiers shipped with the package, named ``<classifier spec hash>.pt``
 SHIPPED_CLASSIFIERS = Path(__file__).resolve().parents[1] / "assets" / "classifiers"
 TRAIN_HINT = "train it with `cardiobench classifier train` (see `cardiobench classifier train --help`)"
 #: test-set accuracy is reported per quarter of the time range
 NUM_BUCKETS = 4
-#: progress line interval when the console is not a terminal (log files)
-LOG_SECONDS = 30.0
+
+
+def _check_file(state: Any, path: Path, hint: str) -> None:
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CardiobenchError(f"{path} is not a cardiobench noisy-classifier checkpoint", TRAIN_HINT)
+
+
+#: the store of classifiers: ``cache_dir("classifiers")/<hash>.pt``, shipped ``assets/classifiers/<hash>.pt``
+CLASSIFIERS = ArtefactStore("classifiers", what="classifier checkpoint", hint=f"delete it and {TRAIN_HINT}",
+                            shipped_dir=lambda: SHIPPED_CLASSIFIERS, header=HEADER, check=_check_file)
 
 #: named sizes: keyword arguments of ``NoisyClassifier`` (parameter counts at 32x32 in docs/conditioning.md)
 SIZES: dict[str, dict[str, Any]] = {
@@ -287,14 +295,16 @@ def _lr_at(spec: ClassifierSpec, step: int) -> float:
 
 
 def train_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto", data_root: str | None = None,
-                     quiet: bool = False, console: Console | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None) -> dict[str, Any]:
     """Train the classifier of ``spec`` and measure it; returns the checkpoint state (see ``save_classifier``).
 
     Deterministic: initialisation, batch order, timesteps and noise come from seeds, on the CPU (same machine
-    and thread count -> the same weights bit for bit).
+    and thread count -> the same weights bit for bit). Runs on the shared training loop
+    (``cardiobench.engine.loop``); ``progress`` shows it (default: silent).
     """
     from cardiobench.data.tensors import masks_to_onehot
-    from cardiobench.engine.train import resolve_device
+    from cardiobench.engine.loop import TrainLoop
+    from cardiobench.factories import resolve_device
 
     spec = resolve_classifier_spec(spec)
     dev = resolve_device(device)
@@ -306,54 +316,37 @@ def train_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto
     per_epoch = n // bs
     model = build_classifier(spec.size, seed=spec.seed).to(dev)
     model.check_size(spec.resolution)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    loop = TrainLoop(torch.optim.Adam(model.parameters(), lr=spec.lr), lr_at=lambda step: _lr_at(spec, step))
     gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + 31)
-    history: list[float] = []
     correct_recent: list[float] = []
-    console = console or Console(stderr=True)
-    progress = Progress(TextColumn("[bold]classifier"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
-    log_lines = not quiet and not console.is_terminal  # a log file: a plain line every LOG_SECONDS instead
-    t0 = last_log = time.perf_counter()
-    model.train()
     order = torch.empty(0, dtype=torch.long)
-    with progress:
-        task = progress.add_task("classifier", total=spec.steps, loss="-", acc="-")
-        for step in range(spec.steps):
-            batch = step % per_epoch
-            if batch == 0:
-                order = torch.randperm(n, generator=gen)
-            idx = order[batch * bs : (batch + 1) * bs]
-            x0 = masks_to_onehot(masks[idx])
-            t = process.sample_timesteps(len(idx), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
-            x_t = process.q_sample(x0, t, noise).to(dev)
-            y = groups[idx].to(dev)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(spec, step)
-            logits = model(x_t, t.to(dev))
-            loss = F.cross_entropy(logits, y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise CardiobenchError(f"classifier training diverged: the loss is {value} at step {step + 1}",
-                                       "lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            history.append(value)
-            correct_recent = (correct_recent + [float((logits.argmax(1) == y).float().mean())])[-50:]
-            if step % 10 == 0 or step == spec.steps - 1:
-                avg_loss = sum(history[-50:]) / len(history[-50:])
-                avg_acc = sum(correct_recent) / len(correct_recent)
-                progress.update(task, completed=step + 1, loss=f"{avg_loss:.3f}", acc=f"{avg_acc:.2f}")
-                if log_lines and (time.perf_counter() - last_log > LOG_SECONDS or step == spec.steps - 1):
-                    last_log = time.perf_counter()
-                    console.print(f"classifier step {step + 1}/{spec.steps}  loss {avg_loss:.4f}  train accuracy "
-                                  f"{avg_acc:.3f} (last 50)  {last_log - t0:.0f} s", highlight=False)
+
+    def loss_at(step: int) -> torch.Tensor:
+        nonlocal order, correct_recent
+        batch = step % per_epoch
+        if batch == 0:
+            order = torch.randperm(n, generator=gen)
+        idx = order[batch * bs : (batch + 1) * bs]
+        x0 = masks_to_onehot(masks[idx])
+        t = process.sample_timesteps(len(idx), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        x_t = process.q_sample(x0, t, noise).to(dev)
+        y = groups[idx].to(dev)
+        logits = model(x_t, t.to(dev))
+        correct_recent = (correct_recent + [float((logits.argmax(1) == y).float().mean())])[-50:]
+        return F.cross_entropy(logits, y)
+
+    def accuracy() -> dict[str, str]:
+        return {"acc": f"{sum(correct_recent) / max(len(correct_recent), 1):.2f}"}
+
+    t0 = time.perf_counter()
+    model.train()
+    loop.run(loss_at, spec.steps, items_per_step=bs, progress=progress, label="classifier",
+             what="classifier training", hint="lower the learning rate", fields=accuracy, report_every=10)
     seconds = time.perf_counter() - t0
+    history = loop.history
     model.eval()
-    accuracy = evaluate_classifier(model, process, test_masks, test_groups, seed=spec.seed)
+    accuracy_test = evaluate_classifier(model, process, test_masks, test_groups, seed=spec.seed)
     return {
         "kind": CHECKPOINT_KIND,
         "spec": spec.to_dict(),
@@ -361,7 +354,7 @@ def train_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto
         "architecture": model.config(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "loss_history": torch.tensor(history, dtype=torch.float32),
-        "accuracy": accuracy,
+        "accuracy": accuracy_test,
         "meta": {
             "cardiobench_version": __version__, "torch_version": str(torch.__version__), "device": str(dev),
             "seconds": round(seconds, 2), "params": sum(p.numel() for p in model.parameters()),
@@ -375,30 +368,22 @@ def train_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto
 # -- files ----------------------------------------------------------------------------------------------------
 def classifier_cache_path(spec_hash: str) -> Path:
     """Where the classifier of a spec hash lives in the cache."""
-    from cardiobench.paths import cache_dir
-
-    return cache_dir("classifiers") / f"{spec_hash}.pt"
+    return CLASSIFIERS.cache_path(spec_hash)
 
 
 def shipped_classifier(spec_hash: str) -> Path | None:
-    path = SHIPPED_CLASSIFIERS / f"{spec_hash}.pt"
-    return path if path.is_file() else None
+    """The classifier of this spec hash shipped with cardiobench, or ``None``."""
+    return CLASSIFIERS.shipped(spec_hash)
 
 
 def save_classifier(path: str | Path, state: dict[str, Any]) -> Path:
     """Write a classifier checkpoint atomically."""
-    from cardiobench.engine.checkpoints import save_checkpoint
-
-    return save_checkpoint(path, state)
+    return CLASSIFIERS.save(path, state)
 
 
 def read_classifier_file(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict of a classifier file (``weights_only``); a one-line ``CardiobenchError`` otherwise."""
-    path = Path(path)
-    state = read_torch_file(path, what="classifier checkpoint", hint=f"delete it and {TRAIN_HINT}")
-    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
-        raise CardiobenchError(f"{path} is not a cardiobench noisy-classifier checkpoint", TRAIN_HINT)
-    return state
+    return CLASSIFIERS.read(path)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu"
@@ -422,13 +407,6 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu"
     return model, spec, meta
 
 
-def _valid(path: Path, spec_hash: str) -> bool:
-    try:
-        return read_classifier_file(path).get("spec_hash") == spec_hash
-    except CardiobenchError:
-        return False
-
-
 @dataclass
 class ClassifierResult:
     """Where a classifier is and how it got there: ``status`` is ``trained``, ``reused`` or ``reused-shipped``."""
@@ -439,38 +417,27 @@ class ClassifierResult:
 
 
 def prepare_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto", data_root: str | None = None,
-                       retrain: bool = False, quiet: bool = False, console: Console | None = None
-                       ) -> ClassifierResult:
+                       retrain: bool = False, progress: Progress | None = None) -> ClassifierResult:
     """The cached classifier of ``spec``; else the shipped one, copied into the cache; else trained now.
 
     A corrupt cache entry counts as missing (trained again). ``retrain`` ignores the cache and shipped files.
     """
     spec = resolve_classifier_spec(spec)
     h = spec.hash()
-    path = classifier_cache_path(h)
-    if not retrain:
-        if _valid(path, h):
-            return ClassifierResult(path, spec, "reused")
-        shipped = shipped_classifier(h)
-        if shipped is not None and _valid(shipped, h):
-            from cardiobench.engine.checkpoints import publish
-
-            publish(shipped, path)
-            return ClassifierResult(path, spec, "reused-shipped")
-    console = console or Console(stderr=True)
-    if not quiet:
-        console.print(f"[bold]classifier[/] training {spec.size} noisy classifier {h[:12]} "
-                      f"({spec.dataset} {spec.resolution}px, {spec.noise}, {spec.steps} steps)", highlight=False)
-    state = train_classifier(spec, device=device, data_root=data_root, quiet=quiet, console=console)
-    save_classifier(path, state)
+    found = None if retrain else CLASSIFIERS.fetch(h)
+    if found is not None:
+        return ClassifierResult(found[0], spec, found[1])
+    resolve(progress).log(f"[bold]classifier[/] training {spec.size} noisy classifier {h[:12]} "
+                          f"({spec.dataset} {spec.resolution}px, {spec.noise}, {spec.steps} steps)")
+    state = train_classifier(spec, device=device, data_root=data_root, progress=progress)
+    path = save_classifier(classifier_cache_path(h), state)
     return ClassifierResult(path, spec, "trained")
 
 
 def ensure_classifier(spec: ClassifierSpec, *, device: str | torch.device = "auto", data_root: str | None = None,
-                      retrain: bool = False, quiet: bool = False, console: Console | None = None) -> Path:
+                      retrain: bool = False, progress: Progress | None = None) -> Path:
     """The path of the trained classifier of ``spec`` (reused, copied from the package, or trained now)."""
-    return prepare_classifier(spec, device=device, data_root=data_root, retrain=retrain, quiet=quiet,
-                              console=console).path
+    return prepare_classifier(spec, device=device, data_root=data_root, retrain=retrain, progress=progress).path
 
 
 def classifier_report(path: str | Path) -> dict[str, Any]:
@@ -487,8 +454,9 @@ def classifier_report(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_SIZE", "DEFAULT_STEPS", "SIZES", "ClassifierResult",
-    "ClassifierSpec", "NoisyClassifier", "build_classifier", "classifier_report", "classifier_spec_for",
-    "ensure_classifier", "evaluate_classifier", "forward_process_options", "load_classifier", "prepare_classifier",
-    "read_classifier_file", "resolve_classifier_spec", "time_buckets", "train_classifier",
+    "CLASSIFIERS", "ClassifierResult", "ClassifierSpec", "DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_SIZE",
+    "DEFAULT_STEPS", "NoisyClassifier", "SIZES", "build_classifier", "classifier_cache_path", "classifier_report",
+    "classifier_spec_for", "ensure_classifier", "evaluate_classifier", "forward_process_options", "load_classifier",
+    "prepare_classifier", "read_classifier_file", "resolve_classifier_spec", "save_classifier", "shipped_classifier",
+    "time_buckets", "train_classifier",
 ]

@@ -54,6 +54,7 @@ from cardiobench.conditioning.classifier import (
 )
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.progress import Progress
 from cardiobench.specs import TrainSpec
 
 
@@ -121,11 +122,13 @@ class ClassifierGuidance(ConditioningMethod):
         """The classifier this method uses with a diffusion model of ``train_spec`` (same data, same process)."""
         return classifier_spec_for(train_spec, size=self.classifier_size, steps=self.classifier_steps)
 
-    def prepare(self, train_spec: TrainSpec, **kwargs: Any) -> Path:
+    def prepare(self, train_spec: TrainSpec, *, device: str | torch.device = "auto", data_root: str | None = None,
+                retrain: bool = False, progress: Progress | None = None, **_ignored: Any) -> Path:
         """Get (reuse, copy from the package, or train) the classifier for ``train_spec``; sets
-        ``classifier_checkpoint``. ``kwargs`` go to ``ensure_classifier`` (device, data_root, retrain, quiet,
-        console)."""
-        path = ensure_classifier(self.classifier_spec(train_spec), **kwargs)
+        ``classifier_checkpoint``. ``progress`` shows a training (default: silent); other keywords of the
+        ``ConditioningMethod.prepare`` contract that this method does not use are ignored."""
+        path = ensure_classifier(self.classifier_spec(train_spec), device=device, data_root=data_root,
+                                 retrain=retrain, progress=progress)
         self.classifier_checkpoint = str(path)
         self._loaded = {}
         return path

@@ -26,6 +26,7 @@ class Concat(ConditioningMethod):
     """Segmentation baseline: the MRI image as extra input channels of the U-Net (trained from scratch)."""
 
     name = "concat"
+    has_scale = False
     condition = "image"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
     image_channels = 1

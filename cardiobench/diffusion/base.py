@@ -74,6 +74,30 @@ class NoiseProcess(ABC):
         """Uniform training timesteps, (B,) long in [0, T)."""
         return torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=device)
 
+    # -- what the engine asks of every process, whatever its family (cardiobench.diffusion.representation) --
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_T ~ N(0, I) of ``shape`` (B, C, *spatial), on the CPU (white in every orthonormal basis)."""
+        return torch.randn(shape, generator=generator)
+
+    def training_loss(self, model_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor,
+                      generator: torch.Generator, *, loss: str = "mse") -> torch.Tensor:
+        """The loss of one batch of encoded data ``x0`` (B, C, *spatial), on ``x0``'s device.
+
+        t ~ U{0..T-1}, eps ~ N(0, I) (drawn in this order from ``generator``, on the CPU);
+        x_t = q_sample(x0, t, eps);  loss = mse | smooth_l1 (model_fn(x_t, t), training_target(x0, eps, t)).
+        """
+        t = self.sample_timesteps(x0.shape[0], generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        t, noise = t.to(x0.device), noise.to(x0.device)
+        x_t = self.q_sample(x0, t, noise)
+        target = self.training_target(x0, noise, t)
+        out = model_fn(x_t, t).float()
+        if loss == "mse":
+            return torch.nn.functional.mse_loss(out, target)
+        if loss == "smooth_l1":
+            return torch.nn.functional.smooth_l1_loss(out, target)
+        raise ValueError(f"unknown loss {loss!r} for the {self.family} family (use mse or smooth_l1)")
+
     def config(self) -> dict:
         """The explicit configuration (JSON-serialisable), used in specs and checkpoint hashes.
 

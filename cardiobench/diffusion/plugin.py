@@ -1,5 +1,5 @@
-"""Built-in noise processes (``gaussian``, ``blurring``) and samplers (``ddpm``, ``ddim``), registered
-through the same hooks a third-party plugin uses."""
+"""The built-in representation (``onehot``), noise processes (``gaussian``, ``blurring``) and samplers
+(``ddpm``, ``ddim``), registered through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from cardiobench.diffusion.blurring import BlurringProcess
 from cardiobench.diffusion.ddim import DDIMSampler
 from cardiobench.diffusion.ddpm import DDPMSampler
 from cardiobench.diffusion.gaussian import GaussianProcess
+from cardiobench.diffusion.representation import OneHotRepresentation
 from cardiobench.hookspecs import hookimpl
 
 FAMILY = "linear-gaussian"
+
+
+@hookimpl
+def register_representations(register):
+    register("onehot", OneHotRepresentation)
 
 
 @hookimpl

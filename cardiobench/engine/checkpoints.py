@@ -12,46 +12,73 @@ reads it (no code from the file is ever run)::
     loss_history               (step,) float32: the loss of every optimizer step
     meta                       versions, device, seconds trained, images/s
 
-Writes go to a temp file in the same folder, fsync'ed, then renamed over the target, so a crash
-leaves either the old or the new checkpoint, never a torn one.
+The files are kept by the artefact store (``cardiobench.engine.store``, ``CHECKPOINTS``): writes go to a temp
+file in the same folder, fsync'ed, then renamed over the target, so a crash leaves either the old or the new
+checkpoint, never a torn one; the cache is keyed by spec hash, and shipped checkpoints are a read-only layer.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cardiobench.engine.store import ArtefactStore, publish
 from cardiobench.errors import CardiobenchError
-from cardiobench.paths import atomic_write_bytes, cache_dir
-from cardiobench.safeload import read_torch_file
+
+__all__ = [
+    "CHECKPOINTS", "CHECKPOINT_NAME", "FORMAT", "FORMAT_VERSION", "SHIPPED_CHECKPOINTS", "CheckpointError",
+    "cached_checkpoint_path", "capture_rng", "damaged", "find_cached_checkpoint", "install_shipped",
+    "load_checkpoint", "publish", "restore_rng", "save_checkpoint", "shipped_checkpoint",
+]
 
 FORMAT = "cardiobench-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+#: trained checkpoints shipped with the package, named ``<train spec hash>.pt`` (a read-only cache layer)
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+_HINT = "train one with `cardiobench train ... --out DIR` and pass DIR/checkpoint.pt"
+#: the format tags every file written by ``save_checkpoint`` starts with (denoiser and classifier checkpoints)
+HEADER = {"format": FORMAT, "format_version": FORMAT_VERSION}
 
 
 class CheckpointError(CardiobenchError):
     """A checkpoint file that is missing, unreadable or not a cardiobench checkpoint."""
 
 
+def _check(state: Any, path: Path, hint: str) -> None:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cardiobench checkpoint", hint)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {state.get('format_version')}, this cardiobench reads "
+            f"{FORMAT_VERSION}", "retrain with this version (`cardiobench train ... --retrain`)")
+    missing = [k for k in ("spec", "spec_hash", "step", "total_steps", "model") if k not in state]
+    if missing or not isinstance(state.get("spec"), dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} is damaged or not a denoiser checkpoint: "
+                              f"{', '.join(missing) or 'spec or model'} missing or malformed", hint)
+
+
+#: the store of denoiser checkpoints: ``cache_dir("checkpoints")/<hash[:16]>/checkpoint.pt``, shipped
+#: ``assets/checkpoints/<hash>.pt``
+CHECKPOINTS = ArtefactStore(
+    "checkpoints", what="checkpoint", hint=_HINT, error=CheckpointError,
+    cache_name=lambda key: f"{key[:16]}/{CHECKPOINT_NAME}", shipped_dir=lambda: SHIPPED_CHECKPOINTS,
+    header=HEADER, check=_check,
+)
+
+
+def _complete(state: dict[str, Any]) -> bool:
+    return bool(state.get("complete"))
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Serialise ``state`` and write it to ``path`` atomically (temp file + fsync + rename)."""
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, buf)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getbuffer())
-    return path
-
-
-_HINT = "train one with `cardiobench train ... --out DIR` and pass DIR/checkpoint.pt"
+    return CHECKPOINTS.save(path, state)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
@@ -63,24 +90,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    state = read_torch_file(path, what="checkpoint", hint=hint, error=CheckpointError, map_location=map_location)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a cardiobench checkpoint", hint)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {state.get('format_version')}, this cardiobench reads "
-            f"{FORMAT_VERSION}", "retrain with this version (`cardiobench train ... --retrain`)")
-    missing = [k for k in ("spec", "spec_hash", "step", "total_steps", "model") if k not in state]
-    if missing or not isinstance(state.get("spec"), dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"checkpoint {path} is damaged or not a denoiser checkpoint: "
-                              f"{', '.join(missing) or 'spec or model'} missing or malformed", hint)
-    return state
+    return CHECKPOINTS.read(path, hint=hint, map_location=map_location)
 
 
 def damaged(path: str | os.PathLike, exc: BaseException, hint: str = _HINT) -> CheckpointError:
     """The error for a checkpoint that loaded but whose contents do not fit (a bit flip, a hand edit)."""
-    return CheckpointError(f"checkpoint {path} is damaged: {type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())[:160]}", hint)
+    return CHECKPOINTS.damaged(path, exc, hint)  # type: ignore[return-value]
 
 
 # -- RNG states as plain values -------------------------------------------------------------------
@@ -116,64 +131,19 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator | None = None)
 # -- the cache ----------------------------------------------------------------------------------
 def cached_checkpoint_path(spec_hash: str) -> Path:
     """Where the checkpoint of a training spec lives in the cache: ``cache_dir("checkpoints")/<hash>/``."""
-    return cache_dir("checkpoints", spec_hash[:16]) / CHECKPOINT_NAME
+    return CHECKPOINTS.cache_path(spec_hash)
 
 
 def find_cached_checkpoint(spec_hash: str) -> Path | None:
     """The cached checkpoint of a *finished* training with this spec hash, or ``None``."""
-    path = cache_dir("checkpoints") / spec_hash[:16] / CHECKPOINT_NAME
-    if not path.is_file():
-        return None
-    try:
-        state = read_torch_file(path, what="checkpoint", hint="", mmap=True)
-    except CardiobenchError:  # a corrupt cache entry is a cache miss
-        return None
-    if isinstance(state, dict) and state.get("spec_hash") == spec_hash and state.get("complete"):
-        return path
-    return None
-
-
-#: trained checkpoints shipped with the package, named ``<train spec hash>.pt`` (a read-only cache layer)
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+    return CHECKPOINTS.find(spec_hash, _complete)
 
 
 def shipped_checkpoint(spec_hash: str) -> Path | None:
     """The checkpoint of this training spec shipped with cardiobench, or ``None``."""
-    path = SHIPPED_CHECKPOINTS / f"{spec_hash}.pt"
-    return path if path.is_file() else None
+    return CHECKPOINTS.shipped(spec_hash)
 
 
 def install_shipped(spec_hash: str) -> Path | None:
     """Copy a shipped checkpoint into the cache unless a finished one is there; the cached path, or ``None``."""
-    if find_cached_checkpoint(spec_hash) is not None:
-        return None
-    shipped = shipped_checkpoint(spec_hash)
-    if shipped is None:
-        return None
-    dst = cached_checkpoint_path(spec_hash)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    shutil.copyfile(shipped, tmp)
-    os.replace(tmp, dst)
-    return dst
-
-
-def publish(src: Path, dst: Path) -> Path:
-    """Place a finished checkpoint at ``dst`` atomically: a hard link when possible, else a copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.resolve() == dst.resolve():
-        return dst
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dst
+    return CHECKPOINTS.install_shipped(spec_hash, _complete)

@@ -20,25 +20,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from cardiobench import config as cfgmod
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
+from cardiobench.factories import build_conditioning, build_process, create, resolve_spec
 from cardiobench.paths import atomic_write_bytes, atomic_write_image
 from cardiobench.plugins import check_compatible, get_component, registry
+from cardiobench.progress import Progress
+from cardiobench.progress import resolve as resolve_progress
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
-from cardiobench.specs import TrainSpec
+from cardiobench.specs import TASKS, TrainSpec
 
 
 def _accepted(factory: Any, candidates: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``candidates`` the plugin factory takes as keyword arguments."""
+    """The subset of ``candidates`` (generic settings such as ``sample.eta``) the plugin factory names as keyword
+    parameters. A factory that only takes ``**kwargs`` gets none of them: generic settings go to the components
+    that declare them, never to every component that would swallow them."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return {}
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(candidates)
-    return {k: v for k, v in candidates.items() if k in params}
+    named = {k for k, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                        inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    return {k: v for k, v in candidates.items() if k in named}
+
+
+def addressed_options(options: dict[str, Any] | None, kind: str, name: str) -> dict[str, Any]:
+    """The options of a ``*.options`` table that belong to component ``name`` of ``kind``: its flat keys, and the
+    keys of a sub-table named after the component (``sample.options.ddim.eta = 0.5`` goes to ``ddim`` only).
+    Sub-tables named after other registered components of the kind belong to those and are left out."""
+    options = dict(options or {})
+    names = {c.name for c in registry(kind)}
+    own = options.pop(name, None) if isinstance(options.get(name), dict) else None
+    flat = {k: v for k, v in options.items() if not (k in names and isinstance(v, dict))}
+    return {**flat, **(own or {})}
+
+
+def flat_options(options: dict[str, Any] | None, kind: str) -> list[str]:
+    """The keys of a ``*.options`` table not addressed to one component of ``kind`` (they go to every one)."""
+    names = {c.name for c in registry(kind)}
+    return [k for k, v in (options or {}).items() if not (k in names and isinstance(v, dict))]
 
 
 def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
@@ -56,7 +76,8 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         "prediction_type": diff["prediction_type"],
         "image_size": data["resolution"],
     }
-    noise_options = {**_accepted(noise.factory, generic), **(diff.get("options") or {})}
+    noise_options = {**_accepted(noise.factory, generic), **addressed_options(diff.get("options"), "noise",
+                                                                               diff["noise"])}
     backbone = get_component("backbone", model["backbone"])
     if model.get("size"):
         backbone_options: dict[str, Any] = {"size": model["size"]}
@@ -88,8 +109,6 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         precision=train["precision"],
     )
 
-
-TASKS = ("generation", "segmentation")
 
 #: fewest samples a generation run can be scored on (FID and its peers compare sets of at least 2 masks;
 #: ``evaluate_generation`` refuses fewer), checked before training rather than after sampling
@@ -197,28 +216,13 @@ class RunPlan:
         return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
 
 
-def noise_process(train: TrainSpec) -> Any:
-    """The noise process of ``train``; an option it does not take (``diffusion.options``, ``--noise-opt``) is
-    one line naming the noise process, before any work."""
-    from cardiobench.engine.train import build_process
+def _sampler_config(name: str, train: TrainSpec, options: dict[str, Any], steps: int | None) -> dict[str, Any]:
+    """The sampler's resolved options (its ``config()``), built on the run's noise process; ``{}`` if it has none.
 
-    try:
-        return build_process(train)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for noise process {train.noise!r}: {exc}",
-                               "see `cardiobench plugins --kind noise` and docs/diffusion.md") from None
-
-
-def _sampler_config(comp: Any, train: TrainSpec, options: dict[str, Any], steps: int | None) -> dict[str, Any]:
-    """The sampler's resolved options (its ``config()``), built on the run's noise process; ``{}`` if it has none."""
-    from cardiobench.engine.train import build_process, resolve_spec
-
-    process = build_process(resolve_spec(train, noise_process(train)))  # the process's own errors first
-    try:
-        sampler = comp.create(process, **options)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for sampler {comp.name!r}: {exc}",
-                               "see `cardiobench plugins --kind sampler` and docs/diffusion.md") from None
+    Building it checks the noise process's options (``diffusion.options``, ``--noise-opt``) and the sampler's,
+    each a one-line error naming the component, before any work."""
+    process = build_process(resolve_spec(train, build_process(train)))  # the process's own errors first
+    sampler = create("sampler", name, process, **options)
     if steps is not None:
         sampler.set_timesteps(steps)
     config = getattr(sampler, "config", None)
@@ -246,14 +250,17 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         comp = get_component("conditioning", method)
         condition = comp.metadata.get("condition")
     if task == "segmentation" and condition != "image":
+        image_methods = [c.name for c in registry("conditioning") if c.metadata.get("condition") == "image"
+                         and "segmentation" in tuple(c.metadata.get("tasks", ("segmentation",)))]
         raise IncompatibleError(
             "segmentation needs an image-conditioning method" + (f"; {method!r} conditions on {condition}s"
                                                                  if method else ""),
-            "add --conditioning controlnet or --conditioning concat")
+            "add " + " or ".join(f"--conditioning {m}" for m in image_methods))
     noise, sampler = cfg["diffusion"]["noise"], cfg["sample"]["sampler"]
     check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task)
-    if method == "concat" and scale != 1.0:
-        raise IncompatibleError(f"concat has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
+    has_scale = bool(method) and comp.metadata.get("has_scale", True)
+    if method and not has_scale and scale != 1.0:
+        raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
     sampler_comp = get_component("sampler", sampler)
     smp_generic = _accepted(sampler_comp.factory, {"eta": cfg["sample"]["eta"]})
     for name in cfg["eval"]["metrics"]:
@@ -265,14 +272,16 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         except TypeError as exc:
             raise CardiobenchError(f"bad option for conditioning {method!r}: {exc}",
                                    "see the method's options in docs/conditioning.md") from None
-    train = train_spec_from_config(cfg)
-    sampler_options = {**smp_generic, **(cfg["sample"].get("options") or {})}
+    # resolved (every default spelled out): the hash in the run spec, metrics.json and the store is the one that
+    # names the checkpoint
+    train = resolve_spec(train_spec_from_config(cfg))
+    sampler_options = {**smp_generic, **addressed_options(cfg["sample"].get("options"), "sampler", sampler)}
     return RunPlan(
         task=task,
         train=train,
         sampler=sampler,
         sampler_options=sampler_options,
-        sampler_config=_sampler_config(sampler_comp, train, sampler_options, cfg["sample"]["steps"]),
+        sampler_config=_sampler_config(sampler, train, sampler_options, cfg["sample"]["steps"]),
         sample_steps=cfg["sample"]["steps"],
         sample_seed=cfg["sample"]["seed"],
         sample_batch=cfg["sample"]["batch_size"],
@@ -284,7 +293,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         config=cfg,
         conditioning=method or None,
         conditioning_options=options if method else {},
-        guidance_scale=None if not method or method == "concat" else scale,
+        guidance_scale=scale if has_scale else None,
         ensemble_k=int(cfg["eval"]["ensemble_k"]) if task == "segmentation" else 1,
         eval_split=cfg["eval"]["split"],
     )
@@ -294,6 +303,89 @@ def resolve(preset: str | None, config_file: str | None, overrides: dict[str, An
             ) -> dict[str, dict[str, Any]]:
     """The run configuration: defaults < preset < config file < ``--set`` < typed options."""
     return cfgmod.resolve_config(preset, config_file, overrides, sets or ())
+
+
+def task_of(conditioning: str | None) -> str | None:
+    """The task conditioning methods imply when none is given: segmentation when every method named
+    (comma-separated) applies to segmentation only (registration metadata ``tasks``), else ``None``."""
+    names = [c.strip() for c in (conditioning or "").split(",") if c.strip()]
+    if not names:
+        return None
+    tasks = [tuple(get_component("conditioning", n).metadata.get("tasks", ())) for n in names]
+    if all(t and "generation" not in t and "segmentation" in t for t in tasks):
+        return "segmentation"
+    return None
+
+
+def default_preset(task: str | None) -> str:
+    """The preset of a run that names none: ``segmentation`` for segmentation runs, else the default (quick)."""
+    return "segmentation" if task == "segmentation" else cfgmod.DEFAULT_PRESET
+
+
+#: the options of ``cardiobench run`` / ``cardiobench.run`` -> the configuration key each sets
+RUN_OPTION_KEYS: dict[str, str] = {
+    "noise": "diffusion.noise", "sampler": "sample.sampler", "dataset": "data.dataset", "data_root": "data.data_root",
+    "backbone": "model.backbone", "conditioning": "conditioning.method", "task": "run.task",
+    "steps": "sample.steps", "train_steps": "train.steps", "num_samples": "eval.num_samples", "seed": "train.seed",
+    "device": "run.device", "guidance_scale": "conditioning.guidance_scale", "ensemble_k": "eval.ensemble_k",
+}
+
+
+#: the options of ``cardiobench train`` / ``cardiobench.train`` -> the configuration key each sets
+TRAIN_OPTION_KEYS: dict[str, str] = {
+    "dataset": "data.dataset", "data_root": "data.data_root", "data_seed": "data.seed",
+    "resolution": "data.resolution", "dataset_options": "data.options", "noise": "diffusion.noise",
+    "timesteps": "diffusion.num_timesteps", "schedule": "diffusion.beta_schedule",
+    "prediction": "diffusion.prediction_type", "noise_options": "diffusion.options", "backbone": "model.backbone",
+    "size": "model.size", "backbone_options": "model.options", "conditioning": "conditioning.method",
+    "conditioning_options": "conditioning.options", "steps": "train.steps", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "train.lr", "warmup_steps": "train.warmup_steps", "loss": "train.loss",
+    "ema_decay": "train.ema_decay", "grad_clip": "train.grad_clip", "seed": "train.seed",
+    "precision": "train.precision", "device": "run.device",
+}
+
+
+def train_config(preset: str | None = None, config_file: str | None = None,
+                 sets: list[str] | tuple[str, ...] = (), **options: Any) -> dict[str, dict[str, Any]]:
+    """The configuration of a training from ``cardiobench train``'s options (``TRAIN_OPTION_KEYS``; ``None``: not
+    given), resolved through the same layers as a run (defaults < preset < config < sets < options), so the two
+    commands train the same model for the same options. The data set is selected (a data root alone picks the
+    one whose layout it holds) and a conditioning method that trains no network is refused, before any work."""
+    unknown = sorted(set(options) - set(TRAIN_OPTION_KEYS))
+    if unknown:
+        raise CardiobenchError(f"unknown training option(s): {', '.join(unknown)}",
+                               f"use: {', '.join(TRAIN_OPTION_KEYS)} (or sets=['key=value'])")
+    overrides = {TRAIN_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
+    if overrides.get("data.data_root") is not None:
+        overrides["data.data_root"] = str(overrides["data.data_root"])
+    cfg = resolve(preset, config_file, overrides, list(sets or ()))
+    flag = "--data-root" if options.get("data_root") is not None else "data.data_root"
+    cfg["data"]["dataset"] = select_dataset(cfg["data"]["dataset"], cfg["data"]["data_root"], flag=flag)
+    method = cfg["conditioning"]["method"]
+    if method and not get_component("conditioning", method).metadata.get("trains_network", True):
+        raise CardiobenchError(f"{method} does not train the diffusion network",
+                               "train the unconditional model (no --conditioning); see docs/conditioning.md")
+    return cfg
+
+
+def run_config(preset: str | None = None, config_file: str | None = None, sets: list[str] | tuple[str, ...] = (),
+               **options: Any) -> tuple[dict[str, dict[str, Any]], str]:
+    """``(configuration, preset used)`` of a run from the CLI's options (``RUN_OPTION_KEYS``; ``None``: not given).
+
+    ``seed`` seeds training and sampling; an unset task follows the conditioning method; an unset preset
+    follows the task. Unknown option names are an error naming them.
+    """
+    unknown = sorted(set(options) - set(RUN_OPTION_KEYS))
+    if unknown:
+        raise CardiobenchError(f"unknown run option(s): {', '.join(unknown)}",
+                               f"use: {', '.join(RUN_OPTION_KEYS)} (or sets=['key=value'])")
+    options = {k: v for k, v in options.items() if v is not None}
+    options.setdefault("task", task_of(options.get("conditioning")))
+    preset = preset or default_preset(options.get("task"))
+    overrides = {RUN_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
+    if "seed" in options:
+        overrides["sample.seed"] = options["seed"]
+    return resolve(preset, config_file, overrides, list(sets or ())), preset
 
 
 # -- execution -----------------------------------------------------------------------------------
@@ -307,52 +399,37 @@ class RunOutcome:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _ensure_trained(plan: RunPlan, *, retrain: bool, quiet: bool, console: Console):
+def _ensure_trained(plan: RunPlan, *, retrain: bool, progress: Progress):
     """Train, continue, or reuse the plan's model; the checkpoint lives in the cache."""
     from cardiobench.engine.checkpoints import install_shipped
-    from cardiobench.engine.train import resolve_spec, train
+    from cardiobench.engine.train import train
 
     spec = resolve_spec(plan.train)
     shipped = None if retrain else install_shipped(spec.hash())
-    result = train(spec, None, retrain=retrain, device=plan.device, data_root=plan.data_root, quiet=quiet,
-                   console=console)
+    if shipped is not None:
+        progress.log(f"[bold]shipped[/] checkpoint {spec.short_hash()} comes with cardiobench: no training needed")
+    result = train(spec, None, retrain=retrain, device=plan.device, data_root=plan.data_root, progress=progress)
     return result, ("reused-shipped" if shipped is not None and result.status == "reused" else result.status)
 
 
-def _gif(plan: RunPlan, checkpoint: Path, path: Path, n: int = 16, frames: int = 24, guidance: Any = None) -> None:
-    """The reverse process of ``n`` samples as an animated GIF (the seed report's Figure 11)."""
-    import torch
+def _gif_frames(plan: RunPlan) -> Any:
+    """A recorder of the reverse process of the run's first samples (the seed report's Figure 11), taken during
+    the sampling pass itself, so the GIF ends on the very masks the grid shows. Label-conditioned runs: one
+    class per column (the samples cycle through the classes)."""
+    from cardiobench.data.base import GROUPS
+    from cardiobench.engine.runner import FrameRecorder
 
-    from cardiobench.conditioning.base import Condition
-    from cardiobench.data.tensors import onehot_to_masks
-    from cardiobench.engine.sample import balanced_labels, load_model, make_model_fn
-    from cardiobench.engine.train import model_channels, resolve_device
+    nrow = len(GROUPS) if plan.conditioning else 4
+    n = min(plan.eval_samples, plan.sample_batch, nrow * max(1, round(16 / nrow)))
+    return FrameRecorder(n=n - n % nrow if n >= nrow else n)
+
+
+def _write_gif(frames: Any, path: Path, *, nrow: int) -> None:
+    """The recorded frames as an animated GIF, each labelled with the sampler step and timestep it shows."""
     from cardiobench.viz import mask_grid
 
-    dev = resolve_device(plan.device)
-    model, process, tspec, _ = load_model(checkpoint, device=dev)
-    smp = get_component("sampler", plan.sampler).create(process, **plan.sampler_options)
-    smp.set_timesteps(plan.sample_steps)
-    cond = None
-    nrow = 4
-    if plan.conditioning:  # label-conditioned: every class in turn, one class per column
-        from cardiobench.data.base import GROUPS
-
-        nrow = len(GROUPS)
-        n = nrow * max(1, round(n / nrow))
-        cond = Condition(labels=torch.from_numpy(balanced_labels(n)).to(dev))
-    model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance=guidance, process=process,
-                                         guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0)
-    smp.inference_mode = not needs_grad
-    total = len(smp.timesteps)
-    keep = {round(i * (total - 1) / (frames - 1)) for i in range(frames)}
-    shape = (n, model_channels(tspec)[1], tspec.resolution, tspec.resolution)
-    generator = torch.Generator().manual_seed(plan.sample_seed)
-    images = []
-    for step in smp.iter_sample(model_fn, shape, generator=generator, device=dev):
-        if step.index in keep:
-            masks = onehot_to_masks(step.x_t.float()).cpu().numpy()
-            images.append(mask_grid(masks, nrow=nrow, scale=4).convert("P"))
+    images = [mask_grid(masks, nrow=nrow, scale=4, caption=caption).convert("P")
+              for masks, caption in zip(frames.images, frames.captions, strict=True)]
     images += [images[-1]] * 6  # linger on the result
     atomic_write_image(path, images[0], save_all=True, append_images=images[1:], duration=120, loop=0)
 
@@ -362,19 +439,16 @@ def _data_options(plan: RunPlan) -> dict[str, Any]:
             **({"seed": plan.train.data_seed} if plan.train.data_seed else {})}
 
 
-def _guidance(plan: RunPlan, *, quiet: bool, console: Console):
+def _guidance(plan: RunPlan, *, progress: Progress):
     """The sampling-time method (classifier guidance, with its classifier trained or reused), or ``None``."""
     if not plan.conditioning:
         return None
     comp = get_component("conditioning", plan.conditioning)
     if comp.metadata.get("trains_network", True):
         return None
-    from cardiobench.engine.train import resolve_spec
-
     method = comp.create(**plan.conditioning_options)
     # e.g. train or reuse the noisy classifier
-    method.prepare(resolve_spec(plan.train), device=plan.device, data_root=plan.data_root, quiet=quiet,
-                   console=console)
+    method.prepare(resolve_spec(plan.train), device=plan.device, data_root=plan.data_root, progress=progress)
     return method
 
 
@@ -391,51 +465,52 @@ def _class_rows(labels: Any, per_class: int) -> tuple[Any, list[str]]:
     return idx, [GROUPS[c] for c in classes]
 
 
-def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, quiet: bool, console: Console
+def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, progress: Progress
                 ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
     from cardiobench.engine.sample import sample, write_samples
     from cardiobench.metrics.api import evaluate_generation
     from cardiobench.viz import save_grid
 
-    guidance = _guidance(plan, quiet=quiet, console=console)
+    guidance = _guidance(plan, progress=progress)
+    frames = _gif_frames(plan) if gif else None
     t1 = time.perf_counter()
     samples = sample(checkpoint, sampler=plan.sampler, steps=plan.sample_steps,
                      num_samples=plan.eval_samples, seed=plan.sample_seed, sampler_options=plan.sampler_options,
-                     batch_size=plan.sample_batch, device=plan.device, quiet=quiet, console=console,
+                     batch_size=plan.sample_batch, device=plan.device, progress=progress,
                      guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0,
-                     guidance=guidance)
-    t_sample = time.perf_counter() - t1
+                     guidance=guidance, frames=frames)
+    t_sample = time.perf_counter() - t1 - (frames.seconds if frames is not None else 0.0)
     files = write_samples(samples, out_dir)
     grid = out_dir / "grid.png"
     if samples.labels is not None:  # class-conditioned: one labelled row per requested class
         rows, names = _class_rows(samples.labels, per_class=8)
-        save_grid(grid, samples.masks[rows], nrow=len(rows) // len(names), row_labels=names, scale=4)
+        save_grid(grid, samples.masks[rows], nrow=len(rows) // len(names), row_labels=names, scale=4, legend=True)
     else:
-        save_grid(grid, samples.masks[: plan.grid_samples], scale=4)
+        save_grid(grid, samples.masks[: plan.grid_samples], scale=4, legend=True)
     artefacts: dict[str, str] = {"samples": files["samples"], "sample_grid": str(grid)}
     if getattr(guidance, "classifier_checkpoint", None):  # classifier guidance: the classifier it used
         artefacts["classifier"] = str(guidance.classifier_checkpoint)
     t_gif = 0.0
-    if gif:
+    if frames is not None and frames.images:
+        from cardiobench.data.base import GROUPS
+
         t_gif = time.perf_counter()
-        _gif(plan, checkpoint, out_dir / "reverse.gif", guidance=guidance)
+        _write_gif(frames, out_dir / "reverse.gif", nrow=len(GROUPS) if samples.labels is not None else 4)
         artefacts["reverse_gif"] = str(out_dir / "reverse.gif")
-        t_gif = time.perf_counter() - t_gif
-    if not quiet:
-        console.print(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
+        t_gif = time.perf_counter() - t_gif + frames.seconds
+    progress.log(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
     t2 = time.perf_counter()
     evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=_data_options(plan) or None,
                                      metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed,
-                                     labels=samples.labels,
-                                     log=None if quiet else (lambda msg: console.print(msg, highlight=False)))
+                                     labels=samples.labels, log=progress.log if progress.enabled else None)
     timings = {"sample_s": round(t_sample, 3),
                "sample_images_per_s": round(len(samples.masks) / t_sample, 3) if t_sample else None,
                "gif_s": round(t_gif, 3), "eval_s": round(time.perf_counter() - t2, 3)}
     return evaluation, artefacts, timings
 
 
-def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool, console: Console
+def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: Progress
                   ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Segment test images with a k-sample ensemble, write the artefacts and evaluate Dice/HD95."""
     import numpy as np
@@ -458,16 +533,15 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, quiet: bool
     result = segment(checkpoint, cases.images, k=plan.ensemble_k, sampler=plan.sampler, steps=plan.sample_steps,
                      sampler_options=plan.sampler_options, seed=plan.sample_seed, batch_size=plan.sample_batch,
                      guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0,
-                     device=plan.device, quiet=quiet, console=console)
+                     device=plan.device, progress=progress)
     t_sample = time.perf_counter() - t1
     pred_path = write_segmentations(result, out_dir / PREDICTIONS_NAME)
     show = np.unique(np.linspace(0, len(cases) - 1, min(8, len(cases))).round().astype(int))  # spread out
     grid = save_segmentation_grid(out_dir / "grid.png", cases.images[show], cases.masks[show], result.votes[show],
                                   result.uncertainty[show], n=len(show))
     unit = getattr(source, "spacing_unit", "mm")  # px: a data set without voxel spacing (e.g. acdc-h5)
-    if not quiet:
-        console.print(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
-                      f"{t.dataset} {plan.eval_split} split, distances in {unit}")
+    progress.log(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
+                 f"{t.dataset} {plan.eval_split} split, distances in {unit}")
     t2 = time.perf_counter()
     evaluation = evaluate_segmentation(result.votes, cases.masks, cases.spacing, metrics=plan.metrics or None,
                                        device=result.device, distance_unit=unit)
@@ -490,10 +564,9 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
     trained) before any training or sampling; ``validity`` has the shape of ``meta["ruler_validity"]``.
     ``None`` when the run uses no evaluator (segmentation; no fidelity metric and no conditional one on a
     conditioned run). ``strict`` (``--strict-ruler``): a flagged ruler is a one-line error."""
-    if plan.task != "generation":
-        return None
-    chosen = set(plan.metrics) if plan.metrics else {"fidelity", "conditional"}
-    if "fidelity" not in chosen and not ("conditional" in chosen and plan.conditioning):
+    if plan.task != "generation" or not any(
+            c.metadata.get("uses_evaluator") and (plan.conditioning or not c.metadata.get("needs_labels"))
+            for c in run_metrics(plan)):
         return None
     from cardiobench.metrics.evaluator import get_evaluator
     from cardiobench.metrics.validity import check_strict, ruler_validity
@@ -505,10 +578,17 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
     return ev.id, validity
 
 
+def run_metrics(plan: RunPlan) -> list[Any]:
+    """The registered metrics a run computes: those it names, else every metric registered as a default
+    (``default=True`` metadata; a metric without it is computed only when named), for the run's task."""
+    if plan.metrics:
+        return [get_component("metric", name) for name in plan.metrics]
+    return [c for c in registry("metric") if c.metadata.get("default", c.origin == "cardiobench")
+            and plan.task in tuple(c.metadata.get("tasks", (plan.task,)))]
+
+
 def _base_model_hash(plan: RunPlan) -> str | None:
     """The train hash of the frozen base model a method builds on (ControlNet), else ``None``."""
-    from cardiobench.engine.train import build_conditioning, resolve_spec
-
     spec = resolve_spec(plan.train)
     method = build_conditioning(spec)
     base = method.base_spec(spec) if method is not None else None
@@ -525,11 +605,13 @@ def run_context(task: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,
-            quiet: bool = False, console: Console | None = None, gif: bool = True) -> RunOutcome:
-    """Run the plan end to end (or return the stored result of an identical finished run)."""
+            progress: Progress | None = None, gif: bool = True) -> RunOutcome:
+    """Run the plan end to end (or return the stored result of an identical finished run).
+
+    ``progress``: where training, sampling and evaluation report (default: silent)."""
     from cardiobench.results.environment import collect_environment
 
-    console = console or Console(stderr=True)
+    progress = resolve_progress(progress)
     store.check_writable()  # a store this run could not write to (newer schema, read-only) is refused before any work
     spec_hash = plan.spec_hash
     out_dir = Path(out_root) / "runs" / spec_hash[:12]
@@ -543,14 +625,13 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
             return RunOutcome(plan, done, "skipped", out_dir)
 
     t0 = time.perf_counter()
-    trained, train_status = _ensure_trained(plan, retrain=retrain, quiet=quiet, console=console)
+    trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)
     t_train = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     if plan.task == "segmentation":
-        evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, quiet=quiet, console=console)
+        evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, progress=progress)
     else:
-        evaluation, artefacts, timings = _generation(plan, trained.checkpoint, out_dir, gif=gif, quiet=quiet,
-                                                     console=console)
+        evaluation, artefacts, timings = _generation(plan, trained.checkpoint, out_dir, gif=gif, progress=progress)
     if trained.loss_curve is not None and Path(trained.loss_curve).is_file():
         shutil.copyfile(trained.loss_curve, out_dir / "loss_curve.png")
         artefacts["loss_curve"] = str(out_dir / "loss_curve.png")

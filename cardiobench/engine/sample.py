@@ -1,8 +1,9 @@
 """The sampling engine behind ``cardiobench sample``: checkpoint -> label maps (``.npz``) + colour grid.
 
-The model is rebuilt from the checkpoint's spec (its backbone and noise process plugins), with the EMA
-weights by default. The initial noise and every step's noise come from one seeded CPU ``torch.Generator``,
-so a seed gives the same masks on every run (on the same device and batch size).
+The model is rebuilt from the checkpoint's spec (its representation, backbone and noise process plugins), with
+the EMA weights by default, and drawn through the sampling runner (``cardiobench.engine.runner``): the initial
+noise and every step's noise come from one seeded CPU ``torch.Generator``, so a seed gives the same masks on
+every run (on the same device and batch size).
 """
 
 from __future__ import annotations
@@ -13,23 +14,29 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cardiobench import __version__
 from cardiobench.conditioning.base import Condition, ConditioningMethod
 from cardiobench.data.base import GROUPS
-from cardiobench.data.tensors import onehot_to_masks
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.engine.checkpoints import damaged, load_checkpoint
-from cardiobench.engine.train import build_conditioning, build_model, build_process, model_channels, resolve_device
+from cardiobench.engine.runner import FrameRecorder, draw
 from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.factories import (
+    build_conditioning,
+    build_model,
+    build_process,
+    build_sampler,
+    build_variable,
+    resolve_device,
+)
 from cardiobench.paths import atomic_write_bytes
-from cardiobench.plugins import check_compatible, get_component
+from cardiobench.plugins import check_compatible
+from cardiobench.progress import Progress
 from cardiobench.specs import SampleSpec, TrainSpec, canonical_json
 from cardiobench.viz import save_grid
 
@@ -63,9 +70,19 @@ class SampleResult:
                 "files": self.files}
 
 
+class LoadedModel(NamedTuple):
+    """A trained model ready to sample: ``network`` (eval mode, no grad), its noise ``process``, its ``spec`` and
+    the checkpoint dict ``state`` (``state["spec_hash"]``, ``state["step"]``, ...). Unpacks as a 4-tuple."""
+
+    network: torch.nn.Module
+    process: Any
+    spec: TrainSpec
+    state: dict[str, Any]
+
+
 def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: str | torch.device = "cpu"
-               ) -> tuple[torch.nn.Module, Any, TrainSpec, dict[str, Any]]:
-    """``(model in eval mode, noise process, train spec, checkpoint dict)`` from a checkpoint file or folder."""
+               ) -> LoadedModel:
+    """The model of a checkpoint file or folder (EMA weights unless ``use_ema=False``) on ``device``."""
     state = load_checkpoint(checkpoint)
     try:
         spec = TrainSpec.from_dict(state["spec"])
@@ -78,7 +95,7 @@ def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: s
         raise damaged(checkpoint, exc, "retrain it (`cardiobench train ... --retrain`) or pass another checkpoint"
                       ) from None
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
-    return model, build_process(spec), spec, state
+    return LoadedModel(model, build_process(spec), spec, {**state, "path": str(checkpoint)})
 
 
 def balanced_labels(n: int, num_classes: int = len(GROUPS)) -> np.ndarray:
@@ -106,7 +123,7 @@ def make_model_fn(model: torch.nn.Module, tspec: TrainSpec, cond: Condition | No
 
 
 def sample(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | LoadedModel,
     *,
     sampler: str = "ddim",
     steps: int | None = None,
@@ -116,23 +133,29 @@ def sample(
     batch_size: int = 64,
     use_ema: bool = True,
     device: str = "auto",
-    quiet: bool = False,
-    console: Console | None = None,
+    progress: Progress | None = None,
     labels: np.ndarray | list[int] | None = None,
     guidance_scale: float = 1.0,
     guidance: ConditioningMethod | None = None,
+    frames: FrameRecorder | None = None,
 ) -> SampleResult:
-    """Draw ``num_samples`` masks from a trained checkpoint with the named sampler plugin.
+    """Draw ``num_samples`` masks from a trained checkpoint (or a ``LoadedModel``) with the named sampler plugin.
 
     ``steps``: inference steps (``None`` = the sampler's default); ``sampler_options`` go to the sampler's
     factory (e.g. ``{"eta": 0.5}`` for DDIM). A label-conditioned model (classifier-free guidance) or one
     steered by ``guidance`` (classifier guidance) draws sample ``i`` of class ``labels[i]`` (default: every
-    class in turn, equal counts) at ``guidance_scale``.
+    class in turn, equal counts) at ``guidance_scale``. ``progress``: where to report (default: silent);
+    ``frames`` records the first batch's reverse process (the GIF) during the same pass.
     """
     if batch_size < 1:
         raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
-    model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
+    if isinstance(checkpoint, LoadedModel):
+        model, process, tspec, state = checkpoint
+        model = model.to(dev)
+        checkpoint = state.get("path", "(in memory)")
+    else:
+        model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
     check_compatible(noise=tspec.noise, sampler=sampler,
                      conditioning=guidance.name if guidance is not None else tspec.conditioning, task="generation")
     method = guidance if guidance is not None else build_conditioning(tspec)
@@ -155,34 +178,18 @@ def sample(
                        guidance_scale=float(guidance_scale) if method is not None else None,
                        guidance=guidance.name if guidance is not None else None,
                        guidance_options=guidance.config() if guidance is not None else {})
-    try:
-        smp = get_component("sampler", sampler).create(process, **sspec.sampler_options)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for sampler {sampler!r}: {exc}") from None
-    smp.set_timesteps(steps)
-    channels = model_channels(tspec)[1]
-    res = tspec.resolution
+    smp = build_sampler(sampler, process, sspec.sampler_options, steps)
+    variable = build_variable(tspec, process)
     generator = torch.Generator().manual_seed(seed)
 
-    out: list[np.ndarray] = []
+    def model_fn_for(start: int, stop: int) -> tuple[ModelFn, bool]:
+        cond = None if y is None else Condition(labels=torch.from_numpy(y[start:stop]).to(dev))
+        return make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, guidance=guidance, process=process)
+
     t0 = time.perf_counter()
-    progress = Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console or Console(stderr=True), disable=quiet)
-    with progress:
-        task = progress.add_task("sample", total=num_samples)
-        done = 0
-        while done < num_samples:
-            b = min(batch_size, num_samples - done)
-            cond = None if y is None else Condition(labels=torch.from_numpy(y[done:done + b]).to(dev))
-            model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=guidance_scale,
-                                                 guidance=guidance, process=process)
-            smp.inference_mode = not needs_grad
-            x_T = torch.randn((b, channels, res, res), generator=generator).to(dev)
-            x0 = smp.sample(model_fn, (b, channels, res, res), generator=generator, device=dev, x_T=x_T)
-            out.append(onehot_to_masks(x0.float()).cpu().numpy())
-            done += b
-            progress.update(task, completed=done)
-    return SampleResult(masks=np.concatenate(out), spec=sspec, train_spec=tspec, seconds=time.perf_counter() - t0,
+    masks = draw(variable, smp, model_fn_for, num_samples, batch_size=batch_size, generator=generator, device=dev,
+                 progress=progress, frames=frames)
+    return SampleResult(masks=masks, spec=sspec, train_spec=tspec, seconds=time.perf_counter() - t0,
                         device=str(dev), checkpoint=str(checkpoint), labels=y)
 
 
@@ -195,7 +202,8 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | 
     np.savez_compressed(buf, masks=result.masks.astype(np.uint8), metadata=np.array(canonical_json(result.metadata())),
                         **extra)
     atomic_write_bytes(out / SAMPLES_NAME, buf.getvalue())
-    grid = save_grid(out / GRID_NAME, result.masks, nrow=nrow, scale=max(1, 96 // result.masks.shape[-1]))
+    grid = save_grid(out / GRID_NAME, result.masks, nrow=nrow, scale=max(1, 96 // result.masks.shape[-1]),
+                     legend=True)
     result.files = {"samples": str(out / SAMPLES_NAME), "grid": str(grid)}
     return result.files
 

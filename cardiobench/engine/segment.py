@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cardiobench.conditioning.base import Condition
-from cardiobench.data.tensors import images_to_tensor, onehot_to_masks
+from cardiobench.data.tensors import images_to_tensor
+from cardiobench.diffusion.base import ModelFn
+from cardiobench.engine.runner import draw
 from cardiobench.engine.sample import load_model, make_model_fn
-from cardiobench.engine.train import build_conditioning, model_channels, resolve_device
 from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.factories import build_conditioning, build_sampler, build_variable, resolve_device
 from cardiobench.paths import atomic_write_bytes
-from cardiobench.plugins import check_compatible, get_component
+from cardiobench.plugins import check_compatible
+from cardiobench.progress import Progress
 
 PREDICTIONS_NAME = "segmentations.npz"
 
@@ -57,8 +58,7 @@ def segment(
     guidance_scale: float = 1.0,
     use_ema: bool = True,
     device: str = "auto",
-    quiet: bool = False,
-    console: Console | None = None,
+    progress: Progress | None = None,
 ) -> SegmentResult:
     """Segment ``images`` (N, H, W) in [0, 1] with ``k`` samples each (majority vote + disagreement map).
 
@@ -85,31 +85,20 @@ def segment(
     if imgs.shape[1:] != (tspec.resolution, tspec.resolution):
         raise CardiobenchError(f"images are {imgs.shape[1]}x{imgs.shape[2]}, the model was trained at "
                                f"{tspec.resolution}x{tspec.resolution}", "resize the images or use --resolution")
-    try:
-        smp = get_component("sampler", sampler).create(process, **dict(sampler_options or {}))
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for sampler {sampler!r}: {exc}") from None
-    smp.set_timesteps(steps)
-    channels, res = model_channels(tspec)[1], tspec.resolution
+    smp = build_sampler(sampler, process, sampler_options, steps)
+    variable = build_variable(tspec, process)
     generator = torch.Generator().manual_seed(seed)
     per_batch = max(1, batch_size // k)  # images per batch; each repeated k times
     n = len(imgs)
-    out = np.empty((n, k, res, res), dtype=np.uint8)
+
+    def model_fn_for(start: int, stop: int) -> tuple[ModelFn, bool]:  # start, stop count image copies
+        cond = Condition(images=images_to_tensor(imgs[start // k:stop // k]).to(dev)).repeat(k)
+        return make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, process=process)
+
     t0 = time.perf_counter()
-    progress = Progress(TextColumn("[bold]segment"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console or Console(stderr=True), disable=quiet)
-    with progress:
-        task = progress.add_task("segment", total=n)
-        for start in range(0, n, per_batch):
-            stop = min(n, start + per_batch)
-            cond = Condition(images=images_to_tensor(imgs[start:stop]).to(dev)).repeat(k)
-            b = len(cond)
-            model_fn, needs_grad = make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, process=process)
-            smp.inference_mode = not needs_grad
-            x_T = torch.randn((b, channels, res, res), generator=generator).to(dev)
-            x0 = smp.sample(model_fn, (b, channels, res, res), generator=generator, device=dev, x_T=x_T)
-            out[start:stop] = onehot_to_masks(x0.float()).cpu().numpy().reshape(stop - start, k, res, res)
-            progress.update(task, completed=stop)
+    flat = draw(variable, smp, model_fn_for, n * k, batch_size=per_batch * k, generator=generator, device=dev,
+                progress=progress, label="segment", unit_name="images", per_item=k)
+    out = flat.reshape(n, k, *flat.shape[1:])
     votes, uncertainty = majority_vote(out)
     meta = {"train_hash": state["spec_hash"], "conditioning": tspec.conditioning, "k": k, "sampler": sampler,
             "steps": steps, "seed": seed, "guidance_scale": guidance_scale}

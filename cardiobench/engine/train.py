@@ -5,9 +5,13 @@ once, outside the loop (so the same code can run under ``torchrun``: the model i
 ``DistributedDataParallel`` when a process group is initialised, each rank takes its share of every
 epoch's permutation, and only rank 0 writes), then runs optimizer steps::
 
-    x0 = one-hot masks in [-1, 1];  t ~ U{0..T-1};  eps ~ N(0, I)      (one seeded torch.Generator)
-    x_t = process.q_sample(x0, t, eps);  target = process.training_target(x0, eps, t)
-    loss = mse | smooth_l1 (model(x_t, t), target);  Adam;  grad-norm clip;  EMA update
+    x0 = variable.encode(masks)                  (the representation: e.g. one-hot in [-1, 1])
+    loss = variable.training_loss(model_fn, x0, generator)   (the noise process: e.g. for the linear-Gaussian
+           family t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x0, t, eps), mse | smooth_l1 vs the target)
+    Adam;  grad-norm clip;  EMA update                     (one seeded torch.Generator for every draw)
+
+The trainer does not know what is diffused: the ``DiffusedVariable`` (``cardiobench.diffusion.representation``)
+encodes the data and computes the loss.
 
 Where the checkpoint goes: ``OUT/checkpoint.pt`` with ``out_dir``, else the cache
 (``cache_dir("checkpoints")/<spec hash>/``); a finished training is also published to the cache, and a
@@ -19,22 +23,17 @@ Bit for bit: on CPU, 10 steps + resume + 10 steps equals 20 steps (tested).
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cardiobench import __version__
 from cardiobench.conditioning.base import Condition
-from cardiobench.data import NUM_CLASSES, open_dataset
-from cardiobench.data.tensors import images_to_tensor, masks_to_onehot
+from cardiobench.data import open_dataset
+from cardiobench.data.tensors import images_to_tensor
 from cardiobench.engine.checkpoints import (
     CHECKPOINT_NAME,
     cached_checkpoint_path,
@@ -48,8 +47,18 @@ from cardiobench.engine.checkpoints import (
 )
 from cardiobench.engine.curves import save_loss_curve
 from cardiobench.engine.ema import EMA
+from cardiobench.engine.loop import RECENT, Checkpointing, LoopStats, TrainingDiverged, TrainLoop
 from cardiobench.errors import CardiobenchError, DataError
-from cardiobench.plugins import get_component
+from cardiobench.factories import (  # noqa: F401 - build_model, model_channels, resolve_device: re-exported
+    build_conditioning,
+    build_model,
+    build_process,
+    build_variable,
+    model_channels,
+    resolve_device,
+    resolve_spec,
+)
+from cardiobench.progress import Progress, resolve
 from cardiobench.specs import TrainSpec
 
 LOSS_CURVE_NAME = "loss_curve.png"
@@ -57,91 +66,9 @@ LOSS_CURVE_NAME = "loss_curve.png"
 RETRAIN_HINT = "run the same command with --retrain to train it again (the damaged file is replaced)"
 #: without ``checkpoint_every``, a checkpoint is written at least this often (seconds)
 CHECKPOINT_SECONDS = 60.0
-#: progress line interval when stderr is not a terminal (log files, CI)
-LOG_SECONDS = 30.0
 
-
-class TrainingDiverged(CardiobenchError):
-    """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a clear error for a CUDA device that is not there."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise CardiobenchError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CardiobenchError(f"device {device!r} requested but CUDA is not available", "use --device cpu")
-    return dev
-
-
-def build_process(spec: TrainSpec):
-    return get_component("noise", spec.noise).create(**spec.noise_options)
-
-
-def model_channels(spec: TrainSpec) -> tuple[int, int]:
-    """(in, out) channels of the denoised variable: the one-hot mask (4) in and out (a conditioning method may
-    add input channels, e.g. the MRI image for ``concat``)."""
-    return NUM_CLASSES, NUM_CLASSES
-
-
-def build_conditioning(spec: TrainSpec):
-    """The spec's conditioning method (``None`` for an unconditional model), built from its options."""
-    if not spec.conditioning:
-        return None
-    comp = get_component("conditioning", spec.conditioning)
-    try:
-        return comp.create(**spec.conditioning_options)
-    except TypeError as exc:
-        raise CardiobenchError(f"bad option for conditioning {spec.conditioning!r}: {exc}",
-                               "see `cardiobench plugins --kind conditioning` and docs/conditioning.md") from None
-
-
-def build_model(spec: TrainSpec) -> torch.nn.Module:
-    """The network of ``spec`` (the backbone, shaped by its conditioning method), initialised from ``spec.seed``
-    without touching the caller's global RNG."""
-    cin, cout = model_channels(spec)
-    backbone = get_component("backbone", spec.backbone)
-
-    def make_backbone(in_channels: int, out_channels: int, **extra: Any) -> torch.nn.Module:
-        return backbone.create(in_channels, out_channels, **{**spec.backbone_options, **extra})
-
-    method = build_conditioning(spec)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        model = make_backbone(cin, cout) if method is None else method.build_network(make_backbone, cin, cout)
-    if not isinstance(model, torch.nn.Module):
-        raise CardiobenchError(f"backbone {spec.backbone!r} did not return a torch.nn.Module")
-    return model
-
-
-def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | None = None) -> TrainSpec:
-    """``spec`` with every default made explicit (the process's, the backbone's and the conditioning's ``config()``).
-
-    Two specs that train the same thing (``{"size": "small"}`` vs the same values spelled out) then
-    share one hash; resolving twice changes nothing. Settings a conditioning method imposes on the backbone
-    (channels, class count) are not backbone options, so a ControlNet's base spec resolves like the
-    unconditional model it is.
-    """
-    process = process if process is not None else build_process(spec)
-    noise_options = {**spec.noise_options, **(process.config() if hasattr(process, "config") else {})}
-    backbone_options = dict(spec.backbone_options)
-    model = model if model is not None else build_model(spec)
-    inner = getattr(model, "base", model)  # a ControlNet's backbone is its frozen base
-    if callable(getattr(inner, "config", None)):
-        cfg = dict(inner.config())
-        for key in ("in_channels", "out_channels"):
-            cfg.pop(key, None)
-        if spec.conditioning and cfg.get("num_classes") is not None:  # set by the method, not a backbone option
-            cfg.pop("num_classes")
-        backbone_options.update(cfg)
-    method = build_conditioning(spec)
-    conditioning_options = {**spec.conditioning_options, **(method.config() if method is not None else {})}
-    return spec.replace(noise_options=noise_options, backbone_options=backbone_options,
-                        conditioning_options=conditioning_options)
+__all__ = ["CHECKPOINT_SECONDS", "LOSS_CURVE_NAME", "RETRAIN_HINT", "TrainResult", "Trainer", "TrainingDiverged",
+           "build_model", "model_channels", "resolve_device", "resolve_spec", "train"]
 
 
 @dataclass
@@ -191,6 +118,7 @@ class Trainer:
         self.data_root = data_root
         self.rank, self.world_size = _dist()
         self.process = build_process(spec)
+        self.variable = build_variable(spec, self.process)
         self.method = build_conditioning(spec)
         self.model = build_model(spec).to(self.device)
         self.spec = resolve_spec(spec, self.process, self.model)
@@ -203,13 +131,15 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + 17 + self.rank)
-        self.step = 0
-        self.loss_history: list[float] = []
+        #: the optimizer update and its bookkeeping (step, loss history), shared with every other training
+        self.loop = TrainLoop(self.optimizer, lr_at=self.lr_at, grad_clip=spec.grad_clip, ema=self.ema)
         self.seconds = 0.0  # training time over every run of this checkpoint
         self.images_per_s: float | None = None  # of the latest run that trained
         self._masks: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
         self._images: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # the order of the epoch ``_order_epoch`` (see ``batch_at``)
+        self._order_epoch = -1
 
     def load_base(self, state: dict[str, torch.Tensor]) -> None:
         """Before the first step: load a trained base model (a ControlNet's frozen U-Net and its copy)."""
@@ -217,7 +147,25 @@ class Trainer:
             raise CardiobenchError("the base model can only be loaded before training starts")
         self.model.load_base(state)
         if self.ema is not None:
-            self.ema = EMA(self.model, self.spec.ema_decay)
+            self.ema = self.loop.ema = EMA(self.model, self.spec.ema_decay)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken (over every run of this checkpoint)."""
+        return self.loop.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.loop.step = int(value)
+
+    @property
+    def loss_history(self) -> list[float]:
+        """The loss of every optimizer step."""
+        return self.loop.history
+
+    @loss_history.setter
+    def loss_history(self, value: list[float]) -> None:
+        self.loop.history = list(value)
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -281,42 +229,31 @@ class Trainer:
         return self.spec.lr * min(1.0, (step + 1) / w) if w else self.spec.lr
 
     def compute_loss(self, index: torch.Tensor) -> torch.Tensor:
-        """The loss of one batch (``index`` into the training split); draws t and eps from the generator."""
+        """The loss of one batch (``index`` into the training split); the process draws its randomness
+        (e.g. t and eps) from the trainer's generator."""
         assert self._masks is not None
-        x0 = masks_to_onehot(self._masks[index]).to(self.device)
-        b = x0.shape[0]
-        t = self.process.sample_timesteps(b, generator=self.generator)
-        noise = torch.randn(x0.shape, generator=self.generator)
-        t, noise = t.to(self.device), noise.to(self.device)
-        x_t = self.process.q_sample(x0, t, noise)
-        target = self.process.training_target(x0, noise, t)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"):
-            if self.method is None:
-                out = self.net(x_t, t)
-            else:
-                out = self.method.forward_train(self.net, x_t, t, self.condition(index), self.generator)
-        out = out.float()
-        if self.spec.loss == "mse":
-            return F.mse_loss(out, target)
-        return F.smooth_l1_loss(out, target)
+        x0 = self.variable.encode(self._masks[index]).to(self.device)
+
+        def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"):
+                if self.method is None:
+                    return self.net(x_t, t)
+                return self.method.forward_train(self.net, x_t, t, self.condition(index), self.generator)
+
+        return self.variable.training_loss(model_fn, x0, self.generator, loss=self.spec.loss)
 
     def train_step(self, index: torch.Tensor) -> float:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
-        loss = self.compute_loss(index)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return value  # the caller stops; the weights are left untouched
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.spec.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.spec.grad_clip)
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.step)
-        self.step += 1
-        self.loss_history.append(value)
-        return value
+        """One optimizer step on the training items ``index`` (the loop's update); a NaN/inf loss is returned
+        with the weights untouched."""
+        return self.loop.run_step(lambda _step: self.compute_loss(index))
+
+    def batch_at(self, step: int) -> torch.Tensor:
+        """The training items of optimizer step ``step``: its slice of its epoch's order."""
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        if self._order is None or self._order_epoch != epoch:
+            self._order, self._order_epoch = self.epoch_order(epoch), epoch
+        bs = self.spec.batch_size
+        return self._order[batch * bs : (batch + 1) * bs]
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -369,8 +306,7 @@ class Trainer:
         *,
         stop_after: int | None = None,
         checkpoint_every: int | None = None,
-        quiet: bool = False,
-        console: Console | None = None,
+        progress: Progress | None = None,
         callback: Callable[[int, float], None] | None = None,
     ) -> dict[str, Any]:
         """Train until ``total_steps`` (or ``stop_after`` more steps); checkpoint periodically and at the end.
@@ -381,79 +317,28 @@ class Trainer:
         self.load_data()
         total = self.total_steps
         target = total if stop_after is None else min(total, self.step + stop_after)
-        spe, bs = self.steps_per_epoch, self.spec.batch_size
         self.net.train()
-        start_step, t0 = self.step, time.perf_counter()
-        last_save_step, last_save_time = self.step, t0
-        order_epoch, order = -1, None
-        console = console or Console(stderr=True)
-        quiet = quiet or self.rank != 0
-        progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, disable=quiet, transient=False,
-        )
-        # not a terminal (a log file, CI): a plain progress line every LOG_SECONDS instead of a live bar
-        log_lines = not quiet and not console.is_terminal
-        last_log = t0
+        seconds_before = self.seconds
 
-        def stats() -> dict[str, Any]:
-            dt = time.perf_counter() - t0
-            n = self.step - start_step
-            return {"steps_run": n, "seconds": dt, "images_per_s": n * bs * self.world_size / dt if n and dt else None}
-
-        def save_now() -> None:
-            nonlocal last_save_step, last_save_time
-            s = stats()
-            self.seconds += time.perf_counter() - last_save_time
-            if s["images_per_s"] is not None:
-                self.images_per_s = s["images_per_s"]
+        def save(stats: LoopStats) -> None:
+            self.seconds = seconds_before + stats.seconds
+            if stats.images_per_s is not None:
+                self.images_per_s = stats.images_per_s
             self.save(checkpoint, images_per_s=self.images_per_s)
-            last_save_step, last_save_time = self.step, time.perf_counter()
 
-        with progress:
-            task = progress.add_task("train", total=total, completed=self.step, loss="-", ips="-")
-            try:
-                while self.step < target:
-                    epoch, batch = divmod(self.step, spe)
-                    if epoch != order_epoch:
-                        order, order_epoch = self.epoch_order(epoch), epoch
-                    assert order is not None
-                    value = self.train_step(order[batch * bs : (batch + 1) * bs])
-                    if not math.isfinite(value):
-                        kept = (f"the last good checkpoint (step {last_save_step}) is kept at {checkpoint}"
-                                if checkpoint.is_file() else "no checkpoint had been written yet")
-                        raise TrainingDiverged(
-                            f"training diverged: the loss is {value} at step {self.step + 1}; stopped, {kept}",
-                            "lower --lr, add --warmup-steps, or keep --grad-clip on")
-                    if (checkpoint_every and self.step % checkpoint_every == 0) or (
-                        not checkpoint_every and time.perf_counter() - last_save_time > CHECKPOINT_SECONDS
-                    ):
-                        save_now()
-                    if callback is not None:
-                        callback(self.step, value)
-                    s = stats()
-                    ips = f"{s['images_per_s']:.0f}" if s["images_per_s"] else "-"
-                    progress.update(task, completed=self.step, loss=f"{value:.4f}", ips=ips)
-                    if log_lines and (time.perf_counter() - last_log > LOG_SECONDS or self.step == target):
-                        last_log = time.perf_counter()
-                        avg = sum(self.loss_history[-50:]) / len(self.loss_history[-50:])
-                        console.print(f"train step {self.step}/{total}  loss {avg:.4f} (last 50)  {ips} img/s  "
-                                      f"{s['seconds']:.0f} s", highlight=False)
-            except KeyboardInterrupt:
-                if self.step > last_save_step:
-                    save_now()
-                raise
-            if self.step > last_save_step or not checkpoint.is_file():
-                save_now()
-        return stats()
+        stats = self.loop.run(
+            lambda step: self.compute_loss(self.batch_at(step)), target, total=total,
+            items_per_step=self.spec.batch_size * self.world_size,
+            checkpoint=Checkpointing(checkpoint, save, every=checkpoint_every, seconds=CHECKPOINT_SECONDS),
+            progress=progress if self.rank == 0 else None, label="train", what="training",
+            hint="lower --lr, add --warmup-steps, or keep --grad-clip on", callback=callback)
+        return stats.to_dict()
 
 
 def _final_loss(history: list[float]) -> float | None:
     if not history:
         return None
-    tail = history[-min(len(history), 50):]
+    tail = history[-min(len(history), RECENT):]
     return float(sum(tail) / len(tail))
 
 
@@ -462,11 +347,10 @@ def _base_weights(base_spec: TrainSpec, **kwargs: Any) -> dict[str, torch.Tensor
     reused from the cache or the shipped checkpoints, else trained first."""
     from cardiobench.engine.checkpoints import install_shipped
 
-    console = kwargs.get("console") or Console(stderr=True)
     resolved = resolve_spec(base_spec)
     install_shipped(resolved.hash())
-    if not kwargs.get("quiet"):
-        console.print(f"[bold]base model[/] {resolved.short_hash()} ({resolved.noise}, {resolved.backbone})")
+    resolve(kwargs.get("progress")).log(f"[bold]base model[/] {resolved.short_hash()} ({resolved.noise}, "
+                                        f"{resolved.backbone})")
     result = train(resolved, None, **kwargs)
     state = load_checkpoint(result.checkpoint)
     return state["ema"] if state.get("ema") is not None else state["model"]
@@ -482,15 +366,15 @@ def train(
     data_root: str | None = None,
     checkpoint_every: int | None = None,
     stop_after: int | None = None,
-    quiet: bool = False,
-    console: Console | None = None,
+    progress: Progress | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train (or continue, or reuse) the model of ``spec``; see the module docstring for where it goes.
 
     ``resume``: a checkpoint (file or folder) of the same model to continue from, whatever its training
     length. ``retrain``: ignore existing checkpoints. ``stop_after``: run at most this many steps now
-    (a later call continues). ``callback(step, loss)`` runs after every step.
+    (a later call continues). ``callback(step, loss)`` runs after every step. ``progress``: where the
+    training bar goes (default: silent; the CLI passes its terminal reporter).
     """
     trainer = Trainer(spec, device=device, data_root=data_root)
     rspec, h = trainer.spec, trainer.spec_hash
@@ -503,6 +387,9 @@ def train(
         history = trainer.loss_history if state is None else [float(x) for x in state["loss_history"].tolist()]
         step = trainer.step if state is None else int(state["step"])
         total = int(state["total_steps"]) if state is not None else trainer.total_steps
+        if status == "reused":
+            resolve(progress).log(f"[bold]reuse[/] the trained checkpoint {h[:12]} ({step} steps, no training): "
+                                  f"{ckpt}")
         curve = ckpt.parent / LOSS_CURVE_NAME
         if history and trainer.rank == 0:
             pred = rspec.noise_options.get("prediction_type")
@@ -543,15 +430,14 @@ def train(
         return result("reused", {}, start)
     base_spec = trainer.method.base_spec(spec) if trainer.method is not None else None
     if start is None and base_spec is not None:  # a fresh ControlNet
-        trainer.load_base(_base_weights(base_spec, device=device, data_root=data_root, quiet=quiet,
-                                        console=console))
+        trainer.load_base(_base_weights(base_spec, device=device, data_root=data_root, progress=progress))
     if start is not None:
         trainer.load_state_dict(start, resume if resume is not None else ckpt)
         if trainer.step > trainer.total_steps:
             raise CardiobenchError(f"the checkpoint already has {trainer.step} steps, more than the "
                                    f"{trainer.total_steps} asked for", "ask for more --steps, or --retrain")
-    stats = trainer.fit(ckpt, stop_after=stop_after, checkpoint_every=checkpoint_every, quiet=quiet,
-                        console=console, callback=callback)
+    stats = trainer.fit(ckpt, stop_after=stop_after, checkpoint_every=checkpoint_every, progress=progress,
+                        callback=callback)
     if trainer.step >= trainer.total_steps and out_dir is not None and trainer.rank == 0:
         publish(ckpt, cached_checkpoint_path(h))
     return result(status, stats)

@@ -1,6 +1,7 @@
 """The two calls the benchmark runner makes: ``evaluate_generation`` and ``evaluate_segmentation``.
 
-Both run every registered metric plugin of their task (or the ones named) and return::
+Both run the default metrics of their task (the built-in metrics registered with ``default=True``; an
+installed plugin's metric only when named, see ``is_default_metric``), or the ones named, and return::
 
     {"task": ..., "metrics": {name: float}, "directions": {name: "lower"|"higher"|"none"},
      "reference": {name: float},   # generation only: the same metrics for real data (the floor/ceiling)
@@ -31,17 +32,34 @@ from cardiobench.metrics.validity import ruler_validity
 SEGMENTATION_RULER = "seg-acdc-1"
 
 
-#: display order of the built-in metrics (plugins follow, by name)
-_ORDER = ("fidelity", "conditional", "dice", "hd95", "memorisation", "anatomy")
+def _position(comp) -> tuple:
+    """Sort key of a metric component: its ``order`` metadata (none: after those that have one), then its name."""
+    order = comp.metadata.get("order")
+    ok = isinstance(order, (int, float)) and not isinstance(order, bool)
+    return (0, order, comp.name) if ok else (1, 0, comp.name)
 
 
-def _metrics_for(task: str, names: list[str] | None):
+def is_default_metric(comp) -> bool:
+    """Whether a run that names no metrics (``eval.metrics = []``) computes ``comp``: a built-in metric (origin
+    ``cardiobench``) registered with ``default=True``. A metric from an installed plugin is computed only
+    when a run names it, so what a default run computes, and the columns of its row, never depend on what
+    happens to be installed."""
+    return comp.origin == "cardiobench" and comp.metadata.get("default") is True
+
+
+def default_metric_names(task: str) -> list[str]:
+    """The metrics a run of ``task`` computes when it names none, in their ``order``."""
+    return [name for name, _ in _components(task, None)]
+
+
+def _components(task: str, names: list[str] | None) -> list[tuple[str, Any]]:
+    """``(name, component)`` of the metrics to run for ``task``: ``names`` (checked), else the default ones."""
     from cardiobench.plugins import registry
 
     available = [c for c in registry("metric") if task in tuple(c.metadata.get("tasks", ()))]
-    available.sort(key=lambda c: (_ORDER.index(c.name) if c.name in _ORDER else len(_ORDER), c.name))
-    if names is None:
-        return [(c.name, c.create()) for c in available]
+    available.sort(key=_position)
+    if not names:
+        return [(c.name, c) for c in available if is_default_metric(c)]
     by_name = {c.name: c for c in available}
     out = []
     for name in names:
@@ -52,8 +70,13 @@ def _metrics_for(task: str, names: list[str] | None):
             raise CardiobenchError(
                 f"metric {name!r} does not apply to {task}", f"it applies to: {comp.metadata.get('tasks')}"
             )
-        out.append((name, by_name[name].create()))
+        out.append((name, by_name[name]))
     return out
+
+
+def _metrics_for(task: str, names: list[str] | None):
+    """The metric objects to run for ``task``: ``names`` (``None`` or empty: the default metrics)."""
+    return [(name, comp.create()) for name, comp in _components(task, names)]
 
 
 def _run(metrics, ctx: MetricContext, timings: dict[str, float] | None = None) -> dict[str, float]:
@@ -230,8 +253,12 @@ def evaluate_generation(
             )
             ref_values = _run(chosen, ref_ctx)
     notes = sorted({str(w.message) for w in caught})
-    for w in caught:  # pass them on to the caller too
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    passed: set[tuple[type, str]] = set()
+    for w in caught:  # pass them on to the caller too, each once (the samples and the reference row both warn)
+        key = (w.category, str(w.message))
+        if key not in passed:
+            passed.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     directions = metric_directions()
     if feature_extractor == "domain" and evaluator is not None:
         ruler = {

@@ -22,8 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cardiobench.data.base import GROUPS
+from cardiobench.specs import TASKS  # noqa: F401 - re-exported: the tasks a metric may apply to
 
-TASKS: tuple[str, ...] = ("generation", "segmentation")
 DIRECTIONS: tuple[str, ...] = ("lower", "higher", "none")
 
 

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +51,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from cardiobench.data.base import GROUPS, NUM_CLASSES
+from cardiobench.engine.loop import TrainLoop, as_progress
+from cardiobench.engine.store import ArtefactStore
 from cardiobench.errors import CardiobenchError
-from cardiobench.paths import atomic_write_bytes, cache_dir
-from cardiobench.safeload import read_torch_file
+from cardiobench.progress import Progress
 
 FORMAT = "cardiobench-evaluator/1"
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: the shipped evaluators: data set name -> file stem in cardiobench/assets
 SHIPPED: dict[str, str] = {"phantom": "phantom-evaluator"}
 REGENERATE = "cardiobench evaluator train --dataset {dataset} --ship"
+_HINT = "train one with `cardiobench evaluator train`, or omit it to use the shipped evaluator"
+#: where training reports: a ``Progress``, or (the older form) a ``log(message)`` callable
+Reporter = Progress | Callable[[str], None] | None
+
+
+def _check_file(blob: Any, path: Path, hint: str) -> None:
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CardiobenchError(f"{path} is not a cardiobench evaluator file (expected format {FORMAT})", hint)
+
+
+#: the store of evaluators: cached ``cache_dir("evaluators")/<dataset>-<data fingerprint>-<config hash>.pt``
+#: (the name is the key: files hold no spec hash), shipped ``assets/<SHIPPED[dataset]>.pt`` (keyed by data set)
+EVALUATORS = ArtefactStore(
+    "evaluators", what="evaluator file", hint=_HINT, header={"format": FORMAT}, check=_check_file, key_field=None,
+    shipped_dir=lambda: ASSETS, shipped_name=lambda dataset: f"{SHIPPED[dataset]}.pt" if dataset in SHIPPED else None,
+)
 
 
 class EvaluatorWarning(UserWarning):
@@ -241,31 +258,23 @@ class Evaluator:
         return float((logits.argmax(1) == np.asarray(groups)).mean()) if len(logits) else float("nan")
 
     def save(self, path: str | Path) -> Path:
-        buf = io.BytesIO()
-        torch.save(
-            {"format": FORMAT, "config": asdict(self.config), "state_dict": self.model.state_dict(), "meta": self.meta},
-            buf,
-        )
-        atomic_write_bytes(path, buf.getvalue())
-        self.path = Path(path)
+        """Write the evaluator atomically (``EVALUATORS.save``)."""
+        self.path = EVALUATORS.save(path, {"config": asdict(self.config), "state_dict": self.model.state_dict(),
+                                           "meta": self.meta})
         return self.path
 
 
 def load_evaluator_file(path: str | Path) -> Evaluator:
     """Read an evaluator written by ``Evaluator.save``; a clear error if the file is not one."""
     path = Path(path)
-    hint = "train one with `cardiobench evaluator train`, or omit it to use the shipped evaluator"
-    blob = read_torch_file(path, what="evaluator file", hint=hint)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CardiobenchError(f"{path} is not a cardiobench evaluator file (expected format {FORMAT})", hint)
+    blob = EVALUATORS.read(path)
     try:
         config = EvaluatorConfig(**blob["config"])
         model = PathologyCNN(config)
         model.load_state_dict(blob["state_dict"])
         meta = dict(blob.get("meta", {}))
     except Exception as exc:  # keys, types or shapes that do not fit: a damaged file or another version
-        raise CardiobenchError(f"evaluator file {path} is damaged: {type(exc).__name__}: "
-                               f"{' '.join(str(exc).split())[:160]}", hint) from None
+        raise EVALUATORS.damaged(path, exc) from None
     model.eval().requires_grad_(False)
     return Evaluator(model=model, config=config, meta=meta, path=path)
 
@@ -328,80 +337,106 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
-def _train_pathology(model: PathologyCNN, x_all: torch.Tensor, y_all: torch.Tensor, cfg: EvaluatorConfig,
-                     gen: torch.Generator, log) -> None:
-    """Supervised: cross-entropy on the pathology group (the original recipe, bit for bit)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * ((len(x_all) + cfg.batch_size - 1) // cfg.batch_size)
+class _EpochTally:
+    """Per-epoch sums of a training (loss, correct predictions, items), reported when an epoch ends."""
+
+    def __init__(self) -> None:
+        self.loss, self.correct, self.items = 0.0, 0, 0
+
+    def add(self, loss: torch.Tensor, n: int, correct: int = 0) -> None:
+        self.loss += float(loss.detach()) * n
+        self.correct += correct
+        self.items += n
+
+
+def _run_epochs(loop: TrainLoop, cfg: EvaluatorConfig, n: int, per_epoch: int, gen: torch.Generator,
+                batch_loss: Callable[[torch.Tensor, _EpochTally], torch.Tensor],
+                line: Callable[[_EpochTally], str], progress: Progress) -> None:
+    """``cfg.epochs`` epochs of ``per_epoch`` steps on the shared loop: each epoch draws a permutation of the ``n``
+    training items from ``gen``; step ``b`` of an epoch trains on its ``b``-th batch (``per_epoch == 1``: all
+    items); ``line(tally)`` is logged after each epoch."""
+    bs = cfg.batch_size
+    epoch: dict[str, Any] = {}
+
+    def loss_at(step: int) -> torch.Tensor:
+        b = step % per_epoch
+        if b == 0:
+            epoch.update(order=torch.randperm(n, generator=gen), tally=_EpochTally())
+        idx = epoch["order"][b * bs : (b + 1) * bs] if per_epoch > 1 else epoch["order"]
+        return batch_loss(idx, epoch["tally"])
+
+    def end_of_epoch(step: int, _loss: float) -> None:
+        if step % per_epoch == 0:
+            progress.log(f"epoch {step // per_epoch}/{cfg.epochs}: {line(epoch['tally'])}")
+
+    loop.run(loss_at, cfg.epochs * per_epoch, items_per_step=bs, progress=progress, label="evaluator",
+             what="evaluator training", hint="lower the evaluator's learning rate (EvaluatorConfig.lr)",
+             callback=end_of_epoch)
+
+
+def _one_cycle(params: list[torch.Tensor], cfg: EvaluatorConfig, steps: int) -> TrainLoop:
+    """AdamW with the one-cycle learning rate over ``steps`` steps, on the shared loop."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.2)
+    return TrainLoop(opt, scheduler=sched)
+
+
+def _train_pathology(model: PathologyCNN, x_all: torch.Tensor, y_all: torch.Tensor, cfg: EvaluatorConfig,
+                     gen: torch.Generator, progress: Progress) -> None:
+    """Supervised: cross-entropy on the pathology group (the original recipe, bit for bit)."""
+    per_epoch = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    loop = _one_cycle(list(model.parameters()), cfg, cfg.epochs * per_epoch)
     model.train()
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(x_all), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            lab = x_all[idx]
-            if torch.rand((), generator=gen).item() < cfg.roundtrip_prob:
-                lab = resize_labels(resize_labels(lab, cfg.size // 2), cfg.size)
-            _, logits = model(to_input(lab, cfg.size))
-            loss = F.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y_all[idx]).sum())
-            total += len(idx)
-        if log is not None:
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f}")
+
+    def batch_loss(idx: torch.Tensor, tally: _EpochTally) -> torch.Tensor:
+        lab = x_all[idx]
+        if torch.rand((), generator=gen).item() < cfg.roundtrip_prob:
+            lab = resize_labels(resize_labels(lab, cfg.size // 2), cfg.size)
+        _, logits = model(to_input(lab, cfg.size))
+        loss = F.cross_entropy(logits, y_all[idx])
+        tally.add(loss, len(idx), int((logits.argmax(1) == y_all[idx]).sum()))
+        return loss
+
+    _run_epochs(loop, cfg, len(x_all), per_epoch, gen, batch_loss,
+                lambda t: f"loss {t.loss / t.items:.4f}, train accuracy {t.correct / t.items:.3f}", progress)
 
 
 def _train_ssl(model: PathologyCNN, x_all: torch.Tensor, y_all: torch.Tensor, cfg: EvaluatorConfig,
-               gen: torch.Generator, log) -> None:
+               gen: torch.Generator, progress: Progress) -> None:
     """Self-supervised: SimCLR (NT-Xent on two ``augment_views`` of each mask, through a projection head
     g = Linear-ReLU-Linear on the 128-d features, Chen et al. 2020), no labels; then the linear probe: ``head``
     trained on the frozen features of the (unaugmented) training masks, full batch, cross-entropy."""
     proj = nn.Sequential(nn.Linear(cfg.features, cfg.features), nn.ReLU(inplace=True),
                          nn.Linear(cfg.features, cfg.ssl_projection))
     params = [*model.body.parameters(), *model.embed.parameters(), *proj.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # full batches only (the last partial one is dropped): a fixed number of negatives
     per_epoch = len(x_all) // cfg.batch_size if len(x_all) >= 2 * cfg.batch_size else 1
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * per_epoch, 1),
-                                                pct_start=0.2)
+    loop = _one_cycle(params, cfg, cfg.epochs * per_epoch)
     model.train()
     proj.train()
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(x_all), generator=gen)
-        loss_sum, total = 0.0, 0
-        for s in range(per_epoch):  # full batches only (the last partial one is dropped): fixed negatives
-            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size] if per_epoch > 1 else order
-            lab = x_all[idx]
-            v1, v2 = augment_views(lab, cfg.size, gen), augment_views(lab, cfg.size, gen)
-            f = model.embed(model.body(torch.cat([v1, v2])))
-            z = proj(f)
-            loss = nt_xent(z[: len(idx)], z[len(idx) :], cfg.ssl_temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            total += len(idx)
-        if log is not None:
-            log(f"epoch {epoch + 1}/{cfg.epochs}: NT-Xent loss {loss_sum / max(total, 1):.4f}")
+
+    def batch_loss(idx: torch.Tensor, tally: _EpochTally) -> torch.Tensor:
+        lab = x_all[idx]
+        v1, v2 = augment_views(lab, cfg.size, gen), augment_views(lab, cfg.size, gen)
+        z = proj(model.embed(model.body(torch.cat([v1, v2]))))
+        loss = nt_xent(z[: len(idx)], z[len(idx) :], cfg.ssl_temperature)
+        tally.add(loss, len(idx))
+        return loss
+
+    _run_epochs(loop, cfg, len(x_all), per_epoch, gen, batch_loss,
+                lambda t: f"NT-Xent loss {t.loss / max(t.items, 1):.4f}", progress)
     # the linear probe on frozen features (the SimCLR linear evaluation protocol)
     model.eval()
     with torch.no_grad():
         feats = torch.cat([model.embed(model.body(to_input(x_all[s : s + 256], cfg.size)))
                            for s in range(0, len(x_all), 256)])
-    probe_opt = torch.optim.AdamW(model.head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
-    for _ in range(cfg.probe_epochs):
-        loss = F.cross_entropy(model.head(feats), y_all)
-        probe_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        probe_opt.step()
-    if log is not None:
+    probe = TrainLoop(torch.optim.AdamW(model.head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay))
+    probe.run(lambda _step: F.cross_entropy(model.head(feats), y_all), cfg.probe_epochs, progress=progress,
+              label="linear probe", what="linear probe training")
+    if progress.enabled and probe.history:
         acc = float((model.head(feats).argmax(1) == y_all).float().mean())
-        log(f"linear probe ({cfg.probe_epochs} steps): loss {float(loss.detach()):.4f}, train accuracy {acc:.3f}")
+        progress.log(f"linear probe ({cfg.probe_epochs} steps): loss {probe.history[-1]:.4f}, "
+                     f"train accuracy {acc:.3f}")
 
 
 def train_evaluator(
@@ -410,11 +445,14 @@ def train_evaluator(
     config: EvaluatorConfig | None = None,
     *,
     eval_sets: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    log=None,
+    progress: Progress | None = None,
+    log: Reporter = None,
 ) -> Evaluator:
     """Train a ``PathologyCNN`` deterministically on the CPU with ``config.objective`` ("pathology":
-    supervised; "ssl": SimCLR then a linear probe); ``eval_sets`` (name -> (masks, groups)) are scored
-    afterwards into ``meta["accuracy"]`` (and a confusion matrix per set)."""
+    supervised; "ssl": SimCLR then a linear probe), on the shared training loop; ``eval_sets`` (name ->
+    (masks, groups)) are scored afterwards into ``meta["accuracy"]`` (and a confusion matrix per set).
+    ``progress`` (or the older ``log(message)`` callable) shows the training (default: silent)."""
+    reporter = as_progress(progress, log)
     cfg = config or EvaluatorConfig()
     groups = np.asarray(train_groups, dtype=np.int64)
     if len(train_masks) == 0:
@@ -428,10 +466,8 @@ def train_evaluator(
         model = PathologyCNN(cfg)
         x_all = resize_labels(torch.as_tensor(np.asarray(train_masks)).long(), cfg.size).to(torch.uint8)
         y_all = torch.as_tensor(groups)
-        if cfg.objective == "ssl":
-            _train_ssl(model, x_all, y_all, cfg, gen, log)
-        else:
-            _train_pathology(model, x_all, y_all, cfg, gen, log)
+        train = _train_ssl if cfg.objective == "ssl" else _train_pathology
+        train(model, x_all, y_all, cfg, gen, reporter)
         model.eval().requires_grad_(False)
     ev = Evaluator(model=model, config=cfg)
     meta: dict[str, Any] = {
@@ -467,7 +503,7 @@ def shipped_paths(dataset: str) -> tuple[Path, Path] | None:
 def cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
     """Where the evaluator trained on this data with this configuration is cached."""
     cfg = hashlib.sha256(json.dumps(config_identity(config), sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir("evaluators") / f"{dataset}-{fingerprint[:16]}-{cfg}.pt"
+    return EVALUATORS.cache_path(f"{dataset}-{fingerprint[:16]}-{cfg}")
 
 
 def load_splits(dataset: str, size: int, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -485,7 +521,8 @@ def get_evaluator(
     config: EvaluatorConfig | None = None,
     use_shipped: bool = True,
     train: bool = True,
-    log=None,
+    progress: Progress | None = None,
+    log: Reporter = None,
 ) -> Evaluator:
     """The evaluator of ``dataset``: the shipped one (phantom), else the cached one, else trained now and cached.
 
@@ -494,13 +531,15 @@ def get_evaluator(
     The training data is the data set's training split at the evaluator's native size. A shipped evaluator
     whose training-data fingerprint differs (the generator changed) is still used, as the published ruler,
     with an ``EvaluatorWarning`` saying how to regenerate it. ``train=False``: an error instead of training.
+    ``progress`` (or the older ``log(message)`` callable) shows a training (default: silent).
     """
+    reporter = as_progress(progress, log)
     cfg = config or default_config(dataset)
     splits = load_splits(dataset, cfg.size, data_options)
     fingerprint = data_fingerprint(splits["train"].masks, splits["train"].groups)
-    shipped = shipped_paths(dataset) if use_shipped and config is None and not data_options else None
-    if shipped is not None and shipped[0].is_file():
-        ev = load_evaluator_file(shipped[0])
+    shipped = EVALUATORS.shipped(dataset) if use_shipped and config is None and not data_options else None
+    if shipped is not None:
+        ev = load_evaluator_file(shipped)
         if validity_stale(ev):  # a shipped file older than the validity record: measured now, in memory
             add_validity(ev, splits)
         if ev.meta.get("train_fingerprint") != fingerprint:
@@ -527,10 +566,9 @@ def get_evaluator(
         raise CardiobenchError(
             f"no evaluator for {dataset} yet", f"train one: cardiobench evaluator train --dataset {dataset}"
         )
-    if log is not None:
-        log(f"training the {dataset} evaluator ({cfg.objective} objective, {len(splits['train'])} masks, "
-            f"{cfg.epochs} epochs, CPU) ...")
-    ev = build_evaluator(dataset, splits, cfg, log=log)
+    reporter.log(f"training the {dataset} evaluator ({cfg.objective} objective, {len(splits['train'])} masks, "
+                 f"{cfg.epochs} epochs, CPU) ...")
+    ev = build_evaluator(dataset, splits, cfg, log=reporter)
     if validity_stale(ev):
         add_validity(ev, splits)
     ev.save(path)
@@ -538,21 +576,23 @@ def get_evaluator(
 
 
 def build_evaluator(
-    dataset: str, splits: dict[str, Any], config: EvaluatorConfig | None = None, *, log=None
+    dataset: str, splits: dict[str, Any], config: EvaluatorConfig | None = None, *,
+    progress: Progress | None = None, log: Reporter = None,
 ) -> Evaluator:
     """Train on ``splits["train"]`` (native size), score every split into ``meta`` and, when there is a test
-    split, measure the validity record (``meta["validity"]``)."""
+    split, measure the validity record (``meta["validity"]``). ``progress`` (or ``log``): see ``train_evaluator``."""
+    reporter = as_progress(progress, log)
     train = splits["train"]
     ev = train_evaluator(
         train.masks,
         train.groups,
         config,
         eval_sets={name: (s.masks, s.groups) for name, s in splits.items()},
-        log=log,
+        progress=reporter,
     )
     ev.meta["dataset"] = dataset
     if "test" in splits:
-        add_validity(ev, splits, log=log)
+        add_validity(ev, splits, progress=reporter)
     return ev
 
 
@@ -563,15 +603,16 @@ def validity_stale(ev: Evaluator) -> bool:
     return not ev.validity or ev.validity.get("version") != VERSION
 
 
-def add_validity(ev: Evaluator, splits: dict[str, Any], *, log=None) -> dict[str, Any]:
+def add_validity(ev: Evaluator, splits: dict[str, Any], *, progress: Progress | None = None,
+                 log: Reporter = None) -> dict[str, Any]:
     """Measure ``ev``'s validity record on ``splits`` ("train" and "test" SliceSets) into ``ev.meta``."""
     from cardiobench.metrics.validity import evaluator_validity, ruler_line, ruler_validity
 
     train, test = splits["train"], splits["test"]
     record = evaluator_validity(ev, test.masks, test.groups, train.masks, train.groups)
     ev.meta["validity"] = record
-    if log is not None:
-        log(f"validity ({record.get('seconds')} s): {ruler_line(ev.id, ruler_validity(record))}")
+    as_progress(progress, log).log(f"validity ({record.get('seconds')} s): "
+                                   f"{ruler_line(ev.id, ruler_validity(record))}")
     return record
 
 

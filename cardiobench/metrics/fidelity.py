@@ -213,7 +213,9 @@ def _adapt(n1: int, n2: int, kid_subset_size: int | None, isc_splits: int | None
     # half the smaller set at most, so the 100 KID subsets differ and its std means something
     fit = min(n1, n2) if kid_subset_size else max(2, min(n1, n2) // 2)
     if kid > fit:
-        notes.append(f"KID subset size lowered from {kid} to {fit} (sets of {n1} and {n2})")
+        # the same words whichever set comes first: the samples' and the reference row's notes are one warning
+        small, large = sorted((n1, n2))
+        notes.append(f"KID subset size lowered from {kid} to {fit} (sets of {small} and {large})")
         kid = fit
     splits = isc_splits or ISC_SPLITS
     if n1 < 10 * splits:

@@ -1,4 +1,16 @@
-"""Built-in metrics, registered through ``register_metrics`` exactly like a third-party plugin's."""
+"""Built-in metrics, registered through ``register_metrics`` exactly like a third-party plugin's.
+
+Besides ``tasks`` and ``direction``, each registers what the rest of cardiobench reads instead of knowing
+metric names (any metric plugin may declare the same):
+
+``default``        ``True``: computed by a run that names no metrics (``eval.metrics = []``). Only built-in
+                   metrics are; an installed plugin's metric is computed when a run names it.
+``order``          position among the metrics of a task (display and computation order; lower first).
+``headline``       the values a leaderboard shows first and never truncates (the rest: ``--all-metrics``).
+``sort_key``       the value boards of the metric's tasks are ranked by when ``--sort`` is not given.
+``counts``         value -> the count shown beside it (HD95 figure -> pairs it left out as missing).
+``uses_evaluator`` / ``needs_labels``: it measures with the domain evaluator / only on class-conditional runs.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ class FidelityMetric:
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
     directions = _directions(("fid", "fid_relative", "kid", "kid_std", "is", "is_std", "precision", "recall",
                               "f_score"))
+    meta: ClassVar[dict] = {"order": 0, "headline": ("fid", "kid", "is"), "sort_key": "fid", "uses_evaluator": True}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.fidelity import fidelity_metrics, real_reference, relative_fid
@@ -57,6 +70,7 @@ class ConditionalMetric:
     name = "conditional"
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
     directions = _directions(CONDITIONAL_KEYS)
+    meta: ClassVar[dict] = {"order": 1, "headline": ("cond_accuracy",), "uses_evaluator": True, "needs_labels": True}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         if ctx.labels is None:  # an unconditional run: nothing to measure, nothing invented
@@ -85,6 +99,7 @@ class AnatomyMetric:
     name = "anatomy"
     tasks: ClassVar[tuple[str, ...]] = ("generation", "segmentation")
     directions = {k: v for k, v in METRIC_DIRECTIONS.items() if k.startswith("anatomy_")}
+    meta: ClassVar[dict] = {"order": 5, "headline": ("anatomy_valid_frac",)}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.anatomy import evaluate_anatomy
@@ -102,6 +117,7 @@ class MemorisationMetric:
     name = "memorisation"
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
     directions = _directions(("nn_dice_mean", "copy_frac", "diversity"))
+    meta: ClassVar[dict] = {"order": 4}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.memorisation import evaluate_memorisation
@@ -115,6 +131,7 @@ class DiceMetric:
     name = "dice"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
     directions = _directions([f"dice_{k}" for k in STRUCTURE_KEYS] + ["dice_mean"])
+    meta: ClassVar[dict] = {"order": 2, "headline": ("dice_mean",), "sort_key": "dice_mean"}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.segmentation import dice_scores
@@ -129,12 +146,25 @@ class HD95Metric:
     """95th-percentile Hausdorff distance per structure in mm or px (mean over defined cases) and missing count.
 
     The unit is the spacing's, ``ctx.options["distance_unit"]`` (mm when not given); it is recorded in
-    ``ctx.settings["hd95_unit"]``.
+    ``ctx.settings["hd95_unit"]``. A (case, structure) pair with exactly one mask empty has no HD95: it is left
+    out of the means and counted (``hd95_missing``, per structure ``hd95_missing_rv``...; the ``counts``
+    metadata puts each count beside its figure), and ``hd95_penalised_mean`` scores it the image diagonal
+    (the challenge-report convention; ``cardiobench.metrics.segmentation``).
     """
 
     name = "hd95"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
-    directions = _directions([f"hd95_{k}" for k in STRUCTURE_KEYS] + ["hd95_mean", "hd95_missing"])
+    directions = {
+        **_directions([f"hd95_{k}" for k in STRUCTURE_KEYS] + ["hd95_mean", "hd95_missing"]),
+        **{f"hd95_missing_{k}": "lower" for k in STRUCTURE_KEYS},
+        "hd95_penalised_mean": "lower",
+    }
+    meta: ClassVar[dict] = {
+        "order": 3,
+        "headline": ("hd95_mean", "hd95_penalised_mean"),
+        "counts": {"hd95_mean": "hd95_missing", "hd95_penalised_mean": "hd95_missing",
+                   **{f"hd95_{k}": f"hd95_missing_{k}" for k in STRUCTURE_KEYS}},
+    }
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.segmentation import segmentation_scores
@@ -156,4 +186,6 @@ def register_metrics(register):
             summary=(cls.__doc__ or "").strip().splitlines()[0],
             tasks=cls.tasks,
             direction=dict(cls.directions),
+            default=True,
+            **cls.meta,
         )

@@ -8,6 +8,17 @@ Conventions (ACDC, Bernard et al., IEEE TMI 2018):
   spacing, px for one that does not; ``spacing=None`` gives pixels): the 95th percentile of the
   distances from every edge pixel of P to the nearest edge pixel of G, the same from G to P, and the
   larger of the two. Both masks empty -> 0; exactly one empty -> NaN (reported as missing and counted).
+- HD95 means (``hd95_rv``, ..., ``hd95_mean``) leave the missing pairs out and say how many there were
+  (``hd95_missing``, per structure ``hd95_missing_rv``...): a method that misses a structure is not
+  punished by the mean, so the count is shown beside every HD95 figure. ``hd95_penalised_mean`` is the
+  variant common in challenge reports: a missing pair scores the image diagonal (the largest distance
+  the image holds, ``hypot(H * sy, W * sx)``) and every pair counts. That penalty is a convention, not a
+  rule: BraTS 2023's lesion-wise HD95 scores a missed or spurious lesion 374 mm, about the diagonal of
+  its 240 x 240 x 155 mm volume (github.com/rachitsaluja/BraTS-2023-Metrics, ``eval.py``); the
+  ToothFairy2 organisers adopted "the diagonal of the volume" for an empty prediction or reference
+  (AImageLab-zip/ToothFairy issue 5); MetricsReloaded returns NaN and asks for the worst case at
+  aggregation (Project-MONAI/MetricsReloaded pull request 55); MONAI returns inf or NaN, and pymia's
+  maintainers decline to pick a value because there is no consensus (rundherum/pymia issue 45).
 
 Edge and percentile definitions are MONAI's ``compute_hausdorff_distance(percentile=95)`` (the tests
 reproduce its values bit for bit): an edge pixel is a foreground pixel that a binary erosion with the
@@ -199,20 +210,38 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.astype(np.float64).mean()) if len(x) else float("nan")
 
 
+def image_diagonals(shape: tuple[int, ...], spacing=None) -> np.ndarray:
+    """(N,) float64: the diagonal of each (H, W) image in the unit of ``spacing``, ``hypot(H * sy, W * sx)``:
+    the distance a missing structure scores in ``hd95_penalised_mean``."""
+    n, h, w = shape
+    sp = spacing_array(spacing, n)
+    return np.hypot(h * sp[:, 0], w * sp[:, 1])
+
+
+def penalised_hd95(hd: np.ndarray, diagonals: np.ndarray) -> np.ndarray:
+    """(N, 3) HD95 with every missing (NaN) pair replaced by its image's diagonal (``image_diagonals``)."""
+    hd = np.asarray(hd, dtype=np.float64)
+    return np.where(np.isnan(hd), np.asarray(diagonals, dtype=np.float64)[:, None], hd)
+
+
 def segmentation_scores(pred, target, spacing=None, per_case: bool = False, unit: str | None = None) -> dict:
     """Dice and HD95 per structure and their means over a batch of (N, H, W) label maps.
 
     Returns a flat dict: ``dice_rv, dice_myo, dice_lv`` (mean over cases), ``dice_mean`` (mean of the
     three), ``hd95_rv, hd95_myo, hd95_lv`` (mean over the cases where it is defined, in the unit of
     ``spacing``), ``hd95_mean`` (mean of the three), ``hd95_missing`` (the number of (case, structure)
-    pairs where exactly one mask is empty), ``n_cases`` and ``hd95_unit``. ``unit`` is the unit ``spacing``
-    is in (``"mm"`` or ``"px"``, e.g. a data set without voxel spacing gives a spacing in pixels); ``None``:
-    mm with a spacing, px without (see ``distance_unit``). With ``per_case=True`` also ``dice`` and
-    ``hd95`` as (N, 3) nested lists (NaN for missing).
+    pairs where exactly one mask is empty: left out of those means), ``hd95_missing_rv, hd95_missing_myo,
+    hd95_missing_lv`` (the same per structure), ``hd95_penalised_mean`` (the mean over every pair, a missing
+    one scoring its image's diagonal: the challenge-report convention, see the module docstring),
+    ``n_cases`` and ``hd95_unit``. ``unit`` is the unit ``spacing`` is in (``"mm"`` or ``"px"``, e.g. a data
+    set without voxel spacing gives a spacing in pixels); ``None``: mm with a spacing, px without (see
+    ``distance_unit``). With ``per_case=True`` also ``dice`` and ``hd95`` as (N, 3) nested lists (NaN for
+    missing).
     """
     unit = distance_unit(unit, spacing)
-    dice = dice_scores(pred, target)
-    hd = hd95_distances(pred, target, spacing)
+    p = as_label_maps(pred, "pred")
+    dice = dice_scores(p, target)
+    hd = hd95_distances(p, target, spacing)
     out: dict = {}
     for j, key in enumerate(STRUCTURE_KEYS):
         out[f"dice_{key}"] = float(dice[:, j].mean()) if len(dice) else float("nan")
@@ -222,6 +251,10 @@ def segmentation_scores(pred, target, spacing=None, per_case: bool = False, unit
     per_structure = np.array([out[f"hd95_{k}"] for k in STRUCTURE_KEYS])
     out["hd95_mean"] = _nanmean(per_structure)
     out["hd95_missing"] = int(np.isnan(hd).sum())
+    for j, key in enumerate(STRUCTURE_KEYS):
+        out[f"hd95_missing_{key}"] = int(np.isnan(hd[:, j]).sum())
+    penalised = penalised_hd95(hd, image_diagonals(p.shape, spacing))
+    out["hd95_penalised_mean"] = float(penalised.mean()) if penalised.size else float("nan")
     out["n_cases"] = int(len(dice))
     out["hd95_unit"] = unit
     if per_case:

@@ -13,6 +13,17 @@ of every metric column is marked (bold green in the terminal and HTML, bold in M
 Metric directions ("lower"/"higher" is better) come from the runs themselves (stored from the metric
 plugins' metadata when the run was made), then from the metric plugins registered now; a metric
 whose direction is unknown is shown without an arrow or a highlight and sorts high to low.
+
+No metric name is known here: which values a board shows first (``headline``), which one it is ranked by
+when ``--sort`` is not given (``sort_key``) and which count goes beside a figure (``counts``, e.g. the HD95
+pairs left out as missing) are the metric plugins' registration metadata (``MetricMeta``,
+``registry_meta``). A board whose metrics no plugin describes (throughput, a plugin uninstalled since)
+shows every column and ranks by its first metric with a known direction.
+
+Every number of a column is formatted by one rule (``MetricColumn``): the same decimals for all, whole
+numbers only when every value is a count. A generation run's real-vs-real reference (what a perfect
+generator scores: ``RunRecord.context["reference"]``, or for a row stored before that the ``reference`` of
+the ``metrics.json`` in its run folder) is a row under the ranked ones, never ranked.
 """
 
 from __future__ import annotations
@@ -36,8 +47,6 @@ from cardiobench import __version__
 from cardiobench.errors import CardiobenchError
 from cardiobench.results.store import TASKS, RunRecord, now_iso
 
-#: sort metric used when ``--sort`` is not given (if a board has it)
-DEFAULT_SORT: dict[str, str] = {"generation": "fid", "segmentation": "dice_mean", "throughput": "images_per_s"}
 FORMATS: tuple[str, ...] = ("table", "md", "csv", "json", "html")
 #: file extension -> format, to infer ``--format`` from ``--out``
 EXTENSIONS: dict[str, str] = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json",
@@ -50,19 +59,108 @@ MAX_EMBED_BYTES = 8 * 2**20
 IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"),
                                              (b"GIF89a", "image/gif"))
 ARROWS = {"lower": "↓", "higher": "↑"}
+#: the label of a board's reference row(s)
+REFERENCE_LABEL = "real vs real"
+#: a run folder's metrics file larger than this is not read for its reference
+MAX_METRICS_FILE_BYTES = 4 * 2**20
+
+
+# -- what the metric plugins say about their values -----------------------------------------------
+@dataclass(frozen=True)
+class MetricMeta:
+    """How to show metric values, from the metric plugins' registration metadata.
+
+    ``headline``: task -> the values shown first and never truncated, in order (the plugins' ``order``,
+    then each plugin's ``headline``); ``sort_keys``: task -> the value ranked by when ``--sort`` is not given
+    (the first plugin of the task, by ``order``, that declares a ``sort_key``); ``counts``: value -> the
+    count shown beside it (e.g. ``hd95_mean`` -> ``hd95_missing``).
+    """
+
+    headline: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sort_keys: Mapping[str, str] = field(default_factory=dict)
+    counts: Mapping[str, str] = field(default_factory=dict)
+
+
+def _plugin_position(comp: Any) -> tuple:
+    order = comp.metadata.get("order")
+    ok = isinstance(order, (int, float)) and not isinstance(order, bool)
+    return (0, order, comp.name) if ok else (1, 0, comp.name)
+
+
+def meta_from_components(components: Iterable[Any]) -> MetricMeta:
+    """``MetricMeta`` from metric components (objects with ``name`` and ``metadata``)."""
+    headline: dict[str, list[str]] = {}
+    sort_keys: dict[str, str] = {}
+    counts: dict[str, str] = {}
+    for comp in sorted(components, key=_plugin_position):
+        meta = comp.metadata
+        tasks = [t for t in meta.get("tasks", ()) if isinstance(t, str)]
+        names = meta.get("headline", ())
+        names = [names] if isinstance(names, str) else [n for n in names if isinstance(n, str)]
+        key = meta.get("sort_key")
+        for task in tasks:
+            shown = headline.setdefault(task, [])
+            shown += [n for n in names if n not in shown]
+            if isinstance(key, str) and task not in sort_keys:
+                sort_keys[task] = key
+        for name, count in (meta.get("counts") or {}).items() if isinstance(meta.get("counts"), Mapping) else ():
+            if isinstance(name, str) and isinstance(count, str):
+                counts.setdefault(name, count)
+    return MetricMeta({t: tuple(v) for t, v in headline.items()}, sort_keys, counts)
+
+
+def registry_meta() -> MetricMeta:
+    """``MetricMeta`` of the metric plugins registered now (empty if the registry cannot be read)."""
+    try:
+        from cardiobench.plugins import registry
+
+        return meta_from_components(registry("metric"))
+    except Exception:
+        return MetricMeta()
 
 
 # -- model ------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class MetricColumn:
+    """A metric column. Every cell follows one rule: ``decimals`` for all values (and spreads), or whole numbers
+    with thousands separators when every value of the column is an ``int`` (``integer``: a count). ``count``
+    names the metric whose value is shown beside each figure (``4.410 (2 missing)``)."""
+
     name: str
     direction: str | None  # "lower" | "higher" | None (unknown)
     best: float | None = None
     decimals: int | None = None  # shared by the whole column
     unit: str | None = None  # distance metrics: the board's distance unit ("mm" or "px"); else None
+    integer: bool = False  # every value is a whole-number count
+    count: str | None = None  # the metric counted beside each value (e.g. hd95_missing), if any
+
+    def number(self, value: Any, spread: Any = None) -> str:
+        """``value`` (and ``spread``) formatted by this column's rule."""
+        if self.integer and isinstance(value, int) and not isinstance(value, bool):
+            return format_value(value, spread, 0)
+        if _is_number(value):
+            value = float(value)
+        return format_value(value, spread, self.decimals)
 
     def text(self, run: RunRecord) -> str:
-        return format_value(run.metrics.get(self.name), run.spreads.get(self.name), self.decimals)
+        text = self.number(run.metrics.get(self.name), run.spreads.get(self.name))
+        missing = self.missing(run)
+        if missing is not None and run.metrics.get(self.name) is not None:
+            text += f" ({missing:,} missing)"
+        return text
+
+    def missing(self, run: RunRecord) -> int | None:
+        """The count beside this column's value for ``run`` (``count`` metric), ``None`` when unknown."""
+        if self.count is None:
+            return None
+        value = run.metrics.get(self.count)
+        if not _is_number(value) or value != value:
+            return None
+        return int(round(value))
 
     @property
     def label(self) -> str:
@@ -100,6 +198,14 @@ class Board:
     distance_unit: str | None = None
     #: one line per flagged validity record of this board's ruler, e.g. "ruler FLAGGED: near chance ..."
     ruler_flags: list[str] = field(default_factory=list)
+    #: the sort metric's column (also when ``--columns`` does not show it)
+    sort_column: MetricColumn | None = None
+    #: real-vs-real reference rows: (label, values), never ranked
+    references: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: run id -> that run's real-vs-real reference values (runs that have one)
+    run_references: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: metric columns of these runs that the board does not show (``--all-metrics`` shows them)
+    hidden: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -128,7 +234,7 @@ class Board:
     def sort_label(self) -> str:
         if self.sort_metric is None:
             return "not sorted (no metric)"
-        col = self.metric(self.sort_metric)
+        col = self.sort_column or self.metric(self.sort_metric)
         how = {"lower": "lower is better", "higher": "higher is better"}.get(col.direction or "", "direction unknown")
         return f"sorted by {col.label} ({how})"
 
@@ -147,9 +253,9 @@ QUALITY_TASKS: tuple[str, ...] = ("generation", "segmentation")
 
 def is_distance_metric(name: str) -> bool:
     """Metrics whose values are distances, in the run's distance unit: ``hd95`` and ``hd95_*`` (their ``_std``
-    spreads too), except ``hd95_missing`` (a count)."""
+    spreads too), except ``hd95_missing`` and ``hd95_missing_*`` (counts)."""
     base = name[: -len("_std")] if name.endswith("_std") else name
-    return (base == "hd95" or base.startswith("hd95_")) and base != "hd95_missing"
+    return (base == "hd95" or base.startswith("hd95_")) and not base.startswith("hd95_missing")
 
 
 def sample_count(run: RunRecord) -> int | None:
@@ -224,18 +330,32 @@ def decimals_for(values: Iterable[Any]) -> int:
 
 
 def format_value(value: Any, spread: Any = None, decimals: int | None = None) -> str:
-    """A metric value for humans: fixed ``decimals`` (default: from the value), thousands
-    separators, ``± spread``; ``–`` for a missing value."""
+    """A metric value for humans: fixed ``decimals`` (default: from the value; an ``int`` without decimals
+    given stays whole), thousands separators, ``± spread``; ``–`` for a missing value, ``n/a`` for NaN."""
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
+    if value != value:
+        return "n/a"
     if decimals is None:
-        decimals = decimals_for([value])
-    text = f"{value:,}" if isinstance(value, int) else f"{value:,.{decimals}f}"
+        text = f"{value:,}" if isinstance(value, int) else f"{value:,.{decimals_for([value])}f}"
+        decimals = 0 if isinstance(value, int) else decimals_for([value])
+    else:
+        text = f"{value:,.{decimals}f}"
     if isinstance(spread, (int, float)) and not isinstance(spread, bool):
         text += f" ± {spread:,.{decimals}f}"
     return text
+
+
+def column_formatter(values: Iterable[Any]) -> Any:
+    """One formatting rule for a column of ``values`` (e.g. a run summary's value and reference columns):
+    returns ``fmt(value, spread=None) -> str`` giving every number the same decimals (``decimals_for``),
+    or whole numbers when every value is an ``int``."""
+    values = [v for v in values if _is_number(v)]
+    col = MetricColumn("", None, decimals=decimals_for(values),
+                       integer=bool(values) and all(isinstance(v, int) for v in values))
+    return col.number
 
 
 def _spec_get(spec: Mapping[str, Any], *paths: str) -> Any:
@@ -385,6 +505,100 @@ def _sort_rows(rows: list[RunRecord], metric: str | None, direction: str | None)
     return present + missing
 
 
+def identity_keys(task: str) -> list[str]:
+    """The identity columns a board of ``task`` may show (``--columns`` names), in display order."""
+    return [key for key, _ in _IDENTITY.get(task, _IDENTITY["generation"])]
+
+
+def column_names(runs: Iterable[RunRecord]) -> list[str]:
+    """Every name ``--columns`` accepts for ``runs``: their tasks' identity columns, then their metrics."""
+    runs = list(runs)
+    names: dict[str, None] = {}
+    for task in dict.fromkeys(r.task for r in runs):
+        names.update(dict.fromkeys(identity_keys(task)))
+    names.update(dict.fromkeys(available_metrics(runs)))
+    return list(names)
+
+
+def check_columns(columns: Sequence[str], runs: Iterable[RunRecord]) -> list[str]:
+    """``columns`` checked against ``column_names(runs)``: the first unknown one is a one-line
+    ``LeaderboardError`` naming it and listing the valid ones. Returns them without blanks and repeats."""
+    valid = column_names(runs)
+    wanted = list(dict.fromkeys(c.strip() for c in columns if c and c.strip()))
+    if not wanted:
+        raise LeaderboardError("--columns names no column", f"valid columns: {', '.join(valid) or 'none'}")
+    for name in wanted:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise LeaderboardError(f"unknown column {name!r} for --columns",
+                                   f"{hint}valid columns: {', '.join(valid) if valid else 'none'}")
+    return wanted
+
+
+# -- the real-vs-real reference ------------------------------------------------------------------
+def _numbers(values: Any) -> dict[str, Any] | None:
+    """The numeric (or null) entries of a mapping, ``None`` when there are none."""
+    if not isinstance(values, Mapping):
+        return None
+    out = {str(k): v for k, v in values.items() if v is None or _is_number(v)}
+    return out if any(v is not None for v in out.values()) else None
+
+
+def _reference_file(run: RunRecord, results_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``reference`` of the ``metrics.json`` that ``cardiobench run`` wrote in the run's folder (rows stored
+    before the reference was kept in the row). Only a regular file inside the run's own folder, at most
+    ``MAX_METRICS_FILE_BYTES``, is read: the same rule as the HTML export's images."""
+    folder = run_folder(run, results_dir)
+    if folder is None:
+        return None
+    arts = run.artefacts if isinstance(run.artefacts, Mapping) else {}
+    tries = [folder / "metrics.json"]
+    if isinstance(arts.get("metrics"), str):
+        tries.insert(0, folder / Path(arts["metrics"]).name)
+    for path in dict.fromkeys(tries):
+        try:
+            real = path.resolve(strict=True)
+            if not real.is_relative_to(folder) or not real.is_file():
+                continue
+            if real.stat().st_size > MAX_METRICS_FILE_BYTES:
+                continue
+            data = json.loads(real.read_text(encoding="utf-8"))
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if isinstance(data, Mapping) and data.get("spec_hash") in (None, run.spec_hash):
+            return _numbers(data.get("reference"))
+    return None
+
+
+def stored_reference(run: RunRecord, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A run's real-vs-real reference values: ``context["reference"]``; for a row stored without it, the
+    ``reference`` of the ``metrics.json`` in its run folder under ``results_dir`` (``_reference_file``); else
+    ``{}`` (segmentation and throughput runs have none)."""
+    found = _numbers((run.context or {}).get("reference"))
+    if found is None and results_dir is not None and run.task == "generation":
+        found = _reference_file(run, results_dir)
+    return dict(found or {})
+
+
+def _references(rows: Sequence[RunRecord], results_dir: str | os.PathLike | None
+                ) -> tuple[list[tuple[str, dict]], dict[int, dict]]:
+    """The reference rows of a board, one per distinct reference of ``rows`` (labelled ``real vs real``, or,
+    when the runs' references differ, ``real vs real (runs 3, 4)``), and each run's own (by run id)."""
+    found: dict[str, tuple[dict, list[int]]] = {}
+    per_run: dict[int, dict] = {}
+    for run in sorted(rows, key=lambda r: r.id or 0):
+        ref = stored_reference(run, results_dir)
+        if ref:
+            per_run[run.id or 0] = ref
+            key = json.dumps(ref, sort_keys=True, default=str)
+            found.setdefault(key, (ref, []))[1].append(run.id or 0)
+    if len(found) == 1:
+        return [(REFERENCE_LABEL, next(iter(found.values()))[0])], per_run
+    return [(f"{REFERENCE_LABEL} (run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))})", ref)
+            for ref, ids in found.values()], per_run
+
+
 def build_boards(
     runs: Iterable[RunRecord],
     *,
@@ -392,19 +606,36 @@ def build_boards(
     latest_only: bool = True,
     known_directions: Mapping[str, str] | None = None,
     details: bool = True,
+    headline_only: bool = False,
+    columns: Sequence[str] | None = None,
+    meta: MetricMeta | None = None,
+    results_dir: str | os.PathLike | None = None,
 ) -> list[Board]:
     """Group ``runs`` into boards (task, data set, ruler) and rank each one.
 
-    ``details=False`` leaves out the detail columns (``is_detail_metric``: per-criterion anatomy counts,
-    ``*_std`` spreads) unless one is the sort metric, so a board fits a terminal.
+    Which metric columns a board shows, headline ones first (``meta.headline``: the metric plugins' metadata;
+    ``meta=None`` reads the plugins registered now):
 
-    ``sort`` is the metric to rank by (default: ``DEFAULT_SORT`` of the task, else the board's first
+    - ``columns``: exactly these, in this order (metric names and identity keys, ``check_columns``; without
+      an identity key, the usual identity columns);
+    - ``headline_only``: the headline metrics and the sort metric (every non-detail one on a board without
+      headline metrics), for a terminal; the others are listed in ``Board.hidden``;
+    - else every metric, without the detail ones (``is_detail_metric``: per-criterion anatomy counts,
+      ``*_std`` spreads) unless ``details``.
+
+    A count shown beside a figure (``meta.counts``, e.g. ``hd95_missing``) is not a column of its own in
+    those views unless named in ``columns``.
+
+    ``sort`` is the metric to rank by (default: ``meta.sort_keys`` of the task, else the board's first
     metric with a known direction); it must be a metric of at least one run, else ``LeaderboardError``.
     ``known_directions`` fills in directions the runs did not store (see ``registry_directions``).
+    ``results_dir``: the results folder, to find the reference of rows stored before it was kept in the row
+    (``stored_reference``).
     """
     runs = [r for r in runs if r.status == "ok"]
     if latest_only:
         runs = latest_per_spec(runs)
+    meta = registry_meta() if meta is None else meta
     if sort is not None:
         names = available_metrics(runs)
         if sort not in names:
@@ -414,6 +645,8 @@ def build_boards(
                 f"unknown metric {sort!r} for --sort",
                 f"{hint}available: {', '.join(names) if names else 'none (no metrics stored)'}",
             )
+    if columns is not None:
+        columns = check_columns(columns, runs)
     known = dict(known_directions or {})
     # one board per task, data set, ruler, sample count and distance unit: nothing else is ranked together
     groups: dict[tuple[str, str, str, str | None, int | None, str | None], list[RunRecord]] = {}
@@ -429,57 +662,109 @@ def build_boards(
 
     boards: list[Board] = []
     for (task, dataset, kind, ruler, count, unit), rows in sorted(groups.items(), key=order):
-        names = [n for n in available_metrics(rows) if details or n == sort or not is_detail_metric(n)]
-        directions = _directions(rows, names, known)
+        every = available_metrics(rows)
+        directions = _directions(rows, every, known)
         notes: list[str] = []
-        metric = sort if sort in names else None
+        metric = sort if sort in every else None
         if sort is not None and metric is None:
             notes.append(f"no run here has {sort!r}")
         if metric is None:
-            default = DEFAULT_SORT.get(task)
-            if default in names:
+            default = meta.sort_keys.get(task)
+            if default in every:
                 metric = default
             else:
-                metric = next((n for n in names if directions[n] is not None), names[0] if names else None)
-        if metric is not None:
-            names.remove(metric)
-            names.insert(0, metric)
-        columns = []
-        for key, header in _IDENTITY.get(task, _IDENTITY["generation"]):
-            if any(cell(r, key) for r in rows):
-                columns.append(Column(key, header))
-        metrics = []
-        for name in names:
-            values = [r.metrics.get(name) for r in rows if r.metrics.get(name) is not None]
-            col = MetricColumn(name, directions[name], decimals=decimals_for(values),
-                               unit=unit if is_distance_metric(name) else None)
-            if len(set(values)) > 1:  # a best worth marking needs something to beat
-                col.best = min(values) if col.direction == "lower" else max(values) if col.direction else None
-            metrics.append(col)
+                metric = next((n for n in every if directions[n] is not None), every[0] if every else None)
+        shown = _shown_metrics(task, every, metric, meta, details=details, headline_only=headline_only,
+                               columns=columns)
+        keys = identity_keys(task)
+        if columns is not None and any(c in keys for c in columns):
+            keys = [c for c in columns if c in keys]
+        header = dict(_IDENTITY.get(task, _IDENTITY["generation"]))
+        ident = [Column(key, header[key]) for key in keys if any(cell(r, key) for r in rows)]
+
+        metrics = [_metric_column(name, rows, directions, unit, meta, every) for name in shown]
+        sort_column = next((m for m in metrics if m.name == metric), None)
+        if metric is not None and sort_column is None:
+            sort_column = _metric_column(metric, rows, directions, unit, meta, every)
         if metric is not None and directions.get(metric) is None:
             notes.append(f"direction of {metric!r} unknown: sorted high to low")
-        boards.append(
-            Board(
-                task=task,
-                dataset=dataset,
-                ruler_kind=kind,
-                ruler=ruler,
-                sort_metric=metric,
-                columns=columns,
-                metrics=metrics,
-                rows=_sort_rows(rows, metric, directions.get(metric) if metric else None),
-                notes=notes,
-                n_samples=count,
-                distance_unit=unit,
-                ruler_flags=list(dict.fromkeys(f for r in rows if (f := ruler_flag(r)))),
-            )
+        references, per_run = _references(rows, results_dir)
+        counted = {m.count for m in metrics if m.count}
+        hidden = [n for n in every if n not in shown and n not in counted] if columns is None else []
+        board = Board(
+            task=task,
+            dataset=dataset,
+            ruler_kind=kind,
+            ruler=ruler,
+            sort_metric=metric,
+            columns=ident,
+            metrics=metrics,
+            rows=_sort_rows(rows, metric, directions.get(metric) if metric else None),
+            notes=notes,
+            n_samples=count,
+            distance_unit=unit,
+            ruler_flags=list(dict.fromkeys(f for r in rows if (f := ruler_flag(r)))),
+            sort_column=sort_column,
+            references=references,
+            run_references=per_run,
+            hidden=hidden if headline_only else [],
         )
+        boards.append(board)
     return boards
 
 
+def _metric_column(name: str, rows: Sequence[RunRecord], directions: Mapping[str, str | None], unit: str | None,
+                   meta: MetricMeta, every: Sequence[str]) -> MetricColumn:
+    """The column of metric ``name`` over ``rows``: one formatting rule, its best value, its count metric."""
+    values = [r.metrics.get(name) for r in rows if r.metrics.get(name) is not None]
+    numbers = [v for v in values if _is_number(v)]
+    count = meta.counts.get(name)
+    col = MetricColumn(name, directions.get(name), decimals=decimals_for(numbers),
+                       unit=unit if is_distance_metric(name) else None,
+                       integer=bool(numbers) and all(isinstance(v, int) for v in numbers),
+                       count=count if count in every else None)
+    if len(set(values)) > 1:  # a best worth marking needs something to beat
+        col.best = min(values) if col.direction == "lower" else max(values) if col.direction else None
+    return col
+
+
+def _shown_metrics(task: str, every: list[str], sort: str | None, meta: MetricMeta, *, details: bool,
+                   headline_only: bool, columns: Sequence[str] | None) -> list[str]:
+    """The metric columns of a board, in order: see ``build_boards``."""
+    if columns is not None:
+        return [c for c in columns if c in every]
+    # counts are shown beside their figures; only "every metric" (details) has them as columns too
+    counted = set() if details and not headline_only else {meta.counts[n] for n in every if n in meta.counts}
+    candidates = [n for n in every if n not in counted]
+    headline = [n for n in meta.headline.get(task, ()) if n in candidates]
+    if headline_only and headline:
+        names = headline
+    else:
+        names = headline + [n for n in candidates if n not in headline and (details or not is_detail_metric(n))]
+    if sort is not None and sort in every:  # the sort metric comes first
+        names = [sort] + [n for n in names if n != sort]
+    return names
+
+
 # -- renderers --------------------------------------------------------------------------------
+def _hidden_note(board: Board) -> str | None:
+    """``3 more columns (precision, recall, f_score): --all-metrics or --columns`` for a board that hides some."""
+    if not board.hidden:
+        return None
+    n = len(board.hidden)
+    listed = ", ".join(board.hidden[:6]) + (", ..." if n > 6 else "")
+    return f"{n} more column{'s' if n != 1 else ''} ({listed}): --all-metrics or --columns"
+
+
 def _caption(board: Board) -> str:
     parts = [board.sort_label, f"{len(board.rows)} run{'s' if len(board.rows) != 1 else ''}", *board.notes]
+    if board.references:
+        parts.append(f"{REFERENCE_LABEL}: the same metrics for real data, not ranked")
+    if any(m.count for m in board.metrics):
+        parts.append("(N missing): (image, structure) pairs with one mask empty, so no HD95: left out of the "
+                     "means, scored the image diagonal in the penalised one")
+    if (note := _hidden_note(board)) is not None:
+        parts.append(note)
     return " · ".join(parts)
 
 
@@ -492,32 +777,120 @@ def _row_cells(board: Board, rank: int, run: RunRecord, esc: Any, best: str) -> 
     return cells + [str(run.id)]
 
 
-def rich_tables(boards: Sequence[Board]) -> list[Any]:
-    """One ``rich.table.Table`` per board."""
-    from rich.markup import escape
+def _reference_cells(board: Board, label: str, values: Mapping[str, Any], esc: Any) -> list[str]:
+    """A reference row: no rank, the label in the first identity column, values by each column's rule."""
+    ident = [esc(label)] + [""] * (len(board.columns) - 1) if board.columns else []
+    cells = ["ref" if not board.columns else ""] + ident
+    cells += [esc(m.number(values.get(m.name))) for m in board.metrics]
+    return cells + [""]
+
+
+def _shared_identity(board: Board) -> list[Column]:
+    """Identity columns whose text is the same (and not empty) for every run of the board."""
+    shared = []
+    for col in board.columns:
+        texts = {cell(r, col.key) for r in board.rows}
+        if len(texts) == 1 and "" not in texts:
+            shared.append(col)
+    return shared
+
+
+def _metric_width(m: MetricColumn, board: Board) -> int:
+    """The width metric column ``m`` needs: its header or its widest cell (reference rows included)."""
+    cells = [m.text(r) for r in board.rows] + [m.number(v.get(m.name)) for _, v in board.references]
+    return max([len(m.label), *map(len, cells)])
+
+
+def _rich_table(board: Board, escape: Any, shared: Sequence[Column] = (), metrics: Sequence[int] | None = None,
+                part: tuple[int, int] = (1, 1), heading_width: bool = True) -> Any:
+    """The rich table of ``board``; the identity columns in ``shared`` become one ``every run: ...`` line under
+    the heading instead of columns; ``metrics``: the indices of the metric columns to show (default all);
+    ``part``: (this part, parts) of a board split over several tables (heading on the first, caption on the
+    last); ``heading_width``: at least as wide as the heading, so that it never folds."""
     from rich.table import Table
 
+    context = f" · {escape(board.context_label)}" if board.context_label else ""
+    flags = "".join(f"\n[bold red]{escape(line)}[/]" for line in board.ruler_flags)
+    common = ""
+    if shared:
+        run = board.rows[0]
+        common = "\nevery run: " + " · ".join(escape(f"{c.header} {cell(run, c.key)}") for c in shared)
+    first, last = part[0] == 1, part[0] == part[1]
+    title = f"[bold]{escape(board.title)}[/] — {escape(board.ruler_label)}{context}{flags}{common}"
+    if part[1] > 1:
+        title = title if first else f"[bold]{escape(board.title)}[/] — {escape(board.ruler_label)}{context}"
+        title += f"\n(columns, part {part[0]} of {part[1]})"
+    table = Table(
+        title=title,
+        min_width=max(len(line) for line in [board.heading, *board.ruler_flags]) if heading_width else None,
+        caption=_caption(board) if last else None,
+        header_style="bold",
+        title_justify="left",
+        caption_justify="left",
+    )
+    keep = [i for i, c in enumerate(board.columns) if c not in shared]
+    shown = list(range(len(board.metrics))) if metrics is None else list(metrics)
+    table.add_column("#", justify="right", no_wrap=True)
+    for i in keep:
+        table.add_column(board.columns[i].header, overflow="fold")
+    for j in shown:
+        m = board.metrics[j]
+        table.add_column(m.label, justify="right", no_wrap=True, min_width=_metric_width(m, board))
+    table.add_column("run", justify="right", no_wrap=True, style="dim")
+    n_ident = len(board.columns)
+
+    def pick(cells: list[str]) -> list[str]:
+        return [*(cells[1 + i] for i in keep), *(cells[1 + n_ident + j] for j in shown), cells[-1]]
+
+    for rank, run in enumerate(board.rows, 1):
+        cells = _row_cells(board, rank, run, escape, "[bold green]{}[/]")
+        table.add_row(cells[0], *pick(cells), end_section=rank == len(board.rows) and bool(board.references))
+    for label, values in board.references:
+        cells = _reference_cells(board, label, values, escape)
+        if keep:  # the label in the first identity column shown
+            cells = ["", escape(label), *[""] * (n_ident - 1), *cells[1 + n_ident:]]
+            cells[1:1 + n_ident] = [escape(label) if i == keep[0] else "" for i in range(n_ident)]
+        table.add_row(cells[0], *pick(cells), style="italic")
+    return table
+
+
+def rich_tables(boards: Sequence[Board], width: int | None = None) -> list[Any]:
+    """One ``rich.table.Table`` per board. Metric columns never wrap and are never cut.
+
+    With ``width`` (a terminal's), a board wider than that first shows the identity columns that are the same
+    for every run as one ``every run: ...`` line under its heading instead (at least one identity column
+    stays, for the reference row's label); a board still too wide (``--all-metrics``) is split into several
+    tables of whole metric columns, each with the rank, identity and run columns, the headline ones in the
+    first. Identity columns fold before anything else."""
+    from rich.console import Console
+    from rich.markup import escape
+
     tables = []
+    measure = Console(width=10_000, color_system=None) if width is not None else None
     for board in boards:
-        context = f" · {escape(board.context_label)}" if board.context_label else ""
-        flags = "".join(f"\n[bold red]{escape(line)}[/]" for line in board.ruler_flags)
-        table = Table(
-            title=f"[bold]{escape(board.title)}[/] — {escape(board.ruler_label)}{context}{flags}",
-            min_width=max(len(line) for line in [board.heading, *board.ruler_flags]),  # the heading never folds
-            caption=_caption(board),
-            header_style="bold",
-            title_justify="left",
-            caption_justify="left",
-        )
-        table.add_column("#", justify="right", no_wrap=True)
-        for col in board.columns:
-            table.add_column(col.header, no_wrap=col.key != "conditioning", overflow="ellipsis")
-        for m in board.metrics:
-            table.add_column(m.label, justify="right", no_wrap=True)
-        table.add_column("run", justify="right", no_wrap=True, style="dim")
-        for rank, run in enumerate(board.rows, 1):
-            table.add_row(*_row_cells(board, rank, run, escape, "[bold green]{}[/]"))
-        tables.append(table)
+        table = _rich_table(board, escape)
+        if measure is None or natural_width([table], measure) <= width:
+            tables.append(table)
+            continue
+        shared = _shared_identity(board)
+        if shared and len(shared) == len(board.columns):
+            shared = shared[1:]
+        table = _rich_table(board, escape, shared)
+        if natural_width([table], measure) <= width or len(board.metrics) < 2:
+            tables.append(table)
+            continue
+        base = natural_width([_rich_table(board, escape, shared, metrics=[], heading_width=False)], measure)
+        groups: list[list[int]] = [[]]
+        used = base
+        for j, m in enumerate(board.metrics):
+            need = _metric_width(m, board) + 3  # padding and a border
+            if groups[-1] and used + need > width:
+                groups.append([])
+                used = base
+            groups[-1].append(j)
+            used += need
+        tables += [_rich_table(board, escape, shared, metrics=g, part=(k, len(groups)))
+                   for k, g in enumerate(groups, 1)]
     return tables
 
 
@@ -576,6 +949,8 @@ def to_markdown(boards: Sequence[Board]) -> str:
         out.append("| " + " | ".join(aligns) + " |")
         for rank, run in enumerate(board.rows, 1):
             out.append("| " + " | ".join(_row_cells(board, rank, run, _md_escape, "**{}**")) + " |")
+        for label, values in board.references:
+            out.append("| " + " | ".join(_reference_cells(board, label, values, _md_escape)) + " |")
         out.append("")
         out.append(f"*{_md_escape(_caption(board))}; best value per column in bold.*")
         out.append("")
@@ -596,29 +971,52 @@ def csv_cell(value: Any) -> Any:
 
 
 def to_csv(boards: Sequence[Board]) -> str:
-    """One flat table of every board's rows; metric columns are the union, spreads as ``NAME_spread``.
-    Text cells that a spreadsheet would run as a formula are neutralised (``csv_cell``)."""
+    """One flat table of every board's rows; metric columns are the union, spreads as ``NAME_spread``, the count
+    beside a figure as ``NAME_missing`` right after it (e.g. ``hd95_mean_missing``), the run's real-vs-real
+    reference as ``NAME_reference``. Text cells that a spreadsheet would run as a formula are neutralised
+    (``csv_cell``)."""
     metric_names: list[str] = []
     spread_names: list[str] = []
+    reference_names: list[str] = []
+    counts: dict[str, str] = {}
     for board in boards:
         for m in board.metrics:
             if m.name not in metric_names:
                 metric_names.append(m.name)
+            if m.count:
+                counts.setdefault(m.name, m.count)
             if any(m.name in r.spreads for r in board.rows) and m.name not in spread_names:
                 spread_names.append(m.name)
+            if any(m.name in values for _, values in board.references) and m.name not in reference_names:
+                reference_names.append(m.name)
+    metric_cols: list[tuple[str, str, str]] = []  # (header, kind, metric)
+    for name in metric_names:
+        metric_cols.append((name, "value", name))
+        if name in counts:
+            metric_cols.append((f"{name}_missing", "count", name))
     ident = ["noise", "sampler", "steps", "backbone", "conditioning", "seeds", "batch", "dtype", "resolution"]
     header = (["task", "dataset", "ruler_kind", "ruler", "n_samples", "distance_unit", "ruler_flag", "rank", "run_id",
-               "created_at", "spec_hash"] + ident + metric_names + [f"{n}_spread" for n in spread_names])
+               "created_at", "spec_hash"] + ident + [h for h, _, _ in metric_cols]
+              + [f"{n}_spread" for n in spread_names] + [f"{n}_reference" for n in reference_names])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([csv_cell(h) for h in header])
     for board in boards:
+        by_name = {m.name: m for m in board.metrics}
         for rank, run in enumerate(board.rows, 1):
+            reference = board.run_references.get(run.id or 0, {})
             row = [board.task, board.dataset, board.ruler_kind, board.ruler or "",
                    "" if board.n_samples is None else board.n_samples, board.distance_unit or "",
                    ruler_flag(run) or "", rank, run.id, run.created_at, run.spec_hash] + [cell(run, k) for k in ident]
-            row += ["" if run.metrics.get(n) is None else run.metrics[n] for n in metric_names]
+            for _, kind, name in metric_cols:
+                if kind == "count":
+                    col = by_name.get(name)
+                    missing = col.missing(run) if col is not None else None
+                    row.append("" if missing is None else missing)
+                else:
+                    row.append("" if run.metrics.get(name) is None else run.metrics[name])
             row += ["" if run.spreads.get(n) is None else run.spreads[n] for n in spread_names]
+            row += ["" if reference.get(n) is None else reference[n] for n in reference_names]
             writer.writerow([csv_cell(v) for v in row])
     return buf.getvalue()
 
@@ -641,7 +1039,9 @@ def to_data(boards: Sequence[Board]) -> dict[str, Any]:
                 "sort_metric": b.sort_metric,
                 "notes": b.notes,
                 "metrics": [{"name": m.name, "label": m.label, "direction": m.direction, "unit": m.unit,
-                             "best": m.best} for m in b.metrics],
+                             "best": m.best, **({"count": m.count} if m.count else {})} for m in b.metrics],
+                "hidden": b.hidden,
+                "references": [{"label": label, "metrics": values} for label, values in b.references],
                 "rows": [
                     {
                         "rank": rank,
@@ -654,6 +1054,9 @@ def to_data(boards: Sequence[Board]) -> dict[str, Any]:
                         "metrics": r.metrics,
                         "spreads": r.spreads,
                         "best": [m.name for m in b.metrics if m.is_best(r.metrics.get(m.name))],
+                        # the count beside each figure that has one, e.g. {"hd95_mean": 3}: pairs left out
+                        "missing": {m.name: n for m in b.metrics if (n := m.missing(r)) is not None},
+                        "reference": b.run_references.get(r.id or 0, {}),
                         "timings": r.timings,
                         "artefacts": r.artefacts,
                         "context": r.context,
@@ -681,8 +1084,12 @@ h2 { font-size: 17px; margin: 36px 0 2px; }
 .sub, .caption, footer { color: var(--muted); }
 .ruler { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; background: var(--head);
          border: 1px solid var(--line); border-radius: 4px; padding: 1px 6px; }
-.wrap { overflow-x: auto; margin-top: 10px; }
+/* a board wider than the page scrolls inside its own box, never the page; rank and first column stay put */
+.wrap { overflow-x: auto; max-width: 100%; margin-top: 10px; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th:first-child, td:first-child { position: sticky; left: 0; background: #fff; }
+th:first-child { background: var(--head); }
+tr.ref td { font-style: italic; color: var(--muted); border-top: 2px solid var(--line); }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { background: var(--head); text-align: left; font-weight: 600; }
 th.num, td.num { text-align: right; }
@@ -815,6 +1222,12 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
                 cls = "num best" if m.is_best(run.metrics.get(m.name)) else "num"
                 parts.append(f'<td class="{cls}">{e(m.text(run))}</td>')
             parts.append(f'<td class="num rank">{run.id}</td></tr>')
+        for label, values in board.references:
+            cells = _reference_cells(board, label, values, e)
+            parts.append('<tr class="ref"><td class="num rank"></td>'
+                         + "".join(f"<td>{c}</td>" for c in cells[1:1 + len(board.columns)])
+                         + "".join(f'<td class="num">{c}</td>' for c in cells[1 + len(board.columns):-1])
+                         + '<td class="num rank"></td></tr>')
         parts.append(f'</tbody></table></div><p class="caption">{e(_caption(board))}</p>')
         figures = []
         refused = []
@@ -830,9 +1243,9 @@ def to_html(boards: Sequence[Board], base_dirs: Sequence[Path] = (), title: str 
                 if (text := cell(run, c.key))
             )
             score = ""
-            if board.sort_metric is not None:
-                m = board.metric(board.sort_metric)
-                score = f" — {m.label} {format_value(run.metrics.get(m.name), decimals=m.decimals)}"
+            if board.sort_column is not None:
+                m = board.sort_column
+                score = f" — {m.label} {m.number(run.metrics.get(m.name))}"
             alt = f"sample grid of run {run.id}"
             figures.append(
                 f'<figure><img src="{uri}" alt="{e(alt)}">'

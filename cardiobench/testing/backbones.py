@@ -20,6 +20,9 @@ Residual shapes come from ``residuals_like``, which by default uses the U-Net's 
 - ``sizes``: spatial sizes tried (must suit the backbone's downsampling);
 - ``num_classes``: passed as ``num_classes=...`` for the class-label test (``None`` skips it);
 - ``supports_residuals``: ``False`` skips the residual test.
+
+Registration metadata ``class_labels=False`` / ``residuals=False`` (the backbone takes no class labels / no
+ControlNet residuals; conditioning methods that need them refuse it) skip those tests too.
 """
 
 from __future__ import annotations
@@ -63,9 +66,13 @@ class BackboneContract:
             skips, mid = model.encode(x, model.embed(t, batch=x.shape[0]))
         return [torch.zeros_like(s) for s in skips], torch.zeros_like(mid)
 
+    def metadata(self) -> dict[str, Any]:
+        return get_component("backbone", self.backbone).metadata
+
     # -- the contract ----------------------------------------------------------------------
     def test_is_registered_module(self):
         assert isinstance(self.make(), torch.nn.Module)
+        assert get_component("backbone", self.backbone).summary, "give the factory a docstring or a summary"
 
     def test_output_shape_equals_input_shape(self):
         model = self.make().eval()
@@ -109,7 +116,7 @@ class BackboneContract:
         torch.testing.assert_close(whole[:1], first, rtol=1e-4, atol=1e-5)
 
     def test_class_labels(self):
-        if self.num_classes is None:
+        if self.num_classes is None or self.metadata().get("class_labels", True) is False:
             pytest.skip("no class conditioning")
         model = self.make(num_classes=self.num_classes).eval()
         x, t = self.inputs()
@@ -122,7 +129,7 @@ class BackboneContract:
         torch.testing.assert_close(none, null)  # no labels = the null label (classifier-free guidance)
 
     def test_residuals(self):
-        if not self.supports_residuals:
+        if not self.supports_residuals or self.metadata().get("residuals", True) is False:
             pytest.skip("no residual inputs")
         model = self.make().eval()
         x, t = self.inputs()
@@ -135,10 +142,11 @@ class BackboneContract:
         assert not torch.allclose(plain, bumped)
 
     def test_gradients_reach_every_parameter(self):
-        model = self.make(num_classes=self.num_classes) if self.num_classes else self.make()
+        labels = bool(self.num_classes) and self.metadata().get("class_labels", True) is not False
+        model = self.make(num_classes=self.num_classes) if labels else self.make()
         model.train()
         x, t = self.inputs()
-        kwargs = {"class_labels": torch.arange(self.batch) % self.num_classes} if self.num_classes else {}
+        kwargs = {"class_labels": torch.arange(self.batch) % self.num_classes} if labels else {}
         out = model(x, t, **kwargs)
         (out - x[:, : self.out_channels]).pow(2).mean().backward()
         missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

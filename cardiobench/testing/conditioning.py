@@ -85,6 +85,7 @@ class ConditioningContract:
 
     # -- registration ------------------------------------------------------------------------
     def test_metadata(self):
+        assert self.component().summary, "give the factory a docstring or a summary"
         meta = self.component().metadata
         assert meta.get("condition") in CONDITIONS
         tasks = tuple(meta.get("tasks", ()))

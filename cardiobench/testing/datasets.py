@@ -5,12 +5,21 @@ In your plugin's tests::
     from cardiobench.testing.datasets import DatasetContract
 
     class TestMyDataset(DatasetContract):
+        dataset_name = "my-data"                                   # as registered
+        dataset_options = {"size": 32, "data_root": TINY_FIXTURE}  # what the pipeline would pass
+
+or, for a source that is not registered, override ``make_source``::
+
         def make_source(self):
             return my_factory(size=32, data_root=tiny_fixture_root)
 
-The suite loads each split once per class (cached on the class) and checks shapes, dtypes, value
-ranges, metadata, no empty slices, no patient shared between splits, determinism and, when the source
-has one, a JSON-able ``describe()``. Class attributes tune it:
+With ``dataset_name`` the suite also checks the registration: a summary, the metadata types (``needs_data``,
+``default``: bool; ``root_env``: str; ``root_markers``: tuple of glob patterns) and that the factory takes the
+options the pipeline passes (``size``, ``seed``, and ``data_root`` unless ``needs_data=False``).
+
+The suite loads each split once per class (cached on the class) and checks shapes, dtypes, value ranges,
+metadata, no empty slices, no patient shared between splits, determinism and, when the source has one, a
+JSON-able ``describe()``. Class attributes tune it:
 
 - ``expect_size``: the side the slices must have (None: any, but square);
 - ``require_nonempty``: splits that must hold slices (default: train);
@@ -28,8 +37,12 @@ from cardiobench.data.base import GROUPS, NUM_CLASSES, SPLITS, SliceSet
 
 
 class DatasetContract:
-    """Subclass as ``Test...`` and implement ``make_source``."""
+    """Subclass as ``Test...``; set ``dataset_name`` (registered) or implement ``make_source``."""
 
+    #: registered name of the data set under test (None: ``make_source`` builds it)
+    dataset_name: ClassVar[str | None] = None
+    #: factory options (small: the suite loads every split twice)
+    dataset_options: ClassVar[dict[str, Any]] = {}
     expect_size: ClassVar[int | None] = None
     require_nonempty: ClassVar[tuple[str, ...]] = ("train",)
     check_centred: ClassVar[bool] = False
@@ -37,7 +50,11 @@ class DatasetContract:
 
     def make_source(self) -> Any:
         """A fresh data source (``name`` and ``load(split)``); keep it small, the suite loads it twice."""
-        raise NotImplementedError
+        if not self.dataset_name:
+            raise NotImplementedError("set dataset_name (and dataset_options) or override make_source")
+        from cardiobench.plugins import get_component
+
+        return get_component("dataset", self.dataset_name).create(**self.dataset_options)
 
     # -- helpers ---------------------------------------------------------------------------
     def _source_and_splits(self) -> tuple[Any, dict[str, SliceSet]]:
@@ -51,6 +68,28 @@ class DatasetContract:
         return self._source_and_splits()[1]
 
     # -- the contract ----------------------------------------------------------------------
+    def test_registration_metadata(self):
+        if not self.dataset_name:
+            return
+        import inspect
+
+        from cardiobench.plugins import get_component
+
+        comp = get_component("dataset", self.dataset_name)
+        assert comp.summary, "give the factory a docstring or a summary"
+        meta = comp.metadata
+        for key in ("needs_data", "default"):
+            assert isinstance(meta.get(key, False), bool), f"metadata {key!r} must be a bool"
+        assert isinstance(meta.get("root_env", ""), str), "metadata 'root_env' must be an environment variable name"
+        markers = meta.get("root_markers", ())
+        assert isinstance(markers, tuple) and all(isinstance(m, str) and m for m in markers), (
+            "metadata 'root_markers' must be a tuple of glob patterns")
+        params = inspect.signature(comp.factory).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        wanted = ["size", "seed"] + (["data_root"] if meta.get("needs_data", True) else [])
+        missing = [k for k in wanted if k not in params and not takes_any]
+        assert not missing, f"the factory must take the options the pipeline passes: {missing}"
+
     def test_has_name(self):
         source, _ = self._source_and_splits()
         assert isinstance(source.name, str) and source.name

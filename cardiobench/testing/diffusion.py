@@ -18,7 +18,10 @@ components through the plugin registry, so the suites also check that the compon
 ``GaussianData`` is the solvable problem behind the statistical checks: data whose DCT coefficients are
 independent Gaussians, for which ``E[x_0 | x_t]`` is closed form for every linear Gaussian process (Gaussian
 DDPM is diagonal in any orthonormal basis, blurring diffusion is diagonal in the DCT basis), so a sampler
-driven by this exact denoiser must return the data distribution.
+driven by this exact denoiser must return the data distribution. The probability-flow ODE of that problem is
+solved exactly too (``GaussianData.flow``), which is what the sampler's convergence-order check measures
+against: a deterministic sampler's error must shrink with the number of steps at the order it declares
+(registration metadata ``order``, default 1).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import math
 from typing import Any, ClassVar
 
+import pytest
 import torch
 
 from cardiobench.diffusion import dct
@@ -70,6 +74,20 @@ class GaussianData:
         var = self.std * self.std
         u0 = self.mean + var * a * (u_t - a * self.mean) / (a * a * var + s * s)
         return dct.idct2(u0)
+
+    def flow(self, process: NoiseProcess, x: torch.Tensor, t_from: int, t_to: int) -> torch.Tensor:
+        """The exact probability-flow ODE solution: ``x`` (n, C, H, W) at timestep ``t_from`` carried to ``t_to``.
+
+        Per DCT coefficient the marginal at t is ``N(alpha_t m, v_t)``, ``v_t = alpha_t^2 s^2 + sigma_t^2``, and the
+        ODE's velocity is affine in ``u``; the flow is the increasing affine map between the two marginals,
+        ``u_to = alpha_to m + sqrt(v_to / v_from) (u_from - alpha_from m)``.
+        """
+        a1, s1 = process.alpha_sigma(t_from)
+        a2, s2 = process.alpha_sigma(t_to)
+        a1, s1, a2, s2 = (c.to(self.dtype) for c in (a1, s1, a2, s2))
+        var = self.std * self.std
+        scale = ((a2 * a2 * var + s2 * s2) / (a1 * a1 * var + s1 * s1)).sqrt()
+        return dct.idct2(a2 * self.mean + scale * (dct.dct2(x.to(self.dtype)) - a1 * self.mean))
 
     def model_fn(self, process: NoiseProcess):
         """The optimal network for ``process`` (in its ``prediction_type``) on this data."""
@@ -257,9 +275,74 @@ class NoiseProcessContract:
         assert int(t.min()) >= 0 and int(t.max()) < process.num_timesteps
         assert torch.equal(t, process.sample_timesteps(500, generator=torch.Generator().manual_seed(0)))
 
+    # -- what the engine calls: the prior draw and the training loss ------------------------------------------
+    def test_prior_is_a_seeded_standard_normal(self):
+        """``prior(shape, generator)``: x_T, float32 on the CPU, reproducible; N(0, I) for this family."""
+        process = self.make_process()
+        a = process.prior(self.shape, generator=torch.Generator().manual_seed(0))
+        assert isinstance(a, torch.Tensor) and a.shape == self.shape
+        assert a.dtype == torch.float32 and a.device.type == "cpu"
+        assert torch.equal(a, process.prior(self.shape, generator=torch.Generator().manual_seed(0)))
+        assert not torch.equal(a, process.prior(self.shape, generator=torch.Generator().manual_seed(1)))
+        assert process.prior(self.shape).shape == self.shape  # no generator: the global RNG
+        big = process.prior((512, *self.shape[1:]), generator=torch.Generator().manual_seed(2)).double()
+        # the family's samplers start from white noise: mean 0, variance 1 (standard errors ~0.004)
+        assert abs(float(big.mean())) < 0.03 and abs(float(big.std()) - 1.0) < 0.03
+
+    def _loss(self, process: NoiseProcess, model_fn, x0: torch.Tensor, seed: int = 0, **kw: Any) -> torch.Tensor:
+        return process.training_loss(model_fn, x0, torch.Generator().manual_seed(seed), **kw)
+
+    def test_training_loss_is_a_seeded_finite_scalar(self):
+        process = self.make_process()
+        x0 = self.data()[0].float()
+        calls: list[tuple[torch.Size, torch.Tensor]] = []
+
+        def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            calls.append((x_t.shape, t))
+            return 0.5 * torch.tanh(x_t)
+
+        loss = self._loss(process, model_fn, x0)
+        assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "training_loss must return a scalar tensor"
+        assert bool(torch.isfinite(loss)) and float(loss) > 0
+        assert calls, "training_loss must call the network"
+        for shape, t in calls:
+            assert shape == x0.shape and t.shape == (x0.shape[0],) and t.dtype == torch.long
+            assert int(t.min()) >= 0 and int(t.max()) < process.num_timesteps
+        assert torch.equal(loss, self._loss(process, model_fn, x0)), "the same seed must give the same loss"
+        assert not torch.equal(loss, self._loss(process, model_fn, x0, seed=1))
+        l1 = self._loss(process, model_fn, x0, loss="smooth_l1")
+        assert l1.dim() == 0 and bool(torch.isfinite(l1)) and not torch.equal(l1, loss)
+        with pytest.raises((ValueError, CardiobenchError)):
+            self._loss(process, model_fn, x0, loss="not-a-loss")
+
+    def test_training_loss_is_differentiable(self):
+        process = self.make_process()
+        scale = torch.nn.Parameter(torch.tensor(0.5))
+        loss = self._loss(process, lambda x_t, t: scale * x_t, self.data()[0].float())
+        loss.backward()
+        assert scale.grad is not None and bool(torch.isfinite(scale.grad)) and float(scale.grad) != 0.0
+
+    def test_training_loss_is_zero_for_the_perfect_network(self):
+        """A network that outputs ``training_target`` exactly (known here from x0 and x_t) has loss 0."""
+        x0 = self.data(2)[0].float()
+        for ptype in self.prediction_types:
+            process = self.make_process(prediction_type=ptype)
+
+            def perfect(x_t: torch.Tensor, t: torch.Tensor, process=process) -> torch.Tensor:
+                return process.model_output_from(x0, x_t, t)
+
+            baseline = float(self._loss(process, lambda x_t, t: torch.zeros_like(x_t), x0))
+            loss = float(self._loss(process, perfect, x0))
+            assert loss <= 1e-6 * max(baseline, 1.0), f"{ptype}: loss {loss:.3g} for the perfect network"
+
 
 class SamplerContract:
-    """What every sampler of the ``linear-gaussian`` family must satisfy, with every registered process."""
+    """What every sampler of the ``linear-gaussian`` family must satisfy, with every registered process.
+
+    Registration metadata read by the suite: ``families`` (must contain ``"linear-gaussian"``) and ``order``
+    (the convergence order of the sampler's deterministic mode, default 1; see
+    ``test_deterministic_sampler_converges_at_its_order``).
+    """
 
     #: registered name of the sampler under test
     sampler_name: ClassVar[str] = ""
@@ -281,6 +364,25 @@ class SamplerContract:
     max_mean_var_ratio: ClassVar[float] = 0.1
     #: sampler options that turn off x0 clipping (the Gaussian test data is not bounded)
     unclipped_options: ClassVar[dict[str, Any]] = {"clip_x0": False}
+    #: convergence-order check: options that make the sampler deterministic (a probability-flow ODE solver),
+    #: merged over ``sampler_options``. None: ``eta=0`` if the factory takes an ``eta`` option (DDIM's
+    #: convention), else nothing. A sampler that is still stochastic is skipped by that check (its law is
+    #: checked by the statistical test instead).
+    ode_options: ClassVar[dict[str, Any] | None] = None
+    #: step counts, processes (T large enough for the largest count) and Gaussian samples of that check
+    convergence_steps: ClassVar[tuple[int, ...]] = (16, 23, 32, 45, 64, 90)
+    convergence_processes: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
+        ("gaussian", {"num_timesteps": 1000}),
+        ("blurring", {"num_timesteps": 1000, "image_size": 4}),
+    )
+    n_convergence: ClassVar[int] = 64
+    #: where the error is measured: the listed timestep nearest this fraction of T. Not the final sample: the
+    #: last step jumps from timestep ~0 to the data whatever the step count, so its error does not shrink
+    #: (and near either end of the schedule log-SNR steps do not shrink like 1/N either)
+    convergence_checkpoint: ClassVar[float] = 0.2
+    #: how far below the declared order the measured order may fall. Measured (errors at 16..90 steps, both
+    #: processes): DDIM 0.97 to 1.04; DPM-Solver++(2M) 1.78 to 2.2; the same with its correction doubled 0.9 to 1.16
+    order_tolerance: ClassVar[float] = 0.4
 
     # -- helpers ------------------------------------------------------------------------------------------
     def component(self):
@@ -296,6 +398,41 @@ class SamplerContract:
 
     def all_processes(self, **overrides: Any) -> list[NoiseProcess]:
         return [self.make_process(name, **overrides) for name, _ in self.processes]
+
+    def declared_order(self) -> int:
+        order = self.component().metadata.get("order", 1)
+        assert isinstance(order, int) and not isinstance(order, bool) and order >= 1, (
+            f"registration metadata 'order' must be a positive int, got {order!r}")
+        return order
+
+    def make_ode_sampler(self, process: NoiseProcess) -> Sampler:
+        """The sampler in its deterministic mode, unclipped (see ``ode_options``)."""
+        options = self.ode_options
+        if options is None:
+            import inspect
+
+            try:
+                params = inspect.signature(self.component().factory).parameters
+            except (TypeError, ValueError):
+                params = {}
+            options = {"eta": 0.0} if "eta" in params else {}
+        return self.make_sampler(process, **{**options, **self.unclipped_options})
+
+    def convergence_error(self, sampler: Sampler, data: GaussianData, process: NoiseProcess, x_T: torch.Tensor,
+                          steps: int) -> float:
+        """RMS distance, with ``steps`` steps from ``x_T``, between the sampler's state at the checkpoint and the
+        exact probability-flow solution from the first listed timestep to the checkpoint's."""
+        sampler.set_timesteps(steps)
+        ts = sampler.timesteps.tolist()
+        assert len(ts) == steps, f"set_timesteps({steps}) gave {len(ts)} timesteps"
+        target = self.convergence_checkpoint * process.num_timesteps
+        # step k lands on ts[k + 1]; never the last step (to the data)
+        k = min(range(len(ts) - 1), key=lambda i: abs(ts[i + 1] - target))
+        for st in sampler.iter_sample(data.model_fn(process), tuple(x_T.shape), dtype=torch.float64, x_T=x_T):
+            if st.index == k:
+                exact = data.flow(process, x_T, ts[0], ts[k + 1])
+                return float((st.x_t.to(torch.float64) - exact).pow(2).mean().sqrt())
+        raise AssertionError(f"iter_sample stopped before step {k} of {steps}")
 
     @staticmethod
     def toy_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -385,6 +522,51 @@ class SamplerContract:
         out = self.make_sampler(process).sample(self.toy_model, self.shape)
         assert not out.requires_grad and not out.is_inference()
         out.add_(1.0)  # callers may modify the result in place
+
+    def test_a_new_run_forgets_the_last_one(self):
+        """Multistep samplers keep state across steps: a run must start afresh, even after an abandoned one."""
+        for process in self.all_processes():
+            sampler = self.make_sampler(process)
+            a = sampler.sample(self.toy_model, self.shape, generator=torch.Generator().manual_seed(3))
+            it = sampler.iter_sample(self.toy_model, self.shape, generator=torch.Generator().manual_seed(4))
+            next(it), next(it)  # abandoned after two steps
+            it.close()
+            b = sampler.sample(self.toy_model, self.shape, generator=torch.Generator().manual_seed(3))
+            assert torch.equal(a, b), "the result depends on what the sampler ran before"
+
+    def test_deterministic_sampler_converges_at_its_order(self):
+        """On Gaussian data (exact denoiser, exact ODE solution), the error of the deterministic sampler must shrink
+        like ``steps ** -order``: the slope of log error against log steps is at least ``order - order_tolerance``.
+
+        Fails for a sampler with the wrong step formula even when it still converges: e.g. a second-order
+        multistep sampler whose correction is doubled is only first order (tests/test_plugin_authoring.py).
+        """
+        order = self.declared_order()
+        data = GaussianData(channels=1, size=4)
+        x_T = torch.randn((self.n_convergence, *data.shape), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)
+        steps = sorted(self.convergence_steps)
+        for name, options in self.convergence_processes:
+            process = get_component("noise", name).create(**options)
+            sampler = self.make_ode_sampler(process)
+            sampler.set_timesteps(5)
+            runs = [sampler.sample(data.model_fn(process), tuple(x_T[:4].shape), dtype=torch.float64, x_T=x_T[:4],
+                                   generator=torch.Generator().manual_seed(seed)) for seed in (1, 2)]
+            if not torch.equal(*runs):
+                pytest.skip(f"{self.sampler_name} is stochastic with these options (set ode_options for its "
+                            "deterministic mode): its law is checked by the statistical test")
+            errors = [self.convergence_error(sampler, data, process, x_T, n) for n in steps]
+            logs = [(math.log(n), math.log(max(e, 1e-300))) for n, e in zip(steps, errors, strict=True)]
+            mx = sum(a for a, _ in logs) / len(logs)
+            my = sum(b for _, b in logs) / len(logs)
+            slope = -sum((a - mx) * (b - my) for a, b in logs) / sum((a - mx) ** 2 for a, _ in logs)
+            table = ", ".join(f"{n}: {e:.2e}" for n, e in zip(steps, errors, strict=True))
+            where = (f"{self.sampler_name} on {name}: error at timestep ~{self.convergence_checkpoint:g} T "
+                     f"by number of steps {{{table}}}")
+            assert slope >= order - self.order_tolerance, (
+                f"{where} shrinks at order {slope:.2f}, but the sampler declares order {order} "
+                f"(registration metadata 'order'; tolerance {self.order_tolerance})")
+            assert errors[-1] < 0.05, f"{where}: not close to the exact solution"
 
     #: (process, prediction type) pairs of the statistical check
     statistical_cases: ClassVar[tuple[tuple[str, str], ...]] = (("gaussian", "epsilon"), ("blurring", "v"))

@@ -13,11 +13,13 @@ or, for a metric object not registered::
         def make_metric(self):
             return MyMetric()
 
-It checks: the registration metadata (``tasks``, a direction for every value); ``compute`` on small
-hand-made contexts of each declared task returns a flat dict of finite-or-NaN floats whose keys all have a
-direction in ``lower``/``higher``/``none``; the result is deterministic and does not modify its inputs.
-Generation metrics that need the domain evaluator (``needs_evaluator = True``) get one trained on the
-context's masks (a few seconds).
+It checks: the registration metadata (``tasks``; ``direction``, a dict mapping every value the metric reports
+to ``"lower"``/``"higher"`` (is better; the leaderboard ranks by it) or ``"none"`` (shown, never ranked),
+equal to the metric object's ``directions``); ``compute`` on small hand-made contexts of each declared task
+returns a flat dict of finite-or-NaN floats whose keys all have a direction; the result is deterministic and
+does not modify its inputs. Generation metrics that need the domain evaluator (``needs_evaluator = True``, or
+registration metadata ``uses_evaluator=True``) get one trained on the context's masks (a few seconds); those
+registered with ``needs_labels=True`` get class labels in the context.
 """
 
 from __future__ import annotations
@@ -52,8 +54,20 @@ class MetricContract:
     """Subclass as ``Test...``; set ``metric_name`` (registered) or override ``make_metric``."""
 
     metric_name: ClassVar[str | None] = None
-    needs_evaluator: ClassVar[bool] = False
+    #: give generation contexts a domain evaluator (None: the registration metadata ``uses_evaluator``)
+    needs_evaluator: ClassVar[bool | None] = None
+    #: give contexts class labels (None: the registration metadata ``needs_labels``)
+    needs_labels: ClassVar[bool | None] = None
     size: ClassVar[int] = 32
+
+    def _metadata(self, key: str, attribute: bool | None) -> bool:
+        if attribute is not None:
+            return bool(attribute)
+        if not self.metric_name:
+            return False
+        from cardiobench.plugins import get_component
+
+        return bool(get_component("metric", self.metric_name).metadata.get(key, False))
 
     def make_metric(self) -> Any:
         from cardiobench.plugins import get_component
@@ -66,9 +80,9 @@ class MetricContract:
         other = contract_masks(10, self.size, seed=2)
         spacing = np.full((len(masks), 2), 1.5)
         evaluator = None
-        if task == "generation" and self.needs_evaluator:
+        if task == "generation" and self._metadata("uses_evaluator", self.needs_evaluator):
             evaluator = _tiny_evaluator(self.size)
-        return MetricContext(
+        ctx = MetricContext(
             task=task,
             masks=masks,
             spacing=spacing,
@@ -77,6 +91,13 @@ class MetricContract:
             train=contract_masks(16, self.size, seed=3) if task == "generation" else None,
             evaluator=evaluator,
         )
+        if self._metadata("needs_labels", self.needs_labels):
+            from cardiobench.data.base import GROUPS
+
+            ctx.labels = np.arange(len(masks)) % len(GROUPS)
+            if ctx.real is not None:
+                ctx.real_labels = np.arange(len(ctx.real)) % len(GROUPS)
+        return ctx
 
     # -- the contract ----------------------------------------------------------------------
     def test_declares_tasks_and_directions(self):
@@ -94,9 +115,13 @@ class MetricContract:
 
         comp = get_component("metric", self.metric_name)
         m = comp.create()
+        assert comp.summary, "give the factory a docstring or a summary"
         assert tuple(comp.metadata.get("tasks", ())) == tuple(m.tasks)
         declared = comp.metadata.get("direction")
-        assert isinstance(declared, dict) and declared == dict(m.directions)
+        assert isinstance(declared, dict), "register the metric with direction={value name: 'lower'|'higher'|'none'}"
+        assert declared == dict(m.directions), "metadata 'direction' must equal the metric's directions"
+        for key, direction in declared.items():
+            assert isinstance(key, str) and direction in DIRECTIONS, (key, direction)
 
     def test_compute_returns_flat_floats_with_directions(self):
         m = self.make_metric()

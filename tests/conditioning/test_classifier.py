@@ -109,7 +109,7 @@ def test_time_buckets_cover_every_timestep_once():
 # -- training, cache, files -------------------------------------------------------------------------------
 def test_training_is_deterministic_and_cached(monkeypatch):
     spec = tiny_spec()
-    first = prepare_classifier(spec, device="cpu", quiet=True)
+    first = prepare_classifier(spec, device="cpu")
     assert first.status == "trained" and first.path.name == f"{spec.hash()}.pt"
     model_a, loaded_spec, meta = load_classifier(first.path)
     assert loaded_spec == spec and meta["spec_hash"] == spec.hash()
@@ -120,22 +120,22 @@ def test_training_is_deterministic_and_cached(monkeypatch):
 
     with monkeypatch.context() as mp:  # (monkeypatch.undo() would also undo conftest's private cache folder)
         mp.setattr(C, "train_classifier", no_training)
-        assert prepare_classifier(spec, device="cpu", quiet=True).status == "reused"
-        assert ensure_classifier(spec, device="cpu", quiet=True) == first.path
+        assert prepare_classifier(spec, device="cpu").status == "reused"
+        assert ensure_classifier(spec, device="cpu") == first.path
 
-    again = prepare_classifier(spec, device="cpu", quiet=True, retrain=True)
+    again = prepare_classifier(spec, device="cpu", retrain=True)
     assert again.status == "trained"
     model_b, _, _ = load_classifier(again.path)
     for key, value in model_b.state_dict().items():
         assert torch.equal(value, weights[key]), key
-    other = prepare_classifier(tiny_spec(seed=1), device="cpu", quiet=True)
+    other = prepare_classifier(tiny_spec(seed=1), device="cpu")
     model_c, _, _ = load_classifier(other.path)
     assert not all(torch.equal(v, weights[k]) for k, v in model_c.state_dict().items())
 
 
 def test_checkpoint_is_weights_only_and_holds_spec_weights_and_accuracy():
     spec = tiny_spec()
-    path = ensure_classifier(spec, device="cpu", quiet=True)
+    path = ensure_classifier(spec, device="cpu")
     state = torch.load(path, weights_only=True)
     assert state["kind"] == "noisy-classifier" and state["spec_hash"] == spec.hash()
     assert state["spec"] == spec.to_dict() and "stem.weight" in state["model"]
@@ -152,23 +152,23 @@ def test_checkpoint_is_weights_only_and_holds_spec_weights_and_accuracy():
 
 def test_a_shipped_classifier_is_copied_into_the_cache(monkeypatch, tmp_path):
     spec = tiny_spec()
-    trained = ensure_classifier(spec, device="cpu", quiet=True)
+    trained = ensure_classifier(spec, device="cpu")
     shipped = tmp_path / "assets"
     shipped.mkdir()
     (shipped / trained.name).write_bytes(trained.read_bytes())
     trained.unlink()
     monkeypatch.setattr(C, "SHIPPED_CLASSIFIERS", shipped)
     monkeypatch.setattr(C, "train_classifier", lambda *a, **k: pytest.fail("should copy the shipped file"))
-    result = prepare_classifier(spec, device="cpu", quiet=True)
+    result = prepare_classifier(spec, device="cpu")
     assert result.status == "reused-shipped" and result.path == trained
     assert result.path.read_bytes() == (shipped / trained.name).read_bytes()
 
 
 def test_a_corrupt_cache_entry_is_trained_again():
     spec = tiny_spec()
-    path = ensure_classifier(spec, device="cpu", quiet=True)
+    path = ensure_classifier(spec, device="cpu")
     path.write_bytes(b"garbage")
-    assert prepare_classifier(spec, device="cpu", quiet=True).status == "trained"
+    assert prepare_classifier(spec, device="cpu").status == "trained"
     load_classifier(path)
 
 

@@ -261,7 +261,7 @@ TINY_TRAIN = TrainSpec(dataset="phantom", resolution=16, dataset_options={"train
 
 def test_a_trained_classifier_file_is_checked_against_the_sampling_process():
     method = ClassifierGuidance(classifier_size="tiny", classifier_steps=5)
-    path = method.prepare(TINY_TRAIN, device="cpu", quiet=True)
+    path = method.prepare(TINY_TRAIN, device="cpu")
     assert method.classifier_checkpoint == str(path)
     net, y = tiny_unet(), torch.tensor([0, 1])
     x, t = torch.randn(2, 4, 16, 16), torch.tensor([5, 50])
@@ -288,10 +288,10 @@ def trained_pair(tmp_path_factory):
         torch.set_num_threads(1)
         try:
             spec = classifier_spec_for(TINY_TRAIN, size="tiny", steps=300, batch_size=32)
-            clf_path = ensure_classifier(spec, device="cpu", quiet=True)
+            clf_path = ensure_classifier(spec, device="cpu")
             model_spec = TINY_TRAIN.replace(backbone_options={"size": "tiny", "channel_mults": [1, 2]}, steps=60,
                                             batch_size=16, lr=2e-3, ema_decay=0.0)
-            net, proc, _, _ = load_model(train(model_spec, None, device="cpu", quiet=True).checkpoint, device="cpu")
+            net, proc, _, _ = load_model(train(model_spec, None, device="cpu").checkpoint, device="cpu")
             method = ClassifierGuidance(classifier_checkpoint=str(clf_path), classifier_size="tiny",
                                         classifier_steps=300)
             method.classifier_for(proc, torch.device("cpu"))  # loaded now, while the cache folder exists

@@ -247,7 +247,7 @@ def test_a_segmentation_run_stores_and_prints_its_distance_unit(unit_datasets, t
                                           "eval.ensemble_k": 2}, [])
     plan = pipeline.plan_from_config(cfg)
     store = ResultStore(tmp_path / "results.db")
-    outcome = pipeline.execute(plan, store, tmp_path, quiet=True, gif=False)
+    outcome = pipeline.execute(plan, store, tmp_path, gif=False)
 
     assert outcome.meta["distance_unit"] == unit and outcome.meta["hd95_unit"] == unit
     assert outcome.record.context == {"n_samples": 4, "distance_unit": unit}
@@ -267,13 +267,13 @@ def test_a_segmentation_run_stores_and_prints_its_distance_unit(unit_datasets, t
 
 @pytest.mark.parametrize("scale", [0.0, 3.0])
 def test_reverse_gif_animates_the_run_s_own_guidance_scale(monkeypatch, tmp_path, scale):
-    """Guidance scale 0 (the unconditional half of classifier-free guidance) is a scale, not 'unset'."""
+    """Guidance scale 0 (the unconditional half of classifier-free guidance) is a scale, not 'unset'; the GIF is
+    recorded during that very sampling pass (so it animates the run's own scale and ends on the grid's masks)."""
     import importlib
 
-    # the modules, not the functions of the same names that cardiobench.engine exports
-    sample_mod = importlib.import_module("cardiobench.engine.sample")
-    train_mod = importlib.import_module("cardiobench.engine.train")
+    from cardiobench.progress import SILENT
 
+    sample_mod = importlib.import_module("cardiobench.engine.sample")
     plan = pipeline.plan_from_config(pipeline.resolve("quick", None, {"conditioning.method": "classifier-free",
                                                                       "conditioning.guidance_scale": scale}, []))
     seen = {}
@@ -281,23 +281,12 @@ def test_reverse_gif_animates_the_run_s_own_guidance_scale(monkeypatch, tmp_path
     class Stop(Exception):
         pass
 
-    def fake_model_fn(*args, guidance_scale, **kwargs):
-        seen["scale"] = guidance_scale
+    def fake_sample(*args, **kwargs):
+        seen.update(kwargs)
         raise Stop
 
-    monkeypatch.setattr(sample_mod, "load_model", lambda *a, **k: (None, None, plan.train, None))
-    monkeypatch.setattr(sample_mod, "make_model_fn", fake_model_fn)
-    monkeypatch.setattr(train_mod, "resolve_device", lambda device: "cpu")
-
-    class FakeSampler:
-        def set_timesteps(self, n):
-            pass
-
-    class FakeComponent:
-        def create(self, *args, **kwargs):
-            return FakeSampler()
-
-    monkeypatch.setattr(pipeline, "get_component", lambda kind, name: FakeComponent())
+    monkeypatch.setattr(sample_mod, "sample", fake_sample)
     with pytest.raises(Stop):
-        pipeline._gif(plan, tmp_path / "ck.pt", tmp_path / "reverse.gif")
-    assert seen["scale"] == scale
+        pipeline._generation(plan, tmp_path / "ck.pt", tmp_path, gif=True, progress=SILENT)
+    assert seen["guidance_scale"] == scale
+    assert seen["frames"] is not None and seen["frames"].n == 15  # 3 samples of each of the 5 classes

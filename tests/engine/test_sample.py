@@ -11,13 +11,13 @@ from cardiobench.errors import CardiobenchError
 
 @pytest.fixture
 def checkpoint(tmp_path, tiny_spec):
-    return train(tiny_spec(), tmp_path / "run", quiet=True).checkpoint
+    return train(tiny_spec(), tmp_path / "run").checkpoint
 
 
 def test_samples_are_label_maps_and_seeded(checkpoint, tmp_path):
-    a = sample(checkpoint, sampler="ddim", steps=4, num_samples=5, batch_size=2, seed=3, quiet=True)
+    a = sample(checkpoint, sampler="ddim", steps=4, num_samples=5, batch_size=2, seed=3)
     assert a.masks.shape == (5, 16, 16) and a.masks.dtype == np.uint8 and a.masks.max() <= 3
-    b = sample(checkpoint, sampler="ddim", steps=4, num_samples=5, batch_size=2, seed=3, quiet=True)
+    b = sample(checkpoint, sampler="ddim", steps=4, num_samples=5, batch_size=2, seed=3)
     assert np.array_equal(a.masks, b.masks)
     files = write_samples(a, tmp_path / "out")
     masks, meta = read_samples(files["samples"])
@@ -27,12 +27,12 @@ def test_samples_are_label_maps_and_seeded(checkpoint, tmp_path):
 
 
 def test_ddpm_and_eta_options(checkpoint):
-    r = sample(checkpoint, sampler="ddpm", steps=5, num_samples=2, quiet=True)
+    r = sample(checkpoint, sampler="ddpm", steps=5, num_samples=2)
     assert r.masks.shape == (2, 16, 16)
-    r = sample(checkpoint, sampler="ddim", steps=3, num_samples=2, sampler_options={"eta": 1.0}, quiet=True)
+    r = sample(checkpoint, sampler="ddim", steps=3, num_samples=2, sampler_options={"eta": 1.0})
     assert r.spec.sampler_options == {"eta": 1.0}
     with pytest.raises(CardiobenchError, match="bad option for sampler 'ddpm'"):
-        sample(checkpoint, sampler="ddpm", steps=3, num_samples=2, sampler_options={"eta": 1.0}, quiet=True)
+        sample(checkpoint, sampler="ddpm", steps=3, num_samples=2, sampler_options={"eta": 1.0})
 
 
 def test_ema_weights_are_used_by_default(checkpoint):

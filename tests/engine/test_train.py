@@ -33,13 +33,13 @@ def assert_same_training(a, b):
 
 def test_resume_is_bit_for_bit(tmp_path, tiny_spec):
     spec20 = tiny_spec(steps=20)
-    full = train(spec20, tmp_path / "full", quiet=True)
+    full = train(spec20, tmp_path / "full")
     assert full.status == "trained" and full.step == 20
 
     # 10 steps of a 10-step training, then --resume it with 20 steps
-    short = train(tiny_spec(steps=10), tmp_path / "short", quiet=True)
+    short = train(tiny_spec(steps=10), tmp_path / "short")
     assert short.step == 10
-    extended = train(spec20, tmp_path / "extended", resume=short.checkpoint, quiet=True)
+    extended = train(spec20, tmp_path / "extended", resume=short.checkpoint)
     assert extended.status == "resumed" and extended.steps_run == 10
     assert_same_training(full.checkpoint, extended.checkpoint)
 
@@ -49,15 +49,15 @@ def test_resume_is_bit_for_bit(tmp_path, tiny_spec):
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):
-        train(spec20, tmp_path / "crash", checkpoint_every=5, callback=crash, retrain=True, quiet=True)
+        train(spec20, tmp_path / "crash", checkpoint_every=5, callback=crash, retrain=True)
     assert _states(tmp_path / "crash" / "checkpoint.pt")["step"] == 10
-    again = train(spec20, tmp_path / "crash", quiet=True)
+    again = train(spec20, tmp_path / "crash")
     assert again.status == "resumed" and again.steps_run == 10
     assert_same_training(full.checkpoint, again.checkpoint)
 
 
 def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path, tiny_spec):
-    result = train(tiny_spec(), tmp_path, quiet=True)
+    result = train(tiny_spec(), tmp_path)
     state = torch.load(result.checkpoint, weights_only=True)
     assert state["format"] == ck.FORMAT and state["complete"] and state["step"] == 6
     assert state["spec_hash"] == result.spec_hash == resolve_spec(tiny_spec()).hash()
@@ -68,7 +68,7 @@ def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path, tiny_spec
 
 def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, tiny_spec, monkeypatch):
     spec = tiny_spec(steps=20)
-    train(spec, tmp_path, stop_after=5, quiet=True)
+    train(spec, tmp_path, stop_after=5)
     before = (tmp_path / "checkpoint.pt").read_bytes()
     real = Trainer.compute_loss
 
@@ -78,7 +78,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, t
 
     monkeypatch.setattr(Trainer, "compute_loss", poisoned)
     with pytest.raises(TrainingDiverged) as err:
-        train(spec, tmp_path, quiet=True)
+        train(spec, tmp_path)
     msg = str(err.value)
     assert "\n" not in msg and "nan at step 8" in msg and "step 5" in msg and "kept" in msg
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
@@ -124,11 +124,11 @@ def test_junk_checkpoints_never_quote_torch(tmp_path, junk):
 
 
 def test_damaged_cached_checkpoint_says_retrain_fixes_it(tiny_spec):
-    first = train(tiny_spec(), quiet=True)
+    first = train(tiny_spec())
     first.checkpoint.write_bytes(first.checkpoint.read_bytes()[:1000])  # cut short, as by a full disk
     with pytest.raises(ck.CheckpointError, match="--retrain"):
-        train(tiny_spec(), quiet=True)
-    again = train(tiny_spec(), retrain=True, quiet=True)
+        train(tiny_spec())
+    again = train(tiny_spec(), retrain=True)
     assert again.status == "trained" and ck.load_checkpoint(again.checkpoint)["complete"]
 
 
@@ -136,7 +136,7 @@ def test_checkpoint_with_damaged_contents_is_one_line(tmp_path, tiny_spec):
     """A checkpoint that unpickles but whose weights no longer fit (a hand edit, a flipped key)."""
     from cardiobench.engine.sample import load_model
 
-    result = train(tiny_spec(), tmp_path, quiet=True)
+    result = train(tiny_spec(), tmp_path)
     state = ck.load_checkpoint(result.checkpoint)
     state["model"] = {k + "x": v for k, v in state["model"].items()}
     state["ema"] = None
@@ -146,33 +146,33 @@ def test_checkpoint_with_damaged_contents_is_one_line(tmp_path, tiny_spec):
         load_model(tmp_path / "edited.pt")
     assert "\n" not in str(err.value)
     with pytest.raises(ck.CheckpointError, match="is damaged.*--retrain"):
-        train(tiny_spec(steps=8), tmp_path / "more", resume=tmp_path / "edited.pt", quiet=True)
+        train(tiny_spec(steps=8), tmp_path / "more", resume=tmp_path / "edited.pt")
 
 
 def test_finished_training_is_cached_and_reused(tmp_path, tiny_spec):
-    first = train(tiny_spec(), tmp_path / "a", quiet=True)
+    first = train(tiny_spec(), tmp_path / "a")
     assert ck.find_cached_checkpoint(first.spec_hash) is not None
     explicit = tiny_spec(noise_options={"num_timesteps": 50, "beta_schedule": "cosine"})
-    second = train(explicit, tmp_path / "b", quiet=True)  # same model once defaults are resolved
+    second = train(explicit, tmp_path / "b")  # same model once defaults are resolved
     assert second.status == "reused" and second.steps_run == 0 and second.spec_hash == first.spec_hash
     assert_same_training(first.checkpoint, second.checkpoint)
-    assert train(tiny_spec(), tmp_path / "a", quiet=True).status == "reused"
+    assert train(tiny_spec(), tmp_path / "a").status == "reused"
     # without --out the checkpoint lives in the cache
-    assert train(tiny_spec(), quiet=True).checkpoint == ck.cached_checkpoint_path(first.spec_hash)
+    assert train(tiny_spec()).checkpoint == ck.cached_checkpoint_path(first.spec_hash)
 
 
 def test_conflicting_checkpoints_are_clear_errors(tmp_path, tiny_spec):
-    train(tiny_spec(), tmp_path, quiet=True)
+    train(tiny_spec(), tmp_path)
     with pytest.raises(CardiobenchError, match="another training spec"):
-        train(tiny_spec(lr=5e-4), tmp_path, quiet=True)
+        train(tiny_spec(lr=5e-4), tmp_path)
     with pytest.raises(CardiobenchError, match="different lr"):
-        train(tiny_spec(lr=5e-4), tmp_path / "x", resume=tmp_path, quiet=True)
-    retrained = train(tiny_spec(lr=5e-4), tmp_path, retrain=True, quiet=True)
+        train(tiny_spec(lr=5e-4), tmp_path / "x", resume=tmp_path)
+    retrained = train(tiny_spec(lr=5e-4), tmp_path, retrain=True)
     assert retrained.status == "trained"
 
 
 def test_epochs_and_batch_size_checks(tmp_path, tiny_spec):
-    result = train(tiny_spec(steps=None, epochs=1), tmp_path, quiet=True)
+    result = train(tiny_spec(steps=None, epochs=1), tmp_path)
     assert result.total_steps == result.step > 0
     with pytest.raises(CardiobenchError, match="larger than the training split"):
-        train(tiny_spec(batch_size=100000), tmp_path / "big", quiet=True)
+        train(tiny_spec(batch_size=100000), tmp_path / "big")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cardiobench.metrics.base import METRIC_DIRECTIONS
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 
 GEN_DIRECTIONS = {"fid": "lower", "kid": "lower", "is": "higher", "plausible": "higher"}
@@ -101,6 +102,79 @@ def segmentation_runs() -> list[RunRecord]:
     return runs
 
 
+#: every value a default generation run stores (fidelity, memorisation, anatomy), in the order a run stores them
+FULL_GEN_METRICS: tuple[str, ...] = (
+    "fid", "fid_relative", "kid", "kid_std", "is", "is_std", "precision", "recall", "f_score",
+    "nn_dice_mean", "copy_frac", "diversity", "anatomy_valid_frac", "anatomy_holes_in_lv", "anatomy_holes_in_rv",
+    "anatomy_holes_in_myo", "anatomy_disconnected_lv", "anatomy_disconnected_rv", "anatomy_disconnected_myo",
+    "anatomy_empty")
+
+
+def full_generation_runs(n_samples: int = 1000) -> list[RunRecord]:
+    """Made-up class-conditional generation runs the way ``cardiobench compare --conditioning classifier-free
+    --guidance-scale 0,1,3`` stores them: every value of the default metrics plus the conditional ones, and
+    the real-vs-real reference in the context. The wide rows of a real board."""
+    reference = {"fid": 0.06, "fid_relative": 1.0, "kid": 0.0001, "kid_std": 0.0002, "is": 2.95, "is_std": 0.05,
+                 "precision": 0.954, "recall": 0.94, "f_score": 0.947, "nn_dice_mean": 0.81, "copy_frac": 0.0,
+                 "diversity": 0.42, "anatomy_valid_frac": 0.953, "cond_accuracy": 0.783, "fid_class_mean": 0.53}
+    rows = [(0.0, 27.2, 0.031, 1.59, 0.848, 0.917, 0.981, 0.209, 73.6),
+            (1.0, 0.62, 0.0007, 3.09, 0.848, 0.967, 0.968, 0.806, 1.94),
+            (3.0, 5.2, 0.0061, 3.56, 0.59, 0.872, 0.916, 0.914, 18.1)]
+    runs = []
+    for i, (scale, fid, kid, is_, prec, rec, valid, acc, fid_cls) in enumerate(rows):
+        metrics = {name: 0 for name in FULL_GEN_METRICS}  # anatomy criteria: counts of maps breaking each one
+        metrics.update({"fid": fid, "fid_relative": round(fid / 0.06, 2), "kid": kid, "kid_std": kid / 10,
+                        "is": is_, "is_std": 0.04, "precision": prec, "recall": rec,
+                        "f_score": round(2 * prec * rec / (prec + rec), 3), "nn_dice_mean": 0.79 + i / 100,
+                        "copy_frac": 0.0, "diversity": 0.41, "anatomy_valid_frac": valid,
+                        "anatomy_holes_in_myo": 3 + 4 * i, "anatomy_disconnected_rv": i,
+                        "cond_accuracy": acc, "fid_class_mean": fid_cls, "kid_class_mean": kid * 3})
+        spec = {"sample": {"steps": 25, "sampler": "ddim", "num_samples": n_samples},
+                "conditioning": {"method": "classifier-free", "guidance_scale": scale}}
+        run = RunRecord(
+            task="generation", dataset="phantom", noise="gaussian", sampler="ddim", backbone="unet",
+            conditioning="classifier-free", spec=spec, train_hash="train-cfg", seeds={"train": 0, "sample": 0},
+            metrics=metrics, spreads={}, directions={k: v for k, v in METRIC_DIRECTIONS.items() if k in metrics
+                                                     and v in ("lower", "higher")},
+            evaluator_id="e6aae41485c9", environment=ENV_CPU,
+            context={"n_samples": n_samples, "distance_unit": "mm", "reference": dict(reference)},
+        )
+        runs.append(run)
+    return runs
+
+
+def full_segmentation_runs() -> list[RunRecord]:
+    """Made-up segmentation runs with every value a default segmentation run stores, the per-structure HD95
+    missing counts and the penalised HD95 included."""
+    rows = [("controlnet", 0.871, 2.94, 0, 2.94), ("concat", 0.842, 3.62, 5, 5.48)]
+    runs = []
+    for method, dice, hd, missing, penalised in rows:
+        metrics = {"dice_rv": dice - 0.05, "dice_myo": dice - 0.02, "dice_lv": dice + 0.07, "dice_mean": dice,
+                   "hd95_rv": hd + 1.1, "hd95_myo": hd - 0.4, "hd95_lv": hd - 0.7, "hd95_mean": hd,
+                   "hd95_missing": missing, "hd95_missing_rv": missing, "hd95_missing_myo": 0, "hd95_missing_lv": 0,
+                   "hd95_penalised_mean": penalised, "anatomy_valid_frac": 0.93, "anatomy_holes_in_lv": 1,
+                   "dice_mean_single": dice - 0.03, "uncertainty_mean": 0.012, "uncertainty_fg": 0.081}
+        runs.append(RunRecord(
+            task="segmentation", dataset="acdc-h5", noise="gaussian", sampler="ddim", backbone="unet",
+            conditioning=method,
+            spec={"sample": {"steps": 10, "sampler": "ddim", "num_samples": 128}, "eval": {"ensemble_k": 5}},
+            train_hash=f"train-{method}", seeds={"train": 0, "sample": 0}, metrics=metrics,
+            directions={k: v for k, v in METRIC_DIRECTIONS.items() if k in metrics and v in ("lower", "higher")}
+            | {"hd95_missing_rv": "lower", "hd95_missing_myo": "lower", "hd95_missing_lv": "lower",
+               "hd95_penalised_mean": "lower"},
+            evaluator_id="seg-acdc-1", environment=ENV_CPU, context={"n_samples": 128, "distance_unit": "px"},
+        ))
+    return runs
+
+
+def fill_full_store(folder: Path) -> ResultStore:
+    """A store with the wide rows of ``full_generation_runs`` and ``full_segmentation_runs``."""
+    store = ResultStore(Path(folder).resolve() / "results.db")
+    for run in full_generation_runs() + full_segmentation_runs():
+        store.add_run(run)
+    return store
+
+
 def throughput_runs() -> list[RunRecord]:
     out = []
     for env, dtype, ips, ms in ((ENV_CPU, "fp32", 212.4, 4.81), (ENV_GPU, "bf16", 24510.0, 0.21)):
@@ -143,4 +217,5 @@ def fill_demo_store(folder: Path) -> ResultStore:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-results")
-    print(fill_demo_store(target).path)
+    fill = fill_full_store if "--full" in sys.argv[2:] else fill_demo_store
+    print(fill(target).path)

@@ -1,0 +1,134 @@
+"""Build every component from its registered name and options, with one-line errors: the only place that does.
+
+A factory that rejects an option (``TypeError`` from the call) becomes ``CardiobenchError`` "bad option for
+<kind> <name>: ..." with the command that lists the kind's components; an unknown name is the registry's
+did-you-mean error. The engine, the pipeline, the bench and the CLI all build through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cardiobench.errors import CardiobenchError
+from cardiobench.plugins import get_component
+from cardiobench.specs import TrainSpec
+
+__all__ = [
+    "build_conditioning", "build_model", "build_process", "build_representation", "build_sampler",
+    "build_variable", "create", "model_channels", "resolve_device", "resolve_spec",
+]
+
+#: the page that documents each kind's options
+_DOCS = {"noise": "docs/diffusion.md", "sampler": "docs/diffusion.md", "representation": "docs/diffusion.md",
+         "conditioning": "docs/conditioning.md", "backbone": "docs/plugins.md", "dataset": "docs/data.md",
+         "metric": "docs/metrics.md"}
+_NOUN = {"noise": "noise process"}
+
+
+def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
+    """``get_component(kind, name).create(*args, **options)``; an option the factory does not take is one line."""
+    comp = get_component(kind, name)
+    try:
+        return comp.create(*args, **options)
+    except TypeError as exc:
+        raise CardiobenchError(f"bad option for {_NOUN.get(kind, kind)} {name!r}: {exc}",
+                               f"see `cardiobench plugins --kind {kind}` and {_DOCS.get(kind, 'docs/plugins.md')}"
+                               ) from None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a clear error for a CUDA device that is not there."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise CardiobenchError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CardiobenchError(f"device {device!r} requested but CUDA is not available", "use --device cpu")
+    return dev
+
+
+def build_process(spec: TrainSpec) -> Any:
+    """The spec's noise process."""
+    return create("noise", spec.noise, **spec.noise_options)
+
+
+def build_representation(spec: TrainSpec) -> Any:
+    """The spec's representation (what a label map becomes as the diffused tensor)."""
+    return create("representation", spec.representation, **spec.representation_options)
+
+
+def build_variable(spec: TrainSpec, process: Any = None) -> Any:
+    """The spec's ``DiffusedVariable``: representation + noise process at the spec's resolution."""
+    from cardiobench.diffusion.representation import DiffusedVariable
+
+    return DiffusedVariable(build_representation(spec), process if process is not None else build_process(spec),
+                            spec.resolution)
+
+
+def model_channels(spec: TrainSpec) -> tuple[int, int]:
+    """(in, out) channels of the denoised variable (the representation's; a conditioning method may add input
+    channels, e.g. the MRI image for an image-concatenating method)."""
+    c = build_representation(spec).channels
+    return c, c
+
+
+def build_conditioning(spec: TrainSpec) -> Any:
+    """The spec's conditioning method (``None`` for an unconditional model), built from its options."""
+    if not spec.conditioning:
+        return None
+    return create("conditioning", spec.conditioning, **spec.conditioning_options)
+
+
+def build_model(spec: TrainSpec) -> torch.nn.Module:
+    """The network of ``spec`` (the backbone, shaped by its conditioning method), initialised from ``spec.seed``
+    without touching the caller's global RNG."""
+    cin, cout = model_channels(spec)
+
+    def make_backbone(in_channels: int, out_channels: int, **extra: Any) -> torch.nn.Module:
+        return create("backbone", spec.backbone, in_channels, out_channels, **{**spec.backbone_options, **extra})
+
+    method = build_conditioning(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = make_backbone(cin, cout) if method is None else method.build_network(make_backbone, cin, cout)
+    if not isinstance(model, torch.nn.Module):
+        raise CardiobenchError(f"backbone {spec.backbone!r} did not return a torch.nn.Module")
+    return model
+
+
+def build_sampler(name: str, process: Any, options: dict[str, Any] | None = None, steps: int | None = None) -> Any:
+    """The sampler ``name`` on ``process`` with ``options``, its timesteps set (``steps`` None: its default)."""
+    sampler = create("sampler", name, process, **dict(options or {}))
+    sampler.set_timesteps(steps)
+    return sampler
+
+
+def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | None = None) -> TrainSpec:
+    """``spec`` with every default made explicit (the process's, the backbone's and the conditioning's ``config()``).
+
+    Two specs that train the same thing (``{"size": "small"}`` vs the same values spelled out) then
+    share one hash; resolving twice changes nothing. Settings a conditioning method imposes on the backbone
+    (channels, class count) are not backbone options, so a ControlNet's base spec resolves like the
+    unconditional model it is. Representation options stay as given (their defaults are not spelled out,
+    so the hashes of models trained before representations were a plugin kind hold).
+    """
+    process = process if process is not None else build_process(spec)
+    noise_options = {**spec.noise_options, **(process.config() if hasattr(process, "config") else {})}
+    backbone_options = dict(spec.backbone_options)
+    model = model if model is not None else build_model(spec)
+    inner = getattr(model, "base", model)  # a ControlNet's backbone is its frozen base
+    if callable(getattr(inner, "config", None)):
+        cfg = dict(inner.config())
+        for key in ("in_channels", "out_channels"):
+            cfg.pop(key, None)
+        if spec.conditioning and cfg.get("num_classes") is not None:  # set by the method, not a backbone option
+            cfg.pop("num_classes")
+        backbone_options.update(cfg)
+    method = build_conditioning(spec)
+    conditioning_options = {**spec.conditioning_options, **(method.config() if method is not None else {})}
+    return spec.replace(noise_options=noise_options, backbone_options=backbone_options,
+                        conditioning_options=conditioning_options)
