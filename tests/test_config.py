@@ -139,8 +139,10 @@ def test_ints_are_accepted_for_floats_and_results_are_copies():
 
 
 def test_option_helpers_build_typer_options():
-    assert config.preset_option().default == "quick"
-    assert config.config_option().default is None and config.set_option().default is None
+    from cardiobench.cli import options
+
+    assert options.preset_option().default == "quick"
+    assert options.config_option().default is None and options.set_option().default is None
 
 
 def test_every_key_and_preset_is_documented():

@@ -168,20 +168,21 @@ def _measure(case: cb.BenchCase, models: dict[str, torch.nn.Module], trains: dic
     if mkey not in models:
         models[mkey] = cb.build_network(case)
     model = models[mkey]
-    reused = []
+    reused: list[str] = []
+
+    def shared(name: str, memo: dict[str, Phase], key: str, measure: Callable[[], Phase]) -> Phase:
+        if key in memo:
+            reused.append(name)
+        else:
+            memo[key] = measure()
+        return memo[key]
+
     sample = measure_sampling(model, sampler, case, variable)
-    okey = case.overhead_key()
-    if okey in overheads:
-        reused.append("overhead")
-    else:
-        overheads[okey] = measure_sampler_overhead(sampler, case, variable)
-    tkey = case.train_key()
-    if tkey in trains:
-        reused.append("train")
-    else:
-        trains[tkey] = measure_training(model, process, case)
+    overhead = shared("overhead", overheads, case.overhead_key(),
+                      lambda: measure_sampler_overhead(sampler, case, variable))
+    train = shared("train", trains, case.train_key(), lambda: measure_training(model, process, case))
     return CaseResult(
-        case=case, sample=sample, overhead=overheads[okey], train=trains[tkey], params=cb.param_count(model),
+        case=case, sample=sample, overhead=overhead, train=train, params=cb.param_count(model),
         gflop_per_image=cb.forward_gflop(model, case), seconds=time.perf_counter() - t0, reused=reused,
         load_before=load_before, load_after=load_average(), threads=torch.get_num_threads(),
     )

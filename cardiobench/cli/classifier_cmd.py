@@ -51,6 +51,14 @@ def _print_report(report: dict[str, Any], status: str | None = None) -> None:
         out.print(f"trained in {report['seconds']:.1f} s on {report.get('device')}, {report.get('params')} parameters")
 
 
+def _show(report: dict[str, Any], as_json: bool, status: str | None = None) -> None:
+    """``--json``: the report as JSON on stdout; else in words and a table."""
+    if as_json:
+        print_json(report)
+    else:
+        _print_report(report, status)
+
+
 TRAIN_HELP = (
     "Train (or reuse) the classifier for the models of a preset: same data, same forward noise process.\n\n"
     "It depends on the forward process only (not on the prediction type or the U-Net): one classifier serves "
@@ -93,11 +101,7 @@ def train(
     spec = classifier_spec_for(train_spec_from_config(cfg), size=size, steps=steps)
     result = prepare_classifier(spec, device=device, data_root=root, retrain=retrain,
                                 progress=terminal_progress(enabled=not as_json))
-    report = {"status": result.status, **classifier_report(result.path)}
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report, result.status)
+    _show({"status": result.status, **classifier_report(result.path)}, as_json, result.status)
 
 
 @classifier_app.command("info")
@@ -108,11 +112,7 @@ def info(
     """Describe a classifier checkpoint: its spec, hash and test accuracy per timestep range."""
     from cardiobench.conditioning.classifier import classifier_report
 
-    report = classifier_report(path)
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report)
+    _show(classifier_report(path), as_json)
 
 
 @hookimpl

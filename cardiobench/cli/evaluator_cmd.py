@@ -77,6 +77,14 @@ def _print_report(report: dict[str, Any]) -> None:
         out.print(f"regenerate with: {report['command']}")
 
 
+def _show(report: dict[str, Any], as_json: bool) -> None:
+    """``--json``: the report as JSON on stdout; else in words and tables."""
+    if as_json:
+        print_json(report)
+    else:
+        _print_report(report)
+
+
 def _print_validity(report: dict[str, Any]) -> None:
     """The validity record: the one ``ruler:`` line, then the FIDs behind it."""
     from cardiobench.metrics.validity import ruler_line, ruler_validity
@@ -171,11 +179,7 @@ def train(
     ev.save(cached)
     if ship:
         _write_shipped(ev, dataset)
-    report = evaluator_report(ev)
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report)
+    _show(evaluator_report(ev), as_json)
 
 
 @evaluator_app.command("info")
@@ -191,11 +195,7 @@ def info(
 
     dataset = select_dataset(dataset, data_root)
     ev = get_evaluator(dataset, _options(data_root), config=_config(dataset, objective), train=False)
-    report = evaluator_report(ev)
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report)
+    _show(evaluator_report(ev), as_json)
 
 
 @evaluator_app.command("validate")
@@ -242,11 +242,7 @@ def validate(
         ev.save(ev.path)
     else:
         progress.log(f"[yellow]Note:[/] {ev.path} is the shipped file; the record was not stored (use --ship)")
-    report = evaluator_report(ev)
-    if as_json:
-        print_json(report)
-    else:
-        _print_report(report)
+    _show(evaluator_report(ev), as_json)
 
 
 @hookimpl

@@ -12,11 +12,11 @@ from cardiobench.registry import KINDS
 
 
 def _summary(value: dict) -> str:
-    """A mapping in a few words: ``20 values: 1 higher, 19 lower`` when its values are words (a metric's
-    directions), else ``3 values: a, b, c`` (its keys, the first few). ``--json`` has it whole."""
+    """A mapping in a few words: ``20 values: 19 lower, 1 higher`` when its values are a few words repeated (a
+    metric's directions), else ``5 values: a, b, c, ...`` (its first keys). ``--json`` has it whole."""
     n = len(value)
     words = [v for v in value.values() if isinstance(v, str)]
-    if words and len(words) == n:
+    if words and len(words) == n and len(set(words)) <= 3:
         counts: dict[str, int] = {}
         for word in words:
             counts[word] = counts.get(word, 0) + 1

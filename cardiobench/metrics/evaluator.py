@@ -566,8 +566,9 @@ def get_evaluator(
         raise CardiobenchError(
             f"no evaluator for {dataset} yet", f"train one: cardiobench evaluator train --dataset {dataset}"
         )
-    reporter.log(f"training the {dataset} evaluator ({cfg.objective} objective, {len(splits['train'])} masks, "
-                 f"{cfg.epochs} epochs, CPU) ...")
+    if reporter.enabled:
+        reporter.log(f"training the {dataset} evaluator ({cfg.objective} objective, {len(splits['train'])} masks, "
+                     f"{cfg.epochs} epochs, CPU) ...")
     ev = build_evaluator(dataset, splits, cfg, log=reporter)
     if validity_stale(ev):
         add_validity(ev, splits)

@@ -3,7 +3,8 @@
 - ``store``: ``ResultStore`` and ``RunRecord``, where every run is kept.
 - ``environment``: what a run ran on (versions, plugins, device, git revision).
 - ``report``: ranking runs into boards and rendering them (rich table, Markdown, CSV, JSON, HTML).
-- ``cli_options``: the ``--results PATH`` option shared by every command that reads or writes results.
+
+The ``--results PATH`` option every command shares lives with the CLI (``cardiobench.cli.options``).
 """
 
 from cardiobench.results.store import (

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
 import os
 import random
 import sqlite3
@@ -142,8 +143,9 @@ class RunRecord:
     ``context`` is what the numbers need to be read right (see ``CONTEXT_KEYS``): ``n_samples`` (how many
     samples, or for segmentation test images, were scored), ``distance_unit`` (``"mm"`` or ``"px"``: the unit
     of HD95 and every other distance) and ``ruler_validity`` (the evaluator's validity record, when the
-    evaluation made one). The leaderboard ranks together only runs of the same count and unit. Rows stored
-    before it existed have ``{}``.
+    evaluation made one) and ``reference`` (generation: the same metrics for real data, the real-vs-real row the
+    leaderboard and a re-printed run show beside the run's own). The leaderboard ranks together only runs of
+    the same count and unit. Rows stored before it existed have ``{}``.
     ``id`` and ``created_at`` are set by the store.
     """
 
@@ -190,8 +192,9 @@ _JSON_COLUMNS = {
     "artefacts_json": "artefacts",
     "context_json": "context",
 }
-#: keys of ``RunRecord.context`` that cardiobench writes and reads (others are kept as they are)
-CONTEXT_KEYS: tuple[str, ...] = ("n_samples", "distance_unit", "ruler_validity")
+#: keys of ``RunRecord.context`` that cardiobench writes and reads (others are kept as they are); ``reference``:
+#: the run's real-vs-real values (metric name -> number), what a perfect generator scores with the same ruler
+CONTEXT_KEYS: tuple[str, ...] = ("n_samples", "distance_unit", "ruler_validity", "reference")
 #: JSON columns added by a later migration -> the value a row of an older store reads as
 _ADDED_COLUMNS: dict[str, str] = {"context_json": "{}"}
 _PLAIN_COLUMNS = (
@@ -261,6 +264,13 @@ def _check_record(rec: RunRecord) -> None:
     validity = rec.context.get("ruler_validity")
     if validity is not None and not isinstance(validity, Mapping):
         raise StoreError(f"context ruler_validity must be a mapping or None, got {type(validity).__name__}")
+    reference = rec.context.get("reference")
+    if reference is not None:
+        if not isinstance(reference, Mapping):
+            raise StoreError(f"context reference must be a mapping or None, got {type(reference).__name__}")
+        for name, value in reference.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise StoreError(f"context reference {name!r} must be a number or None, got {type(value).__name__}")
 
 
 class ResultStore:

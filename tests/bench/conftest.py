@@ -1,17 +1,13 @@
 """Bench tests run on one thread: tiny models are faster without OpenMP barriers, and steadier on a busy machine."""
 
 import pytest
-import torch
 
 from cardiobench.bench import BenchCase
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every bench test runs on one torch thread (see ``one_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture

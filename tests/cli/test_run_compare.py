@@ -129,3 +129,60 @@ def test_two_run_processes_writing_one_store_lose_nothing(tmp_path, module_cache
         assert p.returncode == 0, err
     rows = ResultStore(db).runs()
     assert sorted(r.seeds["sample"] for r in rows) == [1, 2]
+
+
+def test_a_run_shows_its_work_and_its_gif_ends_on_the_grid_s_samples(tmp_path):
+    """Issue 20 item 2: sampler steps with a rate beside the bar (plain lines off a terminal), progress on stderr
+    with --json too, the GIF drawn during the sampling pass (its last frame = the first samples), captioned with
+    the timestep, and timings whose parts add up to the total; metrics.json and the store name one train hash."""
+    import numpy as np
+    from PIL import Image
+
+    from cardiobench.engine.sample import read_samples
+
+    db = tmp_path / "results.db"
+    res = invoke("run", "--preset", "tiny", "--sampler", "ddim", "--steps", "4", "--results", str(db), "--json")
+    assert res.exit_code == 0, res.output
+    assert "cardiobench run" in res.stderr and "sample 4/4 step" in res.stderr and "step/s" in res.stderr
+    data = json.loads(res.stdout)
+    masks, _ = read_samples(data["artefacts"]["samples"])
+    gif = Image.open(data["artefacts"]["reverse_gif"])
+    gif.seek(gif.n_frames - 1)
+    from cardiobench.viz import mask_grid
+
+    last = mask_grid(masks[:8], nrow=4, scale=4, caption="step 4/4 (x0)")  # tiny: 8 samples in one batch
+    assert np.array_equal(np.asarray(gif.convert("RGB")), np.asarray(last.convert("P").convert("RGB")))
+    t = data["timings"]
+    parts = t["train_s"] + t["sample_s"] + t["gif_s"] + t["eval_s"]
+    assert parts <= t["total_s"] + 1e-3 and parts > 0.8 * t["total_s"], t
+    stored = json.loads(open(data["artefacts"]["metrics"]).read())
+    assert stored["spec"]["train_hash"] == data["train_hash"]
+
+
+def test_sampler_options_are_addressed_to_their_sampler(tmp_path, register_plugin):
+    """Issue 20 item 9: a **kwargs sampler never gets `eta`; `sample.options` in a two-sampler compare must
+    name its sampler; an addressed option goes to that sampler only."""
+    seen = []
+
+    class Plain:
+        @staticmethod
+        @hookimpl
+        def register_samplers(register):
+            def make(process, **options):
+                from cardiobench.diffusion.ddim import DDIMSampler
+
+                seen.append(dict(options))
+                return DDIMSampler(process, **options)
+
+            register("plain-kw", make, families=("linear-gaussian",))
+
+    register_plugin(Plain(), "plain-kw")
+    cfg = pipeline.resolve("tiny", None, {"sample.sampler": "plain-kw"}, [])
+    plan = pipeline.plan_from_config(cfg)
+    assert "eta" not in plan.sampler_options and seen and "eta" not in seen[-1]
+    cfg = pipeline.resolve("tiny", None, {"sample.sampler": "ddim"}, ["sample.options.ddim.eta=0.5",
+                                                                       "sample.options.ddpm.clip_x0=false"])
+    assert pipeline.plan_from_config(cfg).sampler_options == {"eta": 0.5}
+    bad = invoke("compare", "--preset", "tiny", "--sampler", "ddpm,ddim", "--set", "sample.options.eta=0.5",
+                 "--results", str(tmp_path / "r.db"))
+    assert bad.exit_code == 2 and "would go to every sampler" in bad.output and "sample.options.ddpm.eta" in bad.output

@@ -1,4 +1,5 @@
-"""Training engine: bit-for-bit resume, NaN handling, atomic and safe checkpoints, the spec-hash cache."""
+"""Training engine: bit-for-bit resume, NaN handling, atomic and safe checkpoints, the spec-hash cache, and the
+shared training loop (``cardiobench.engine.loop``) every training runs on."""
 
 import os
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 
 from cardiobench.engine import checkpoints as ck
+from cardiobench.engine.loop import Checkpointing, TrainLoop, as_progress
 from cardiobench.engine.train import Trainer, TrainingDiverged, resolve_spec, train
 from cardiobench.errors import CardiobenchError
+from cardiobench.progress import Progress
 
 
 def _states(path):
@@ -176,3 +179,96 @@ def test_epochs_and_batch_size_checks(tmp_path, tiny_spec):
     assert result.total_steps == result.step > 0
     with pytest.raises(CardiobenchError, match="larger than the training split"):
         train(tiny_spec(batch_size=100000), tmp_path / "big")
+
+
+def test_ctrl_c_checkpoints_the_finished_steps_and_a_rerun_continues_bit_for_bit(tmp_path, tiny_spec):
+    spec = tiny_spec(steps=12)
+    full = train(spec, tmp_path / "full")
+
+    def interrupt(step, loss):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "stopped", checkpoint_every=5, callback=interrupt, retrain=True)
+    assert _states(tmp_path / "stopped" / "checkpoint.pt")["step"] == 7  # not 5: Ctrl-C wrote the 7 steps
+    again = train(spec, tmp_path / "stopped")
+    assert again.status == "resumed" and again.steps_run == 5
+    assert_same_training(full.checkpoint, again.checkpoint)
+
+
+class _Recorder(Progress):
+    """A reporter that keeps what it is told."""
+
+    enabled = True
+
+    def __init__(self):
+        self.tasks, self.lines = [], []
+
+    def task(self, label, total, *, unit="it", completed=0, **fields):
+        task = super().task(label, total, unit=unit, completed=completed, **fields)
+        self.tasks.append((label, total, task))
+        return task
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+def _linear_loop(**kwargs):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    loop = TrainLoop(torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
+    return model, loop, lambda step: torch.nn.functional.mse_loss(model(x), y)
+
+
+def test_train_loop_schedule_progress_and_stats():
+    seen = []
+    model, loop, loss_at = _linear_loop(lr_at=lambda step: 0.1 / (step + 1), grad_clip=1.0)
+    loop.optimizer.step = (lambda real: lambda *a, **k: (seen.append(loop.optimizer.param_groups[0]["lr"]),
+                                                           real(*a, **k))[1])(loop.optimizer.step)
+    progress = _Recorder()
+    stats = loop.run(loss_at, 4, items_per_step=8, progress=progress, label="fit", fields=lambda: {"acc": "0.5"})
+    assert seen == [0.1, 0.05, 0.1 / 3, 0.025] and loop.step == 4 and len(loop.history) == 4
+    assert loop.history[-1] < loop.history[0] and stats.steps_run == 4 and stats.images_per_s > 0
+    (label, total, task), = progress.tasks
+    assert (label, total, task.completed) == ("fit", 4, 4) and task.fields["acc"] == "0.5"
+    assert float(task.fields["loss_avg"]) == pytest.approx(sum(loop.history) / 4, abs=1e-4)
+    # a one-cycle scheduler is stepped after every optimizer step (the evaluator's recipe)
+    _, cyc, loss_at = _linear_loop()
+    cyc.scheduler = torch.optim.lr_scheduler.OneCycleLR(cyc.optimizer, max_lr=0.1, total_steps=3)
+    cyc.run(loss_at, 3)
+    assert cyc.scheduler.last_epoch == 3
+
+
+def test_train_loop_stops_on_nan_without_touching_the_weights(tmp_path):
+    model, loop, loss_at = _linear_loop()
+    loop.run(loss_at, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = []
+    path = tmp_path / "ck.pt"
+
+    def save(stats):
+        saved.append(loop.step)
+        path.write_bytes(b"x")
+
+    with pytest.raises(TrainingDiverged) as err:
+        loop.run(lambda step: loss_at(step) * float("nan"), 5, what="widget training", hint="calm down",
+                 checkpoint=Checkpointing(path, save, every=1))
+    msg = str(err.value)
+    assert msg.startswith("widget training diverged: the loss is nan at step 3; stopped") and "\n" not in msg
+    assert "no checkpoint had been written yet" in msg and saved == [] and loop.step == 2
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert err.value.hint == "calm down"
+
+
+def test_as_progress_takes_a_reporter_or_a_log_callable():
+    lines = []
+    rep = as_progress(None, lines.append)
+    rep.log("hello")
+    with rep.task("x", 2) as task:
+        task.update(advance=1)
+    assert lines == ["hello"] and rep.enabled
+    progress = _Recorder()
+    assert as_progress(progress) is progress and as_progress(None, progress) is progress
+    assert not as_progress(None).enabled

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import multinomial_plugin as mp
 import numpy as np
 import pytest
 import torch
 
-import multinomial_plugin as mp
 from cardiobench.testing.cli import invoke
 
 ENGINE = Path(__file__).resolve().parents[2] / "cardiobench" / "engine"
