@@ -9,9 +9,10 @@ It is trained on the training split noised by the *same* forward process as the 
 
 A ``ClassifierSpec`` (data, forward process, size, training recipe) names the classifier; its hash keys the
 cache ``cache_dir("classifiers")/<hash>.pt``, and a file ``cardiobench/assets/classifiers/<hash>.pt`` shipped
-with the package is copied into the cache instead of training. The forward process is recorded without its
-``prediction_type``: ``q(x_t | x_0)`` does not depend on what the denoiser predicts, so one classifier serves
-epsilon-, v- and x0-prediction models of the same process.
+with the package is copied into the cache instead of training (``CLASSIFIERS``, an ``engine.store.ArtefactStore``).
+The forward process is recorded without its ``prediction_type``: ``q(x_t | x_0)`` does not depend on what the
+denoiser predicts, so one classifier serves epsilon-, v- and x0-prediction models of the same process. Training
+runs on the shared loop (``cardiobench.engine.loop.TrainLoop``) and reports through ``progress``.
 
 The checkpoint (``weights_only``-loadable) holds the spec, the weights, the architecture, the loss history and
 the accuracy measured on the test split at uniform ``t`` per quarter of the time range (``accuracy``).

@@ -20,12 +20,18 @@ For a process with ``identity_basis`` (Gaussian DDPM) the coefficients are Pytho
 handful of in-place tensor passes into preallocated buffers: no tensor is built per step, no host-device
 synchronisation, no allocation. Other processes (blurring) go through ``to_basis``/``from_basis`` with
 per-coefficient tensors moved to the device once (per device and dtype).
+
+The pieces, in the notation of docs/diffusion.md ("Clipping, folding and what a step costs"): ``_plan`` (the
+steps' coefficients for one device and dtype, ``_PlannedStep``), ``_scalar_recipe`` (``_ScalarRecipe``: the
+in-place passes of one float-coefficient step), ``_step_scalar`` (runs them), ``_LazyStep`` (a yielded step whose
+``x0_pred`` is computed only if read) and ``_step_basis`` (the general step).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -46,50 +52,86 @@ def _draw_normal(buf: torch.Tensor, generator: torch.Generator | None) -> torch.
     return buf.copy_(torch.randn(buf.shape, generator=generator, device=generator.device, dtype=buf.dtype))
 
 
-def _scalar_recipe(coefs: list[float], clip: bool) -> tuple:
-    """Fold one step's six float coefficients into the fewest tensor passes.
+class _ScalarRecipe(NamedTuple):
+    """One step ``t -> s`` with Python-float coefficients (``identity_basis``, so ``u = x``), as in-place passes.
 
-    With clipping, ``y = x + (x0_m / x0_xt) m`` clamped to ``[-1, 1] / x0_xt`` is the clipped data estimate
-    divided by ``x0_xt`` (x0 prediction: ``y = clamp(m)``), and ``out = sum_k c_k src_k`` over
-    ``src = y, x, m, z``. Without clipping the estimate is folded away: ``out = f_x x + f_m m + noise_std z``.
-    The sum is evaluated as ``lead * (src_0 + sum_k (c_k / lead) src_k)`` with the largest coefficient as
-    ``lead``: one ``torch.add(..., out=)``, one ``add_`` per further term and one ``mul_``.
-    Returns ``(y_k, lo, hi, terms, lead, x0_kind)``.
+    With ``clip_x0`` the clipped data estimate is carried divided by ``scale`` (``x0_xt``, or ``x0_m`` for x0
+    prediction where ``x0_xt = 0``): ``y`` costs an ``add`` and a ``clamp_`` and ``scale`` folds into its weight::
+
+        y   = clamp(u_t + y_m m, lo, hi),   y_m = x0_m / x0_xt,   [lo, hi] = [-1, 1] / scale
+            = clip(u0_hat) / scale          (x0 prediction: y = clamp(m, lo, hi))
+        u_s = (on_x0 scale) y + on_xt u_t + on_m m + noise_std z
+
+    Without clipping ``u0_hat = x0_xt u_t + x0_m m`` folds into the other terms (no ``y``)::
+
+        u_s = (on_x0 x0_xt + on_xt) u_t + (on_x0 x0_m + on_m) m + noise_std z
+
+    Either sum ``u_s = sum_k c_k src_k`` (zero terms dropped) is evaluated as
+    ``lead (src_0 + sum_{k>=1} (c_k / lead) src_k)`` with the largest ``|c_k|`` as ``lead``: one
+    ``torch.add(..., out=)``, one ``add_`` per further term and one ``mul_`` (none if ``lead == 1``).
     """
+
+    y_m: float | None  #: weight of ``m`` in ``y``; None without clipping (no ``y``); 0 for x0 prediction
+    lo: float | None  #: clamp bounds of ``y``
+    hi: float | None
+    terms: tuple[tuple[str, float], ...]  #: ``(src_k, c_k / lead)``, largest ``|c_k|`` first; src in y, u_t, m, z
+    lead: float
+    #: how ``u0_hat`` is read back from the buffers: ``("y", scale)`` -> ``scale y``;
+    #: ``("u_t, m", x0_xt, x0_m)`` -> ``x0_xt u_t + x0_m m``
+    x0_hat: tuple
+
+
+def _scalar_recipe(coefs: list[float], clip: bool) -> _ScalarRecipe:
+    """Fold one step's six float coefficients (``COEFFICIENTS`` order) into a ``_ScalarRecipe``."""
     x0_xt, x0_m, on_x0, on_xt, on_m, noise_std = coefs
     if clip:
-        scale = x0_xt if x0_xt != 0.0 else x0_m
-        y_k = x0_m / x0_xt if x0_xt != 0.0 else 0.0
+        scale = x0_xt if x0_xt != 0.0 else x0_m  # y = clip(u0_hat) / scale
+        y_m = x0_m / x0_xt if x0_xt != 0.0 else 0.0
         lo, hi = sorted((-1.0 / scale, 1.0 / scale))
-        terms = [("y", on_x0 * scale), ("x", on_xt), ("m", on_m)]
-        x0_kind: tuple = ("y", scale)
+        terms = [("y", on_x0 * scale), ("u_t", on_xt), ("m", on_m)]
+        x0_hat: tuple = ("y", scale)
     else:
-        y_k, lo, hi = None, None, None
-        terms = [("x", on_x0 * x0_xt + on_xt), ("m", on_x0 * x0_m + on_m)]
-        x0_kind = ("xm", x0_xt, x0_m)
+        y_m, lo, hi = None, None, None
+        terms = [("u_t", on_x0 * x0_xt + on_xt), ("m", on_x0 * x0_m + on_m)]
+        x0_hat = ("u_t, m", x0_xt, x0_m)
     terms.append(("z", noise_std))
-    terms = sorted((t for t in terms if t[1] != 0.0), key=lambda t: -abs(t[1]))
-    if not terms:
-        terms = [("x", 0.0)]
+    terms = sorted((term for term in terms if term[1] != 0.0), key=lambda term: -abs(term[1]))
+    if not terms:  # u_s = 0
+        terms = [("u_t", 0.0)]
     lead = terms[0][1]
-    scaled = [(terms[0][0], 1.0)] + [(name, c / lead) for name, c in terms[1:]]
-    return y_k, lo, hi, scaled, lead, x0_kind
+    ratios = ((terms[0][0], 1.0), *((src, c / lead) for src, c in terms[1:]))
+    return _ScalarRecipe(y_m, lo, hi, ratios, lead, x0_hat)
+
+
+class _PlannedStep(NamedTuple):
+    """One step of a plan (``LinearGaussianSampler._plan``), for one device and dtype."""
+
+    #: ``(x0_xt, x0_m, on_x0, on_xt, on_m, noise_std)``: Python floats, or tensors on the device (per basis
+    #: coefficient, e.g. (1, H, W))
+    coefficients: tuple[Coef, ...]
+    #: per coefficient: is it zero (everywhere)? (``is_zero[5]``: the step draws no noise)
+    is_zero: tuple[bool, ...]
+    #: the in-place passes of a step with float coefficients; None if any coefficient is a tensor
+    recipe: _ScalarRecipe | None
 
 
 class _LazyStep(SampleStep):
-    """A ``SampleStep`` whose ``x0_pred`` is computed on first access (it costs a tensor pass per step
-    that plain sampling does not need). Like every yielded tensor it is valid until the next step."""
+    """The ``SampleStep`` of a fast-path step: ``x0_pred`` (the clipped ``u0_hat``) is computed when first read.
 
-    def __init__(self, index: int, timestep: int, x_t: torch.Tensor, fn=None, args=(), x0_pred=None):
+    Plain sampling never reads it, and it would cost one tensor pass per step. ``x0_fn(*x0_args)`` computes it
+    from the step's buffers, so, like every yielded tensor, it is valid until the next step.
+    """
+
+    def __init__(self, index: int, timestep: int, x_t: torch.Tensor, x0_fn=None, x0_args: tuple = ()):
         self.index = index
         self.timestep = timestep
         self.x_t = x_t
-        self._fn, self._args, self._x0 = fn, args, x0_pred
+        self._x0_fn, self._x0_args, self._x0 = x0_fn, x0_args, None
 
     @property
     def x0_pred(self) -> torch.Tensor:  # type: ignore[override]
         if self._x0 is None:
-            self._x0 = self._fn(*self._args)
+            self._x0 = self._x0_fn(*self._x0_args)
         return self._x0
 
     @x0_pred.setter
@@ -175,83 +217,98 @@ class LinearGaussianSampler(Sampler):
         """Per step, the six float64 CPU coefficients in ``COEFFICIENTS`` order (0-d or per basis coefficient)."""
         return [tuple(c[i] for c in self._table64) for i in range(self.num_inference_steps)]
 
-    def _plan(self, device: torch.device, dtype: torch.dtype) -> list[tuple]:
-        """Per step: six coefficients (Python floats or device tensors), zero flags and the scalar recipe.
+    def _plan(self, device: torch.device, dtype: torch.dtype) -> list[_PlannedStep]:
+        """Every step's coefficients ready for ``device`` and ``dtype``, built once per pair.
 
-        Built once per (device, dtype): one transfer per coefficient table; steps hold views into it.
+        A coefficient that is one number per step becomes a Python float (no tensor, no host-device
+        synchronisation in the step); one that varies over the basis, (N, 1, H, W) in ``_table64``, moves to the
+        device in one transfer per table and each step holds a (1, H, W) view of it. Steps whose six coefficients
+        are all floats get their ``_ScalarRecipe``.
         """
         key = (str(device), dtype)
         plan = self._plans.get(key)
         if plan is None:
-            columns: list[list] = []
+            columns: list[list[Coef]] = []  # per coefficient (COEFFICIENTS order), its value at every step
             zero_columns: list[list[bool]] = []
-            for c in self._table64:
-                if c.dim() == 1:  # a scalar per step
-                    columns.append(c.tolist())
-                    zero_columns.append((c == 0).tolist())
-                else:
-                    columns.append(list(c.to(device=device, dtype=dtype).unbind(0)))
-                    zero_columns.append((c == 0).reshape(len(c), -1).all(1).tolist())
+            for table in self._table64:
+                if table.dim() == 1:  # (N,): one number per step
+                    columns.append(table.tolist())
+                    zero_columns.append((table == 0).tolist())
+                else:  # (N, 1, H, W): one number per step and basis coefficient
+                    columns.append(list(table.to(device=device, dtype=dtype).unbind(0)))
+                    zero_columns.append((table == 0).reshape(len(table), -1).all(1).tolist())
             plan = []
             for i in range(self.num_inference_steps):
-                conv = tuple(col[i] for col in columns)
-                zeros = tuple(col[i] for col in zero_columns)
-                recipe = _scalar_recipe(list(conv), self.clip_x0) if all(isinstance(c, float) for c in conv) else None
-                plan.append((conv, zeros, recipe))
+                coefficients = tuple(column[i] for column in columns)
+                is_zero = tuple(column[i] for column in zero_columns)
+                scalar = all(isinstance(c, float) for c in coefficients)
+                recipe = _scalar_recipe(list(coefficients), self.clip_x0) if scalar else None
+                plan.append(_PlannedStep(coefficients, is_zero, recipe))
             self._plans[key] = plan
         return plan
 
-    def _scalar_plan(self, plan: list[tuple]) -> bool:
-        return self.process.identity_basis and all(recipe is not None for _, _, recipe in plan)
+    def _scalar_plan(self, plan: list[_PlannedStep]) -> bool:
+        """Whether every step takes the fast path: identity basis and float coefficients throughout."""
+        return self.process.identity_basis and all(step.recipe is not None for step in plan)
 
     @staticmethod
-    def _step_scalar(recipe: tuple, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, out: torch.Tensor,
+    def _step_scalar(recipe: _ScalarRecipe, u_t: torch.Tensor, m: torch.Tensor, y: torch.Tensor, u_s: torch.Tensor,
                      z: torch.Tensor | None) -> None:
-        """Identity basis, float coefficients: 2 to 5 in-place passes into ``y`` and ``out`` (distinct from x, m).
+        """The fast-path step (``_ScalarRecipe``): 2 to 5 in-place passes, no allocation.
 
-        See ``_scalar_recipe``: ``y`` is the (clipped) data estimate divided by a constant, ``out`` the new state.
+        Reads ``u_t`` (the state), ``m`` (the model output) and ``z`` (the step's noise, None without), all
+        (B, C, H, W); writes ``y`` (the clipped data estimate / scale, with clipping) and ``u_s`` (the new
+        state), preallocated (B, C, H, W) buffers distinct from the inputs.
         """
-        y_k, lo, hi, terms, lead, _ = recipe
-        if y_k is not None:
-            if y_k == 0.0:  # x0 prediction: y = m
+        y_m, lo, hi, terms, lead, _ = recipe
+        if y_m is not None:  # y = clamp(u_t + y_m m, lo, hi) = clip(u0_hat) / scale
+            if y_m == 0.0:  # x0 prediction: y = clamp(m, lo, hi)
                 torch.clamp(m, lo, hi, out=y)
             else:
-                torch.add(x, m, alpha=y_k, out=y)
+                torch.add(u_t, m, alpha=y_m, out=y)
                 y.clamp_(lo, hi)
-        src = {"x": x, "m": m, "y": y, "z": z}
-        (n0, _), rest = terms[0], terms[1:]
-        if not rest:
-            torch.mul(src[n0], lead, out=out)
+        src = {"u_t": u_t, "m": m, "y": y, "z": z}
+        (src_0, _), rest = terms[0], terms[1:]
+        if not rest:  # u_s = lead src_0
+            torch.mul(src[src_0], lead, out=u_s)
             return
-        torch.add(src[n0], src[rest[0][0]], alpha=rest[0][1], out=out)
-        for name, ratio in rest[1:]:
-            out.add_(src[name], alpha=ratio)
-        if lead != 1.0:
-            out.mul_(lead)
+        (src_1, ratio_1), rest = rest[0], rest[1:]
+        torch.add(src[src_0], src[src_1], alpha=ratio_1, out=u_s)  # u_s = src_0 + (c_1 / lead) src_1
+        for src_k, ratio_k in rest:  # ... + (c_k / lead) src_k
+            u_s.add_(src[src_k], alpha=ratio_k)
+        if lead != 1.0:  # u_s = lead (...)
+            u_s.mul_(lead)
 
     @staticmethod
-    def _x0_scalar(recipe: tuple, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The data estimate of a scalar step (computed on demand; valid until the buffers are reused)."""
-        x0_kind = recipe[5]
+    def _x0_scalar(recipe: _ScalarRecipe, u_t: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``u0_hat`` (clipped with ``clip_x0``) of a fast-path step, from its buffers: ``scale y``, or
+        ``x0_xt u_t + x0_m m`` without clipping. A new (B, C, H, W) tensor; valid until the buffers are reused."""
+        x0_hat = recipe.x0_hat
         with torch.no_grad():
-            if x0_kind[0] == "y":
-                return y * x0_kind[1]
-            _, x0_xt, x0_m = x0_kind
-            return torch.add(x * x0_xt, m, alpha=x0_m)
+            if x0_hat[0] == "y":
+                return y * x0_hat[1]  # scale y
+            _, x0_xt, x0_m = x0_hat
+            return torch.add(u_t * x0_xt, m, alpha=x0_m)  # x0_xt u_t + x0_m m
 
     def _step_basis(self, coefs: tuple, zeros: tuple, x: torch.Tensor, m: torch.Tensor,
                     z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """General path: per-coefficient arithmetic in the process's basis. Returns (x0_hat, x_s) in pixels."""
+        """The general step, per coefficient in the process's basis (``zeros``: ``_PlannedStep.is_zero``).
+
+        ``x`` (the state x_t), ``m`` (the model output): pixel space, (B, C, H, W); ``z``: the step's noise in
+        the basis, or None. Returns ``(x0_hat, x_s)`` in pixel space.
+        """
         proc = self.process
         x0_xt, x0_m, on_x0, on_xt, on_m, noise_std = coefs
-        u = proc.to_basis(x)
+        u = proc.to_basis(x)  # u_t = V x_t
         mu = proc.to_basis(m)
+        # u0_hat = x0_xt u_t + x0_m m   (zero terms skipped)
         u0 = x0_m * mu if zeros[0] else (x0_xt * u if zeros[1] else x0_xt * u + x0_m * mu)
-        if self.clip_x0:
+        if self.clip_x0:  # clipped in pixel space: x0_hat = clamp(V^T u0_hat, -1, 1), u0_hat = V x0_hat
             x0 = proc.from_basis(u0).clamp_(-1.0, 1.0)
             u0 = proc.to_basis(x0)
         else:
             x0 = proc.from_basis(u0)
+        # u_s = on_x0 u0_hat + on_xt u_t + on_m m + noise_std z
         us = on_x0 * u0
         if not zeros[3]:
             us = us + on_xt * u
@@ -266,7 +323,7 @@ class LinearGaussianSampler(Sampler):
         plan = self._plan(x_t.device, x_t.dtype)
         coefs, zeros, recipe = plan[index]
         z = None
-        if not zeros[5]:
+        if not zeros[5]:  # noise_std != 0
             z = noise if noise is not None else _draw_normal(torch.empty_like(x_t), generator)
         with torch.no_grad():
             if self._scalar_plan(plan):
@@ -288,6 +345,7 @@ class LinearGaussianSampler(Sampler):
         shape = tuple(shape)
         n = len(plan)
         with torch.no_grad():
+            # the buffers, each (B, C, H, W): the state x (u_t), the next state (u_s), y / x0_hat, the noise z
             x = torch.empty(shape, device=device, dtype=dtype)
             if x_T is not None:
                 x.copy_(x_T)
@@ -295,7 +353,7 @@ class LinearGaussianSampler(Sampler):
                 _draw_normal(x, generator)
             spare = torch.empty_like(x)
             x0 = torch.empty_like(x)
-            z = torch.empty_like(x) if not all(zeros[5] for _, zeros, _ in plan) else None
+            z = torch.empty_like(x) if not all(step.is_zero[5] for step in plan) else None
             # one (N, B) long tensor of timesteps, moved to the device once; row i is step i's network input
             t_in = self.timesteps.to(device)[:, None].expand(n, shape[0]).contiguous()
         ts = self._ts
@@ -305,7 +363,7 @@ class LinearGaussianSampler(Sampler):
             with ctx():
                 m = model_fn(x, t_in[i])
                 zi = None if zeros[5] else _draw_normal(z, generator)
-                if scalar:
+                if scalar:  # u_s -> spare, y -> x0; then the new state is x and u_t is spare
                     self._step_scalar(recipe, x, m, x0, spare, zi)
                     x, spare = spare, x
                     yield _LazyStep(i, ts[i], x, self._x0_scalar, (recipe, spare, m, x0))

@@ -31,14 +31,17 @@ from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 from cardiobench.specs import TASKS, TrainSpec
 
 
-def _accepted(factory: Any, candidates: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``candidates`` (generic settings such as ``sample.eta``) the plugin factory names as keyword
-    parameters. A factory that only takes ``**kwargs`` gets none of them: generic settings go to the components
-    that declare them, never to every component that would swallow them."""
+def _accepted(factory: Any, candidates: dict[str, Any], *, named_only: bool = False) -> dict[str, Any]:
+    """The subset of ``candidates`` (generic settings such as ``diffusion.num_timesteps``) the plugin factory takes
+    as keyword arguments. ``named_only``: a factory must name the parameter; one that only takes ``**kwargs``
+    gets none of them (sampler settings: ``sample.eta`` goes to the samplers that declare ``eta``, never to every
+    sampler that would swallow it). Otherwise ``**kwargs`` takes them all (a backbone's channel widths)."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return {}
+    if not named_only and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(candidates)
     named = {k for k, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
                                                         inspect.Parameter.POSITIONAL_OR_KEYWORD)}
     return {k: v for k, v in candidates.items() if k in named}
@@ -262,7 +265,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     if method and not has_scale and scale != 1.0:
         raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
     sampler_comp = get_component("sampler", sampler)
-    smp_generic = _accepted(sampler_comp.factory, {"eta": cfg["sample"]["eta"]})
+    smp_generic = _accepted(sampler_comp.factory, {"eta": cfg["sample"]["eta"]}, named_only=True)
     for name in cfg["eval"]["metrics"]:
         get_component("metric", name)
     options = dict(cfg["conditioning"].get("options") or {})

@@ -11,7 +11,10 @@ epoch's permutation, and only rank 0 writes), then runs optimizer steps::
     Adam;  grad-norm clip;  EMA update                     (one seeded torch.Generator for every draw)
 
 The trainer does not know what is diffused: the ``DiffusedVariable`` (``cardiobench.diffusion.representation``)
-encodes the data and computes the loss.
+encodes the data and computes the loss. Nor does it own the loop: the optimizer update, NaN/inf stop, Ctrl-C and
+periodic checkpoints, progress and statistics are the shared ``TrainLoop`` (``cardiobench.engine.loop``) that
+the noisy classifier, the evaluator and the bench's training step run on too; files go through the artefact
+store (``cardiobench.engine.store``, via ``engine.checkpoints``).
 
 Where the checkpoint goes: ``OUT/checkpoint.pt`` with ``out_dir``, else the cache
 (``cache_dir("checkpoints")/<spec hash>/``); a finished training is also published to the cache, and a

@@ -16,7 +16,9 @@ and precision/recall; its logits feed the Inception Score.
   measured with the same evaluator.
 - The phantom's evaluator ships in ``cardiobench/assets`` (weights + a JSON with its id, accuracy and the
   command that regenerates it); other data sets' evaluators are trained on first use and cached under
-  ``$CARDIOBENCH_CACHE_DIR/evaluators`` keyed by (data set, training-data fingerprint, configuration).
+  ``$CARDIOBENCH_CACHE_DIR/evaluators`` keyed by (data set, training-data fingerprint, configuration); files are
+  read and written by the artefact store (``EVALUATORS``, ``cardiobench.engine.store``) and training runs on the
+  shared loop (``cardiobench.engine.loop``).
 - Two training objectives (``EvaluatorConfig.objective``), the same backbone and 128-d features:
   ``"pathology"`` (the default, every evaluator before the option existed): supervised cross-entropy on the
   pathology group. ``"ssl"``: self-supervised contrastive learning (SimCLR, Chen et al., "A simple framework
@@ -612,8 +614,9 @@ def add_validity(ev: Evaluator, splits: dict[str, Any], *, progress: Progress | 
     train, test = splits["train"], splits["test"]
     record = evaluator_validity(ev, test.masks, test.groups, train.masks, train.groups)
     ev.meta["validity"] = record
-    as_progress(progress, log).log(f"validity ({record.get('seconds')} s): "
-                                   f"{ruler_line(ev.id, ruler_validity(record))}")
+    reporter = as_progress(progress, log)
+    if reporter.enabled:
+        reporter.log(f"validity ({record.get('seconds')} s): {ruler_line(ev.id, ruler_validity(record))}")
     return record
 
 

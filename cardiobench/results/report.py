@@ -761,8 +761,8 @@ def _caption(board: Board) -> str:
     if board.references:
         parts.append(f"{REFERENCE_LABEL}: the same metrics for real data, not ranked")
     if any(m.count for m in board.metrics):
-        parts.append("(N missing): (image, structure) pairs with one mask empty, so no HD95: left out of the "
-                     "means, scored the image diagonal in the penalised one")
+        parts.append("(N missing): (image, structure) pairs with one mask empty, so without a value: left out "
+                     "of a mean, scored the image diagonal in a penalised one")
     if (note := _hidden_note(board)) is not None:
         parts.append(note)
     return " · ".join(parts)
@@ -1090,6 +1090,7 @@ table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nu
 th:first-child, td:first-child { position: sticky; left: 0; background: #fff; }
 th:first-child { background: var(--head); }
 tr.ref td { font-style: italic; color: var(--muted); border-top: 2px solid var(--line); }
+tbody tr:last-child td { border-bottom: none; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { background: var(--head); text-align: left; font-weight: 600; }
 th.num, td.num { text-align: right; }

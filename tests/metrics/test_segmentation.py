@@ -161,3 +161,35 @@ def test_evaluate_segmentation_records_the_distance_unit_in_meta():
     assert px["metrics"]["hd95_mean"] == pytest.approx(mm["metrics"]["hd95_mean"] / 1.5)
     with pytest.raises(DataError, match="distance unit 'inch'"):
         evaluate_segmentation(pred, target, 1.0, distance_unit="inch")
+
+
+# -- a missed structure: counted beside every HD95 figure, penalised in hd95_penalised_mean ----------------
+def test_missing_pairs_are_counted_per_structure_and_penalised_with_the_image_diagonal():
+    from cardiobench.metrics.segmentation import image_diagonals
+
+    target = np.zeros((2, 8, 8), np.uint8)
+    target[:, 1:4, 1:4] = 1  # RV in both images
+    target[:, 4:7, 4:7] = 3  # LV in both images
+    pred = target.copy()
+    pred[1][pred[1] == 3] = 0  # image 1: LV missed
+    out = segmentation_scores(pred, target, spacing=(1.5, 2.0))
+    diagonal = float(np.hypot(8 * 1.5, 8 * 2.0))  # 20 mm: the farthest the image holds
+    assert image_diagonals((2, 8, 8), (1.5, 2.0)).tolist() == [diagonal, diagonal]
+    assert (out["hd95_missing"], out["hd95_missing_rv"], out["hd95_missing_myo"], out["hd95_missing_lv"]) == (
+        1, 0, 0, 1)
+    assert out["hd95_lv"] == 0.0 and out["hd95_mean"] == 0.0  # the miss is left out of the means...
+    assert out["hd95_penalised_mean"] == pytest.approx(diagonal / 6)  # ...and scores the diagonal here
+    assert segmentation_scores(target, target, spacing=1.0)["hd95_penalised_mean"] == 0.0
+
+
+def test_the_hd95_plugin_reports_the_counts_and_the_penalised_mean_with_directions():
+    from cardiobench.metrics.api import evaluate_segmentation
+
+    target = contract_masks(3, 32, seed=1)
+    pred = target.copy()
+    pred[0][pred[0] == 2] = 0  # MYO missed in one image
+    out = evaluate_segmentation(pred, target, 1.5, metrics=["hd95"])
+    m, d = out["metrics"], out["directions"]
+    assert m["hd95_missing_myo"] == m["hd95_missing"] == 1
+    assert m["hd95_penalised_mean"] > m["hd95_mean"]
+    assert d["hd95_penalised_mean"] == d["hd95_missing_myo"] == "lower"
