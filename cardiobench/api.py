@@ -13,7 +13,8 @@
 Settings resolve as in the CLI (defaults < preset < config file < ``sets`` < keyword options), so a call and
 the command with the same options make the same model and the same result row. Progress is off unless
 ``progress=True`` (bars on stderr, as in the CLI) or a ``cardiobench.progress.Progress`` is given. Errors
-are ``cardiobench.errors.CardiobenchError`` with the CLI's one-line message.
+are ``cardiobench.errors.CardiobenchError`` with the CLI's one-line message. ``import cardiobench`` stays light:
+this module (and torch) loads on the first use of one of its names.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from cardiobench.engine import pipeline
+from cardiobench.engine.sample import load_model as load
+from cardiobench.engine.sample import read_samples
+from cardiobench.engine.sample import sample as draw
+from cardiobench.engine.train import train as run_training
+from cardiobench.metrics.api import evaluate_generation
+from cardiobench.results.store import ResultStore
 
 __all__ = ["evaluate", "load_model", "run", "sample", "train"]
 
@@ -46,9 +57,6 @@ def run(noise: str | None = None, sampler: str | None = None, *, preset: str | N
     store (default as the CLI: ``$CARDIOBENCH_RESULTS`` or ``./cardiobench-results/results.db``). A finished
     identical run is returned from the store unless ``force``.
     """
-    from cardiobench.engine import pipeline
-    from cardiobench.results.store import ResultStore
-
     cfg, _ = pipeline.run_config(preset, None if config is None else str(config), sets, noise=noise, sampler=sampler,
                                  **options)
     plan = pipeline.plan_from_config(cfg, root_flag="data_root")
@@ -68,9 +76,6 @@ def train(*, preset: str | None = None, config: str | os.PathLike | None = None,
     ``noise_options``, ``backbone_options``, ``conditioning_options`` (dicts). ``out``: a folder for
     ``checkpoint.pt`` (default: the checkpoint cache).
     """
-    from cardiobench.engine import pipeline
-    from cardiobench.engine.train import train as run_training
-
     cfg = pipeline.train_config(preset, None if config is None else str(config), sets, **options)
     spec = pipeline.train_spec_from_config(cfg)
     return run_training(spec, out, retrain=retrain, device=cfg["run"]["device"], data_root=cfg["data"]["data_root"],
@@ -79,8 +84,6 @@ def train(*, preset: str | None = None, config: str | os.PathLike | None = None,
 
 def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: str = "cpu") -> Any:
     """A trained model from a checkpoint file or folder: ``LoadedModel(network, process, spec, state)``."""
-    from cardiobench.engine.sample import load_model as load
-
     return load(checkpoint, use_ema=use_ema, device=device)
 
 
@@ -89,8 +92,6 @@ def sample(model: Any, *, sampler: str = "ddim", steps: int | None = None, num_s
     """Draw label maps from a ``LoadedModel`` or a checkpoint path: returns a ``SampleResult`` (``.masks``
     (N, H, W) uint8, ``.labels`` for class-conditioned models, ``.spec``). ``kwargs``: ``sampler_options``,
     ``labels``, ``guidance_scale``, ``use_ema`` (as ``cardiobench sample``)."""
-    from cardiobench.engine.sample import sample as draw
-
     return draw(model, sampler=sampler, steps=steps, num_samples=num_samples, seed=seed, batch_size=batch_size,
                 device=device, progress=_progress(progress), **kwargs)
 
@@ -103,13 +104,7 @@ def evaluate(samples: Any, dataset: str = "phantom", *, data_root: str | os.Path
     ``samples``: (N, H, W) label maps (numpy or torch), a ``SampleResult``, or a ``samples.npz`` path. Returns
     ``{"metrics", "directions", "reference", "meta"}`` (``cardiobench.metrics.api.evaluate_generation``).
     """
-    import numpy as np
-
-    from cardiobench.metrics.api import evaluate_generation
-
     if isinstance(samples, (str, os.PathLike)):
-        from cardiobench.engine.sample import read_samples
-
         samples, _ = read_samples(samples)
     elif hasattr(samples, "masks"):
         labels = samples.labels if labels is None else labels

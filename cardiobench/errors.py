@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
+import sys
+import warnings
 
 
 class CardiobenchError(Exception):
@@ -71,3 +74,15 @@ def os_error(exc: OSError) -> CardiobenchError:
     paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
     what = exc.strerror or str(exc) or type(exc).__name__
     return CardiobenchError(f"{what}: {paths}" if paths else what, _OS_HINTS.get(name, "check the path and the disk"))
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside cardiobench (a notebook cell, a script), so a
+    warning points at the user's line, whatever depth of library code raised it."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

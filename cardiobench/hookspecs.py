@@ -54,7 +54,8 @@ def register_samplers(register):
     """Register reverse-process samplers (e.g. ``ddpm``, ``ddim``).
 
     The factory takes ``(process, **options)`` and returns a ``cardiobench.diffusion.base.Sampler``.
-    Metadata: ``families``, the tuple of process families the sampler supports.
+    Metadata: ``families``, the tuple of process families the sampler supports; ``order`` (default 1), the
+    convergence order of its deterministic mode, which the sampler contract checks.
     """
 
 
@@ -79,7 +80,10 @@ def register_conditioning(register):
 def register_metrics(register):
     """Register evaluation metrics.
 
-    Metadata: ``tasks`` it applies to and ``direction`` per reported value (``"lower"``/``"higher"``).
+    Metadata: ``tasks`` it applies to and ``direction`` per reported value (``"lower"``/``"higher"``);
+    ``uses_evaluator`` (reads the domain evaluator's features), ``needs_labels`` (scored per requested
+    class); ``headline``, ``sort_key``, ``order`` and ``counts`` (how the leaderboard shows it); ``default``
+    (computed by a run that names no metrics: honoured for built-ins only).
     """
 
 

@@ -86,7 +86,25 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class TrainSpec(_Spec):
+class DataNoiseSpec(_Spec):
+    """The fields every trained thing on diffused data shares: the data set (``dataset_options`` go to its factory
+    besides ``size`` and ``seed``) and the noise process (``noise_options`` to its factory)."""
+
+    dataset: str = "phantom"
+    resolution: int = 32
+    data_seed: int = 0
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    noise: str = "gaussian"
+    noise_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.resolution < 8:
+            raise CardiobenchError(f"resolution must be >= 8, got {self.resolution}")
+
+
+@dataclass(frozen=True)
+class TrainSpec(DataNoiseSpec):
     """Everything that determines a trained model (and nothing else).
 
     ``steps`` or ``epochs`` (exactly one) sets the training length; ``*_options`` are passed as keyword
@@ -100,12 +118,6 @@ class TrainSpec(_Spec):
     kind: ClassVar[str] = "train"
     added_fields: ClassVar[tuple[str, ...]] = ("representation", "representation_options")
 
-    dataset: str = "phantom"
-    resolution: int = 32
-    data_seed: int = 0
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    noise: str = "gaussian"
-    noise_options: dict[str, Any] = field(default_factory=dict)
     backbone: str = "unet"
     backbone_options: dict[str, Any] = field(default_factory=lambda: {"size": "small"})
     conditioning: str | None = None
@@ -133,8 +145,6 @@ class TrainSpec(_Spec):
                 raise CardiobenchError(f"{name} must be a positive integer, got {value!r}")
         if self.batch_size < 1:
             raise CardiobenchError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.resolution < 8:
-            raise CardiobenchError(f"resolution must be >= 8, got {self.resolution}")
         if self.loss not in LOSSES:
             raise CardiobenchError(f"unknown loss {self.loss!r}", f"use one of: {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
@@ -179,4 +189,4 @@ class SampleSpec(_Spec):
             raise CardiobenchError(f"sampling steps must be >= 1, got {self.steps}")
 
 
-__all__ = ["LOSSES", "PRECISIONS", "TASKS", "SampleSpec", "TrainSpec", "canonical_json"]
+__all__ = ["LOSSES", "PRECISIONS", "TASKS", "DataNoiseSpec", "SampleSpec", "TrainSpec", "canonical_json"]

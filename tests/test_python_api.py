@@ -40,3 +40,21 @@ def test_import_is_light_and_names_are_public():
             "assert set(cb.__all__) >= {'run', 'train', 'load_model', 'sample', 'evaluate', 'metrics'}; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_warnings_point_at_the_caller_not_into_cardiobench():
+    """A library warning (here torch-fidelity's set-size adaptation, raised several calls deep) is attributed to
+    the user's line."""
+    import warnings
+
+    import numpy as np
+
+    import cardiobench as cb
+
+    masks = np.zeros((4, 16, 16), np.uint8)
+    masks[:, 4:12, 4:12] = 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cb.evaluate(masks, dataset="phantom", data_options={"train_patients": 2, "test_patients": 1},
+                    metrics=["fidelity"])
+    assert caught and {w.filename for w in caught} == {__file__}, [(w.filename, str(w.message)) for w in caught]

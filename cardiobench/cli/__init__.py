@@ -158,6 +158,26 @@ def _one_line_warnings(debug: bool) -> None:
     warnings.showwarning = show
 
 
+def quiet_flags(command: Any) -> Any:
+    """``command`` (and its subcommands) with no type column for on/off flags: Typer's help shows ``<bool>``
+    beside every flag, which reads as if ``--force`` took a value."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    make_help = command.get_help_option  # click builds --help on demand
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        quiet_flags(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -185,7 +205,7 @@ def _main(args: list[str], debug: bool, help_only: bool = False) -> None:
     try:
         # help and version need only the command modules; the global manager, if a caller made one, has all
         pm = _commands_manager() if help_only and plugins._pm is None else None
-        command = typer.main.get_command(build_app() if pm is None else build_app(pm))
+        command = quiet_flags(typer.main.get_command(build_app() if pm is None else build_app(pm)))
         code = command.main(args=args, prog_name="cardiobench", standalone_mode=False)
         if code == 130:  # typer turned Ctrl-C into Exit(130) and returned its code
             typer.echo(INTERRUPTED, err=True)

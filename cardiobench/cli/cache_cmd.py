@@ -17,18 +17,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cardiobench.cli.options import command_group
 from cardiobench.cli.output import console, print_json
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.paths import cache_dir
 
-cache_app = typer.Typer(
-    name="cache",
-    help="What cardiobench keeps in its cache folder (data, checkpoints, evaluators, ...), and clearing it.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
+cache_app = command_group(
+    "cache", "What cardiobench keeps in its cache folder (data, checkpoints, evaluators, ...), and clearing it.")
 
 _TEMP = re.compile(r"^\..+\.tmp$")  # an interrupted atomic write (cardiobench.paths.atomic_write_bytes)
 

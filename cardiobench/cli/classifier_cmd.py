@@ -8,18 +8,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cardiobench.cli.options import config_option, preset_option, set_option
+from cardiobench.cli.options import command_group, config_option, preset_option, set_option
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.progress import terminal_progress
 from cardiobench.hookspecs import hookimpl
 
-classifier_app = typer.Typer(
-    name="classifier",
-    help="Noisy classifiers p(group | x_t, t) for classifier guidance (--conditioning classifier-guidance).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
+classifier_app = command_group(
+    "classifier", "Noisy classifiers p(group | x_t, t) for classifier guidance (--conditioning classifier-guidance).")
 
 STATUS = {
     "trained": "trained now",

@@ -11,19 +11,16 @@ import typer
 from rich import box
 from rich.table import Table
 
+from cardiobench.cli.options import command_group
 from cardiobench.cli.output import console, print_json
+from cardiobench.config import SCHEMA
 from cardiobench.data import DEFAULT_DATASET, GROUPS, SPLITS, open_dataset
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.paths import atomic_write_image
 
-data_app = typer.Typer(
-    name="data",
-    help="Inspect data sets: counts per split and group (info), a grid of masks beside their images (preview).",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
+data_app = command_group(
+    "data", "Inspect data sets: counts per split and group (info), a grid of masks beside their images (preview).")
 
 DATASET_HELP = (f"Data set name (default {DEFAULT_DATASET}; with --data-root, the one whose layout the folder holds). "
                 "See `cardiobench plugins`.")
@@ -36,6 +33,9 @@ OPT_HELP = (
     "Other data set option KEY=VALUE (repeatable), e.g. split=ssl4mis, spacing_mm=1.5 (acdc-h5), "
     "test_fraction=0.2, val_fraction=0.2."
 )
+
+#: default --size: what a run uses (config key ``data.resolution``), so ``data info`` describes the data runs see
+SIZE: int = SCHEMA["data"]["resolution"].default
 
 
 def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
@@ -116,7 +116,8 @@ def _report_skipped(info: dict[str, Any]) -> None:
 def info(
     dataset: str = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
-    size: int = typer.Option(64, "--size", help="Side of the square slices after preprocessing (pixels)."),
+    size: int = typer.Option(SIZE, "--size", help="Side of the square slices after preprocessing (pixels); "
+                             "default: a run's (config key data.resolution)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the patient splits (and of the phantom)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild without reading or writing the cache."),
@@ -209,7 +210,8 @@ def preview(
     data_root: Path = typer.Option(None, "--data-root", help=ROOT_HELP),
     split: str = typer.Option("train", "--split", help=f"One of: {', '.join(SPLITS)}."),
     n: int = typer.Option(6, "--n", "-n", min=1, max=64, help="Slices per group (one grid row per group)."),
-    size: int = typer.Option(64, "--size", help="Side of the square slices after preprocessing (pixels)."),
+    size: int = typer.Option(SIZE, "--size", help="Side of the square slices after preprocessing (pixels); "
+                             "default: a run's (config key data.resolution)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data set and of the choice of slices."),
     scale: int = typer.Option(2, "--scale", min=1, max=16, help="Pixel magnification in the PNG."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),

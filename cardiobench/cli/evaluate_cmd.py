@@ -19,14 +19,13 @@ from cardiobench.hookspecs import hookimpl
 ARROW = {"lower": "↓", "higher": "↑"}
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        return f"{v:.4g}"
-    return str(v)
+def _row_values(*values) -> list[str]:
+    """A metric's value and its reference with one formatting rule (the same decimals); NaN is n/a."""
+    from cardiobench.results.report import column_formatter
+
+    fmt = column_formatter(v for v in values if not (isinstance(v, float) and math.isnan(v)))
+    return ["-" if v is None else "n/a" if isinstance(v, float) and math.isnan(v)
+            else fmt(v) if isinstance(v, (int, float)) else str(v) for v in values]
 
 
 def evaluate(
@@ -72,7 +71,7 @@ def evaluate(
     data_options = parse_dataset_options(dataset_opt) | ({"data_root": str(data_root)} if data_root is not None else {})
     err = console(stderr=True)
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    if strict_ruler and (chosen is None or "fidelity" in chosen):
+    if strict_ruler and _uses_ruler(chosen):
         _check_ruler(dataset, data_options, feature_extractor, log=lambda msg: err.print(msg, highlight=False))
     masks, _ = read_masks(samples)
     with warnings.catch_warnings():
@@ -105,10 +104,8 @@ def evaluate(
     if result.get("reference"):
         table.add_column("real vs real", justify="right")
     for name, value in result["metrics"].items():
-        row = [f"{name} {ARROW.get(result['directions'].get(name, ''), '')}".strip(), _fmt(value)]
-        if result.get("reference"):
-            row.append(_fmt(result["reference"].get(name)))
-        table.add_row(*row)
+        values = [value, result["reference"].get(name)] if result.get("reference") else [value]
+        table.add_row(f"{name} {ARROW.get(result['directions'].get(name, ''), '')}".strip(), *_row_values(*values))
     out.print(table)
     acc = meta.get("evaluator_accuracy")
     if meta.get("ruler_validity") is not None and meta["feature_extractor"] == "domain":
@@ -130,6 +127,14 @@ def evaluate(
                   f"{halves['max']:.4g})", highlight=False)
     for note in meta.get("notes", []):
         err.print(f"[yellow]Note:[/] {note}", highlight=False)
+
+
+def _uses_ruler(chosen: list[str] | None) -> bool:
+    """Whether the metrics an evaluation computes (``None``: the defaults) read the domain evaluator's features
+    (registration metadata ``uses_evaluator``)."""
+    from cardiobench.metrics.api import metric_components
+
+    return any(comp.metadata.get("uses_evaluator") for _, comp in metric_components("generation", chosen))
 
 
 def _check_ruler(dataset: str, data_options: dict, feature_extractor: str, *, log) -> None:

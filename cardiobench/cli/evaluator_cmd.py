@@ -10,19 +10,15 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cardiobench.cli.options import command_group
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.progress import terminal_progress
 from cardiobench.data.base import GROUPS
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 
-evaluator_app = typer.Typer(
-    name="evaluator",
-    help="The domain evaluator (pathology or SSL CNN) whose features measure FID/KID/IS/precision/recall.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
+evaluator_app = command_group(
+    "evaluator", "The domain evaluator (pathology or SSL CNN) whose features measure FID/KID/IS/precision/recall.")
 
 
 DATASET_HELP = "default phantom; with --data-root, the data set whose layout the folder holds (acdc, acdc-h5)."

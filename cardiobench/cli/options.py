@@ -1,4 +1,4 @@
-"""Typer options shared by several commands: ``--preset``, ``--config``, ``--set`` and ``--results``.
+"""Typer pieces shared by several commands: ``--preset``, ``--config``, ``--set``, ``--results`` and command groups.
 
 They live in the CLI package so that the library (``cardiobench.config``, ``cardiobench.results``) never
 imports typer.
@@ -44,3 +44,9 @@ def results_option():
         metavar="PATH",
         help=f"Results store (SQLite file, or a folder holding results.db). Default: ./{DEFAULT_RESULTS_PATH}.",
     )
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A command group (``cardiobench NAME ...``) with the settings every group shares: help when called
+    without a subcommand, no shell-completion commands, rich markup in help."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False, rich_markup_mode="rich")

@@ -23,12 +23,6 @@ from cardiobench.results.store import ResultStore
 pipeline = lazy_module("cardiobench.engine.pipeline")  # imports torch: on first use, not for --help
 
 ARROWS = {"lower": "↓", "higher": "↑"}
-#: metrics shown in the run summary (all are stored; `--json` and the leaderboard show every one)
-HEADLINE = ("fid", "fid_relative", "kid", "is", "precision", "recall", "cond_accuracy", "fid_class_mean",
-            "kid_class_mean",
-            "dice_mean", "dice_lv", "dice_myo", "dice_rv", "hd95_mean", "hd95_lv", "hd95_myo", "hd95_rv",
-            "dice_mean_single", "uncertainty_mean", "uncertainty_fg",
-            "anatomy_valid_frac", "nn_dice_mean", "copy_frac", "diversity")
 STRICT_HELP = ("Refuse (exit 2, before training or sampling) when the FID ruler's validity record is flagged "
                "(accuracy near chance, or a failed FID ordering; docs/metrics.md).")
 TRAIN_STATUS = {
@@ -69,12 +63,10 @@ def _floats(value: str | None, what: str) -> list[float | None]:
         raise CardiobenchError(f"--{what} must be numbers separated by commas, got {value!r}", "e.g. 1,3") from None
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _row_values(*values: Any) -> list[str]:
+    """A metric's value and its real-vs-real reference with one formatting rule (the same decimals)."""
+    fmt = report.column_formatter(values)
+    return ["–" if v is None else fmt(v) if isinstance(v, (int, float)) else str(v) for v in values]
 
 
 def _classifier_line(path: str) -> str:
@@ -180,16 +172,23 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     if unit == "px":
         spec.add_row("distances", "in px: the data set has no voxel spacing (anatomy: mm thresholds at a nominal "
                                   "1.5 mm pixel)")
-    names = [m for m in HEADLINE if m in rec.metrics] + sorted(
-        m for m in rec.metrics if m not in HEADLINE and not m.startswith("anatomy_") and not m.endswith("_std"))
+    meta = report.registry_meta()  # headline metrics and counts from the metric plugins' registration metadata
+    headline = [m for m in meta.headline.get(rec.task, ()) if m in rec.metrics]
+    counts = set(meta.counts.values())
+    names = headline + sorted(m for m in rec.metrics if m not in headline and m not in counts
+                              and not report.is_detail_metric(m))
     for name in names:
         arrow = ARROWS.get(rec.directions.get(name, ""), "")
-        ref = [_fmt(outcome.reference.get(name))] if outcome.reference else []
-        metrics.add_row(f"{report.metric_label(name, unit)} {arrow}", _fmt(rec.metrics.get(name)), *ref)
+        value, *ref = _row_values(rec.metrics.get(name), *([outcome.reference.get(name)] if outcome.reference else []))
+        count = meta.counts.get(name)
+        if count is not None and rec.metrics.get(count) is not None:  # e.g. HD95: pairs without a value
+            value += f" ({rec.metrics[count]:g} missing)"
+        metrics.add_row(f"{report.metric_label(name, unit)} {arrow}", value, *ref)
     timing = Table.grid(padding=(0, 2))
     timing.add_column(style="bold")
     timing.add_column()
-    for key, label in (("train_s", "train"), ("sample_s", "sample"), ("eval_s", "evaluate"), ("total_s", "total")):
+    for key, label in (("train_s", "train"), ("sample_s", "sample"), ("gif_s", "GIF"), ("eval_s", "evaluate"),
+                       ("total_s", "total")):
         if rec.timings.get(key) is not None:
             timing.add_row(label, f"{rec.timings[key]:.1f} s")
     files = Table.grid(padding=(0, 2))
@@ -361,11 +360,14 @@ def compare(
     if as_json:
         print_json({"runs": [_outcome_json(o) for o in outcomes], "skipped": skipped})
         return
-    boards = report.build_boards([o.record for o in outcomes], latest_only=True,
-                                 known_directions=report.registry_directions(), details=False)
     out_console = console()
-    tables = report.rich_tables(boards)
-    if not out_console.is_terminal:
+    boards = report.build_boards([o.record for o in outcomes], latest_only=True,
+                                 known_directions=report.registry_directions(), details=False,
+                                 headline_only=out_console.is_terminal, results_dir=out_root)
+    if out_console.is_terminal:  # headline columns whole at the terminal's width (`leaderboard --all-metrics`)
+        tables = report.rich_tables(boards, width=out_console.width)
+    else:
+        tables = report.rich_tables(boards)
         out_console.width = max(out_console.width, report.natural_width(tables, out_console))
     for table in tables:
         out_console.print(table)

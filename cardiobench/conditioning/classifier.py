@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,7 +37,7 @@ from cardiobench.engine.store import ArtefactStore
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.models.layers import ConvNextBlock, Downsample, SinusoidalTimeEmbedding
 from cardiobench.progress import Progress, resolve
-from cardiobench.specs import TrainSpec, _Spec
+from cardiobench.specs import DataNoiseSpec, TrainSpec
 
 #: the ``kind`` entry of a classifier checkpoint (written with the checkpoints' format tags)
 CHECKPOINT_KIND = "noisy-classifier"
@@ -147,7 +147,7 @@ def build_classifier(size: str = DEFAULT_SIZE, *, seed: int | None = None, **ove
 
 # -- the spec -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ClassifierSpec(_Spec):
+class ClassifierSpec(DataNoiseSpec):
     """Everything that determines a trained noisy classifier (and nothing else: no device, no data folder).
 
     ``noise_options`` are the forward process's resolved options (its ``config()`` without
@@ -156,12 +156,6 @@ class ClassifierSpec(_Spec):
 
     kind: ClassVar[str] = "classifier"
 
-    dataset: str = "phantom"
-    resolution: int = 32
-    data_seed: int = 0
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    noise: str = "gaussian"
-    noise_options: dict[str, Any] = field(default_factory=dict)
     size: str = DEFAULT_SIZE
     steps: int = DEFAULT_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -178,8 +172,6 @@ class ClassifierSpec(_Spec):
                 raise CardiobenchError(f"classifier {name} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise CardiobenchError(f"classifier learning rate must be > 0, got {self.lr}")
-        if self.resolution < 8:
-            raise CardiobenchError(f"resolution must be >= 8, got {self.resolution}")
 
 
 def build_noise_process(spec: ClassifierSpec):

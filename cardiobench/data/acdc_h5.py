@@ -35,7 +35,6 @@ import hashlib
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from cardiobench.data.splits import (
     read_split_file,
     stratified_three_way,
 )
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.errors import CardiobenchError, DataError, warn
 
 #: environment variable holding the default ``--data-root`` of ``acdc-h5``
 ROOT_ENV = "CARDIOBENCH_ACDC_H5_ROOT"
@@ -322,11 +321,10 @@ class ACDCH5Source(VolumeSource):
         absent = sorted(set(split_of) - present)
         if absent:
             shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-            warnings.warn(
+            warn(
                 f"{self.split_file}: {len(absent)} listed patient(s) have no usable volumes under {self.root} "
                 f"({shown}); the splits are smaller",
                 UserWarning,
-                stacklevel=3,
             )
         self._split_info = {
             "name": "ssl4mis",

@@ -29,7 +29,6 @@ import inspect
 import io
 import json
 import time
-import warnings
 import zipfile
 import zlib
 from collections import Counter
@@ -50,7 +49,7 @@ from cardiobench.data.preprocess import (
     preprocess_volume,
 )
 from cardiobench.data.splits import DEFAULT_VAL_FRACTION, stratified_split
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.errors import CardiobenchError, DataError, warn
 from cardiobench.paths import atomic_write_bytes, cache_dir
 
 PHASES: tuple[str, ...] = ("ED", "ES")
@@ -104,11 +103,10 @@ def check_finite(vol: Volume, patient: Patient) -> None:
         raise DataError(
             f"{where}: no finite voxel (all {bad} are NaN or infinite)", "the image is unusable; extract it again"
         )
-    warnings.warn(
+    warn(
         f"{where}: {bad} of {img.size} voxels are NaN or infinite; they are set to 0 (black), "
         "and the intensity range comes from the finite voxels",
         NonFiniteWarning,
-        stacklevel=3,
     )
 
 
@@ -304,7 +302,7 @@ class VolumeSource:
             return sets, meta
         except Exception as exc:  # a damaged (or oversized) cache file is rebuilt, never fatal
             why = exc.format_message() if isinstance(exc, DataError) else type(exc).__name__
-            warnings.warn(f"ignoring unreadable cache {path} ({why}); rebuilding", stacklevel=3)
+            warn(f"ignoring unreadable cache {path} ({why}); rebuilding")
             return None
 
     @staticmethod
@@ -315,10 +313,9 @@ class VolumeSource:
         with zipfile.ZipFile(buf) as zf:
             declared, cap = safe_npz.declared_bytes(zf), safe_npz.max_bytes()
         if declared > cap:  # it could not be read back: say so once instead of rebuilding it on every load
-            warnings.warn(
+            warn(
                 f"not caching {path.name}: {safe_npz.human(declared)} is above the {safe_npz.human(cap)} limit "
                 f"on .npz files; set {safe_npz.MAX_BYTES_ENV} higher to cache it",
-                stacklevel=3,
             )
             return
         atomic_write_bytes(path, buf.getvalue())
@@ -348,7 +345,7 @@ class VolumeSource:
             raise err
         msg = err.format_message()
         problems.append({"patient": patient, "problem": msg})
-        warnings.warn(f"skipped {patient}: {msg}", DataWarning, stacklevel=4)
+        warn(f"skipped {patient}: {msg}", DataWarning)
 
     def build(self) -> tuple[dict[str, SliceSet], dict[str, Any]]:
         """Read (or generate) and preprocess every split, without the cache."""

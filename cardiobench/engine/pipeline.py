@@ -584,10 +584,9 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
 def run_metrics(plan: RunPlan) -> list[Any]:
     """The registered metrics a run computes: those it names, else every metric registered as a default
     (``default=True`` metadata; a metric without it is computed only when named), for the run's task."""
-    if plan.metrics:
-        return [get_component("metric", name) for name in plan.metrics]
-    return [c for c in registry("metric") if c.metadata.get("default", c.origin == "cardiobench")
-            and plan.task in tuple(c.metadata.get("tasks", (plan.task,)))]
+    from cardiobench.metrics.api import metric_components
+
+    return [comp for _, comp in metric_components(plan.task, plan.metrics or None)]
 
 
 def _base_model_hash(plan: RunPlan) -> str | None:
@@ -598,12 +597,13 @@ def _base_model_hash(plan: RunPlan) -> str | None:
     return resolve_spec(base).hash() if base is not None else None
 
 
-def run_context(task: str, meta: dict[str, Any]) -> dict[str, Any]:
+def run_context(task: str, meta: dict[str, Any], reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a run's numbers need to be read right (``RunRecord.context``), from the evaluation's ``meta``: the
-    samples scored (segmentation: test images), the distance unit, and the ruler's validity record if any."""
+    samples scored (segmentation: test images), the distance unit, the ruler's validity record if any, and the
+    real-vs-real reference values (generation), so a re-printed run keeps its reference column."""
     n = meta.get("n_images", meta.get("n_cases")) if task == "segmentation" else meta.get("n_samples")
     context = {"n_samples": None if n is None else int(n), "distance_unit": meta.get("distance_unit", "mm"),
-               "ruler_validity": meta.get("ruler_validity")}
+               "ruler_validity": meta.get("ruler_validity"), "reference": reference or None}
     return {k: v for k, v in context.items() if v is not None}
 
 
@@ -625,7 +625,9 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     if not force and not retrain:
         done = store.find(spec_hash)
         if done is not None:
-            return RunOutcome(plan, done, "skipped", out_dir)
+            from cardiobench.results.report import stored_reference
+
+            return RunOutcome(plan, done, "skipped", out_dir, reference=stored_reference(done, out_root))
 
     t0 = time.perf_counter()
     trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)
@@ -651,7 +653,7 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     artefacts["metrics"] = str(metrics_path)
     artefacts["checkpoint"] = str(trained.checkpoint)
     record = RunRecord(
-        context=run_context(plan.task, meta),
+        context=run_context(plan.task, meta, evaluation.get("reference")),
         task=plan.task,
         dataset=plan.train.dataset,
         noise=plan.train.noise,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cardiobench.data.base import GROUPS
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.errors import CardiobenchError, DataError, warn
 from cardiobench.metrics.base import MetricContext, metric_directions
 from cardiobench.metrics.segmentation import as_label_maps, spacing_array
 from cardiobench.metrics.segmentation import distance_unit as check_unit
@@ -72,6 +72,10 @@ def _components(task: str, names: list[str] | None) -> list[tuple[str, Any]]:
             )
         out.append((name, by_name[name]))
     return out
+
+
+#: ``(name, component)`` of the metrics an evaluation of a task computes (names checked; none: the defaults)
+metric_components = _components
 
 
 def _metrics_for(task: str, names: list[str] | None):
@@ -195,9 +199,13 @@ def evaluate_generation(
     train, test = splits["train"], splits["test"]
     if len(test) < 2 or len(train) < 2:
         raise CardiobenchError(f"data set {dataset!r} has too few train/test masks ({len(train)}/{len(test)})")
-    chosen = _metrics_for("generation", metrics)
-    conditional = y is not None and any(name == "conditional" for name, _ in chosen)
-    uses_fidelity = any(name == "fidelity" for name, _ in chosen) or conditional
+    components = _components("generation", metrics)
+    chosen = [(name, comp.create()) for name, comp in components]
+    # registration metadata, not names: `needs_labels` (scored per requested class), `uses_evaluator` (features
+    # of the domain evaluator), `real_halves` (divides by the FID between random halves of the real test split)
+    conditional = y is not None and any(comp.metadata.get("needs_labels") for _, comp in components)
+    uses_fidelity = any(comp.metadata.get("uses_evaluator") for _, comp in components
+                        if not comp.metadata.get("needs_labels")) or conditional
     needs_evaluator = (uses_fidelity and feature_extractor == "domain") or conditional
     evaluator = get_evaluator(dataset, data_options, log=log) if needs_evaluator else None
     unit = _unit(distance_unit if distance_unit is not None else dataset_distance_unit(dataset, size, data_options))
@@ -211,7 +219,7 @@ def evaluate_generation(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         halves = None
-        if any(name == "fidelity" for name, _ in chosen):
+        if any(comp.metadata.get("real_halves") for _, comp in components):
             # the relative-FID reference (Woodland et al., MICCAI 2024): FID between random halves of the test
             # split, measured once so that the samples and the reference row divide by the same value
             from cardiobench.metrics.fidelity import real_reference
@@ -258,7 +266,7 @@ def evaluate_generation(
         key = (w.category, str(w.message))
         if key not in passed:
             passed.add(key)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            warn(str(w.message), w.category)  # attributed to the caller's line, not to cardiobench
     directions = metric_directions()
     if feature_extractor == "domain" and evaluator is not None:
         ruler = {

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cardiobench.data.base import GROUPS
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.errors import CardiobenchError, DataError, warn
 from cardiobench.metrics.base import CLASS_KEYS, CONDITIONAL_KEYS
 from cardiobench.metrics.fidelity import KID_SUBSET_SIZE, FidelityWarning, fidelity_metrics
 from cardiobench.metrics.segmentation import as_label_maps
@@ -114,12 +114,11 @@ def per_class_fidelity(
     lowered = {group: k for group, k in subsets.items() if k < asked}
     if lowered:
         sizes = ", ".join(f"{group} {k}" for group, k in lowered.items())
-        warnings.warn(f"per-class KID subset size lowered from {asked} to {sizes}", FidelityWarning, stacklevel=2)
+        warn(f"per-class KID subset size lowered from {asked} to {sizes}", FidelityWarning)
     if skipped:
-        warnings.warn(
+        warn(
             f"per-class FID/KID skipped for {', '.join(skipped)}: need at least {MIN_PER_CLASS} of each",
             FidelityWarning,
-            stacklevel=2,
         )
     for name in ("fid", "kid"):
         values = [out[f"{name}_{k}"] for k in CLASS_KEYS if f"{name}_{k}" in out]
@@ -153,9 +152,7 @@ def conditional_metrics(
     out: dict[str, Any] = {"cond_accuracy": conditional_accuracy(evaluator, s, y, device=device)}
     settings: dict[str, Any] = {}
     if real is None or real_labels is None:
-        warnings.warn(
-            "per-class FID/KID skipped: the real masks have no groups (real_labels)", FidelityWarning, stacklevel=2
-        )
+        warn("per-class FID/KID skipped: the real masks have no groups (real_labels)", FidelityWarning)
     else:
         per_class = per_class_fidelity(
             s,

@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from torch import nn
 from cardiobench.data.base import GROUPS, NUM_CLASSES
 from cardiobench.engine.loop import TrainLoop, as_progress
 from cardiobench.engine.store import ArtefactStore
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, warn
 from cardiobench.progress import Progress
 
 FORMAT = "cardiobench-evaluator/1"
@@ -545,12 +544,11 @@ def get_evaluator(
         if validity_stale(ev):  # a shipped file older than the validity record: measured now, in memory
             add_validity(ev, splits)
         if ev.meta.get("train_fingerprint") != fingerprint:
-            warnings.warn(
+            warn(
                 f"the shipped {dataset} evaluator {ev.id} was trained on different {dataset} data "
                 f"(the generator changed); its numbers stay comparable with other results of evaluator "
                 f"{ev.id}. Regenerate it with: {REGENERATE.format(dataset=dataset)}",
                 EvaluatorWarning,
-                stacklevel=2,
             )
         return ev
     path = cache_path(dataset, fingerprint, cfg)

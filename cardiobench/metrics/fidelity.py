@@ -31,7 +31,6 @@ import hashlib
 import io
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from cardiobench.errors import CardiobenchError
+from cardiobench.errors import CardiobenchError, warn
 from cardiobench.metrics.evaluator import PathologyCNN, load_evaluator_file, to_input
 from cardiobench.metrics.segmentation import as_label_maps
 from cardiobench.safeload import check_state_dict, read_torch_file
@@ -180,9 +179,8 @@ def read_inception_weights(path: str | os.PathLike | None) -> dict[str, torch.Te
                                "1008x2048)", hint)
     published = re.search(r"-([0-9a-f]{8,})\.pth$", URL_INCEPTION_V3)
     if published and not hashlib.sha256(p.read_bytes()).hexdigest().startswith(published.group(1)):
-        warnings.warn(f"{p} is not torch-fidelity's published Inception file (its sha256 does not start with "
-                      f"{published.group(1)}): FID/KID/IS are not comparable with published values",
-                      FidelityWarning, stacklevel=2)
+        warn(f"{p} is not torch-fidelity's published Inception file (its sha256 does not start with "
+             f"{published.group(1)}): FID/KID/IS are not comparable with published values", FidelityWarning)
     return state
 
 
@@ -269,7 +267,7 @@ def fidelity_metrics(
     extractor, weights, make = _extractor(feature_extractor, evaluator_path, inception_weights)
     kid, splits, prc, notes = _adapt(len(s), len(r), kid_subset_size, isc_splits)
     for note in notes:
-        warnings.warn(note, FidelityWarning, stacklevel=2)
+        warn(note, FidelityWarning)
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     ctx = torch.cuda.device(dev) if cuda and dev.index is not None else contextlib.nullcontext()

@@ -38,7 +38,8 @@ class FidelityMetric:
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
     directions = _directions(("fid", "fid_relative", "kid", "kid_std", "is", "is_std", "precision", "recall",
                               "f_score"))
-    meta: ClassVar[dict] = {"order": 0, "headline": ("fid", "kid", "is"), "sort_key": "fid", "uses_evaluator": True}
+    meta: ClassVar[dict] = {"order": 0, "headline": ("fid", "kid", "is"), "sort_key": "fid", "uses_evaluator": True,
+                            "real_halves": True}
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from cardiobench.metrics.fidelity import fidelity_metrics, real_reference, relative_fid

@@ -28,6 +28,7 @@ JSON-able ``describe()``. Class attributes tune it:
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any, ClassVar
 
@@ -71,8 +72,6 @@ class DatasetContract:
     def test_registration_metadata(self):
         if not self.dataset_name:
             return
-        import inspect
-
         from cardiobench.plugins import get_component
 
         comp = get_component("dataset", self.dataset_name)

@@ -26,6 +26,7 @@ against: a deterministic sampler's error must shrink with the number of steps at
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from typing import Any, ClassVar
@@ -410,8 +411,6 @@ class SamplerContract:
         """The sampler in its deterministic mode, unclipped (see ``ode_options``)."""
         options = self.ode_options
         if options is None:
-            import inspect
-
             try:
                 params = inspect.signature(self.component().factory).parameters
             except (TypeError, ValueError):

@@ -107,3 +107,11 @@ def test_filesystem_errors_are_one_line_exit_2_naming_the_path(monkeypatch, errn
 def test_usage_errors_are_one_line_exit_2(capsys, args, needle):
     code, out, err = run_main(capsys, *args)
     assert code == 2 and out == "" and needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["run"], ["compare"], ["train"], ["leaderboard"]])
+def test_flags_show_no_type_placeholder_in_help(capsys, monkeypatch, command):
+    """Issue 20 item 6: Typer prints `<bool>` beside every on/off flag, as if `--force` took a value."""
+    monkeypatch.setenv("COLUMNS", "160")
+    code, out, _ = run_main(capsys, *command, "--help")
+    assert code == 0 and "--help" in out and "<bool>" not in out

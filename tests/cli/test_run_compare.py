@@ -91,6 +91,21 @@ def test_compare_trains_each_model_once_and_resumes_after_interrupt(tmp_path, mo
     board = [line for line in third.stdout.splitlines() if "gaussian" in line or "blurring" in line]
     assert len(board) == 4
 
+    # docs/usage.md shows this very compare as `leaderboard --format md`: its heading and columns are what a user
+    # gets (the numbers may differ in the last digits between machines)
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
+    md = invoke("leaderboard", "--results", str(db), "--format", "md")
+    assert md.exit_code == 0, md.output
+    got = [line for line in md.stdout.splitlines() if line.startswith(("| #", "### generation"))]
+    assert len(got) == 2 and all(line in doc for line in got), got
+    rows = [line.split(" | ")[1:3] for line in md.stdout.splitlines() if line.startswith("| 1 ") or
+            line.startswith("| 2 ") or line.startswith("| 3 ") or line.startswith("| 4 ")]
+    documented = [line.split(" | ")[1:3] for line in doc.split("cardiobench leaderboard --format md")[1]
+                  .split("sorted by")[0].splitlines() if line[:4] in ("| 1 ", "| 2 ", "| 3 ", "| 4 ")]
+    assert rows == documented  # the same ranking (noise, sampler per rank)
+
 
 def test_incompatible_pairs_are_skipped_up_front_and_rejected_by_run(tmp_path, register_plugin):
     def register_samplers(register):

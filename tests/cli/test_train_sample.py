@@ -50,7 +50,7 @@ def test_train_then_sample(tmp_path):
     [
         (["sample", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/o"], "does not exist"),
         (["sample", "--checkpoint", "{tmp}/junk.pt", "--out", "{tmp}/o"], "cannot read checkpoint"),
-        (["train", "--steps", "5", "--epochs", "2"], "exactly one of steps and epochs"),
+        (["train", "--steps", "5", "--epochs", "2"], "train.steps and train.epochs are both set"),
         (["train", "--noise", "gausian", "--steps", "1"], "did you mean 'gaussian'"),
         (["train", "--loss", "l3", "--steps", "1"], "unknown loss"),
         (["train", "--size", "huge", "--steps", "1"], "unknown unet size"),

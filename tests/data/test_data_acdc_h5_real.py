@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cardiobench.cli.data_cmd import SIZE
 from cardiobench.data import GROUPS, open_dataset
 from cardiobench.testing.cli import invoke
 
@@ -62,7 +63,7 @@ def test_real_data_ssl4mis_split(cache, monkeypatch):
     assert data["split"]["name"] == "ssl4mis" and data["unassigned_patients"] == []
     # the very patients of the file (read back from the cache the command wrote)
     expected = json.loads((REAL / "split_ssl4mis.json").read_text())
-    src = open_dataset("acdc-h5", data_root=REL_ROOT, size=64, split="ssl4mis")
+    src = open_dataset("acdc-h5", data_root=REL_ROOT, size=SIZE, split="ssl4mis")  # data info's default size
     sets = src.load_all()
     assert src.cache_hit is True
     assert {k: sorted(np.unique(s.patients)) for k, s in sets.items()} == {k: sorted(v) for k, v in expected.items()}
