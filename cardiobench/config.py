@@ -126,7 +126,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "metrics": Key("list[str]", [], "metric plugin names; empty = the default metrics (the built-in ones "
                                         "registered with default=True) that apply to the task; an installed "
                                         "plugin's metric is computed only when named"),
-        "batch_size": Key("int", 64, "images per feature-extractor call", min=1),
         "split": Key("str", "test", "real split the samples are compared with (segmentation: the split segmented)"),
         "ensemble_k": Key("int", 5, "segmentation: samples per image, combined by a per-pixel majority vote", min=1),
     },
@@ -142,6 +141,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 #: pairs of keys of which only one may be set; a higher layer setting one clears the other below it
+#: keys that existed once and were removed because nothing read them: what to do instead
+RETIRED: dict[str, str] = {
+    "eval.batch_size": "nothing read it (the evaluator's batch is fixed); delete the line",
+}
 EXCLUSIVE: tuple[tuple[str, str], ...] = (("train.steps", "train.epochs"),)
 
 _TYPE_NAMES = {
@@ -280,7 +283,7 @@ def validate(partial: Mapping[str, Any], source: str | None = None) -> dict[str,
             if name not in keys:
                 raise ConfigError(
                     f"unknown config key {dotted!r}{_where(source)}",
-                    _suggest_key(sec, name) or f"keys of [{sec}]: {', '.join(keys)}",
+                    RETIRED.get(dotted) or _suggest_key(sec, name) or f"keys of [{sec}]: {', '.join(keys)}",
                 )
             checked[name] = copy.deepcopy(_check_value(dotted, keys[name], value, source))
         out[sec] = checked

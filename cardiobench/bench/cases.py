@@ -139,14 +139,12 @@ class BenchCase:
 def case_from_config(cfg: dict[str, dict[str, Any]], device: str = "cpu", max_time: float | None = None
                      ) -> BenchCase:
     """The ``BenchCase`` a resolved configuration describes (see the module docstring)."""
-    from cardiobench.engine.pipeline import train_spec_from_config
+    from cardiobench.engine.pipeline import sampler_options_of, train_spec_from_config
     from cardiobench.factories import model_channels
 
     spec = train_spec_from_config(cfg)
     bench, sample = cfg["bench"], cfg["sample"]
-    sampler_options = dict(sample.get("options") or {})
-    if sample["sampler"] == "ddim" and "eta" not in sampler_options:
-        sampler_options["eta"] = sample["eta"]
+    sampler_options = sampler_options_of(cfg)  # as a run gives them (sample.eta only to samplers that take it)
     return BenchCase(
         backbone=spec.backbone, backbone_options=dict(spec.backbone_options), noise=spec.noise,
         noise_options=dict(spec.noise_options), sampler=sample["sampler"], sampler_options=sampler_options,

@@ -83,6 +83,7 @@ def train(
     from cardiobench.conditioning.classifier import classifier_report, classifier_spec_for, prepare_classifier
     from cardiobench.config import resolve_config
     from cardiobench.engine.pipeline import select_dataset, train_spec_from_config
+    from cardiobench.plugins import get_component
 
     overrides = {"data.dataset": dataset, "data.resolution": resolution, "diffusion.noise": noise,
                  "data.data_root": str(data_root) if data_root is not None else None}
@@ -90,7 +91,9 @@ def train(
     root = cfg["data"].get("data_root")
     select_dataset(cfg["data"]["dataset"], root, flag="--data-root" if data_root is not None else "data.data_root")
     cond = cfg.get("conditioning") or {}
-    opts = (cond.get("options") or {}) if cond.get("method") == "classifier-guidance" else {}
+    method = get_component("conditioning", cond["method"]) if cond.get("method") else None
+    steers = method is not None and method.metadata.get("auxiliary") == "classifier"
+    opts = (cond.get("options") or {}) if steers else {}  # the options of a method that steers with this classifier
     size = size if size is not None else opts.get("classifier_size")
     steps = steps if steps is not None else opts.get("classifier_steps")
     spec = classifier_spec_for(train_spec_from_config(cfg), size=size, steps=steps)

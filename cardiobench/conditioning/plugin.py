@@ -23,4 +23,5 @@ def register_conditioning(register):
                  tasks=cls.tasks, families=cls.families, trains_network=cls.trains_network,
                  has_scale=cls.has_scale)
     register("classifier-guidance", _classifier_guidance, summary=_classifier_guidance.__doc__,
-             condition="label", tasks=("generation",), families=("linear-gaussian",), trains_network=False)
+             condition="label", tasks=("generation",), families=("linear-gaussian",), trains_network=False,
+             auxiliary="classifier")

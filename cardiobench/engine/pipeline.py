@@ -58,6 +58,15 @@ def addressed_options(options: dict[str, Any] | None, kind: str, name: str) -> d
     return {**flat, **(own or {})}
 
 
+def sampler_options_of(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The options a configuration gives its sampler: the generic ``sample.eta`` if the sampler's factory names
+    ``eta``, then ``sample.options`` (flat keys, and the sub-table named after the sampler)."""
+    sample = cfg["sample"]
+    comp = get_component("sampler", sample["sampler"])
+    return {**_accepted(comp.factory, {"eta": sample["eta"]}, named_only=True),
+            **addressed_options(sample.get("options"), "sampler", sample["sampler"])}
+
+
 def flat_options(options: dict[str, Any] | None, kind: str) -> list[str]:
     """The keys of a ``*.options`` table not addressed to one component of ``kind`` (they go to every one)."""
     names = {c.name for c in registry(kind)}
@@ -264,8 +273,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     has_scale = bool(method) and comp.metadata.get("has_scale", True)
     if method and not has_scale and scale != 1.0:
         raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
-    sampler_comp = get_component("sampler", sampler)
-    smp_generic = _accepted(sampler_comp.factory, {"eta": cfg["sample"]["eta"]}, named_only=True)
+
     for name in cfg["eval"]["metrics"]:
         get_component("metric", name)
     options = dict(cfg["conditioning"].get("options") or {})
@@ -278,7 +286,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     # resolved (every default spelled out): the hash in the run spec, metrics.json and the store is the one that
     # names the checkpoint
     train = resolve_spec(train_spec_from_config(cfg))
-    sampler_options = {**smp_generic, **addressed_options(cfg["sample"].get("options"), "sampler", sampler)}
+    sampler_options = sampler_options_of(cfg)
     return RunPlan(
         task=task,
         train=train,
