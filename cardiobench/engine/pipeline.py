@@ -437,9 +437,12 @@ def _gif_frames(plan: RunPlan) -> Any:
 
 def _write_gif(frames: Any, path: Path, *, nrow: int) -> None:
     """The recorded frames as an animated GIF, each labelled with the sampler step and timestep it shows."""
+    from PIL import Image
+
     from cardiobench.viz import mask_grid
 
-    images = [mask_grid(masks, nrow=nrow, scale=4, caption=caption).convert("P")
+    # an adaptive palette of the few colours a mask grid has: no dithering speckle in the label colours
+    images = [mask_grid(masks, nrow=nrow, scale=4, caption=caption).convert("P", palette=Image.Palette.ADAPTIVE)
               for masks, caption in zip(frames.images, frames.captions, strict=True)]
     images += [images[-1]] * 6  # linger on the result
     atomic_write_image(path, images[0], save_all=True, append_images=images[1:], duration=120, loop=0)
