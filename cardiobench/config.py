@@ -93,6 +93,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "beta_schedule": Key("str", "cosine", "noise schedule (e.g. cosine, linear)"),
         "prediction_type": Key("str", "epsilon", "what the network predicts (e.g. epsilon, sample, v)"),
         "options": _OPTIONS,
+        "representation": Key("str", "onehot", "representation plugin: what a label map becomes as the diffused "
+                                               "tensor (onehot: one-hot in [-1, 1])"),
+        "representation_options": Key("table", None, "options passed as is to the representation's factory"),
     },
     "conditioning": {
         "method": Key("str", None, "conditioning plugin name; unset for unconditional generation"),

@@ -236,15 +236,24 @@ def check_compatible(
     sampler: str | None = None,
     conditioning: str | None = None,
     task: str | None = None,
+    representation: str | None = None,
 ) -> None:
     """Raise ``IncompatibleError`` before any work starts if the named components can't work together.
 
     Rules, all from registration metadata: a sampler's ``families`` must contain the noise process's
-    ``family``; a conditioning method's ``families`` (if given) must contain it too, its ``samplers``
-    (if given) must contain the sampler, and its ``tasks`` (if given) must contain the task.
+    ``family``, and so must a representation's (if given); a conditioning method's ``families`` (if given)
+    must contain it too, its ``samplers`` (if given) must contain the sampler, and its ``tasks`` (if given) must
+    contain the task.
     """
     pm = get_plugin_manager()
     family = pm.get("noise", noise).metadata.get("family") if noise else None
+    if representation:
+        fits = tuple(pm.get("representation", representation).metadata.get("families", ()))
+        if family is not None and fits and family not in fits:
+            raise IncompatibleError(
+                f"representation {representation!r} does not fit noise process {noise!r} (family {family!r})",
+                f"{representation!r} fits: {', '.join(fits)}; see `cardiobench plugins`",
+            )
     if sampler:
         families = tuple(pm.get("sampler", sampler).metadata.get("families", ()))
         if family is not None and families and family not in families:

@@ -228,6 +228,8 @@ def _outcome_json(outcome: pipeline.RunOutcome) -> dict[str, Any]:
 def run(
     noise: str = typer.Option(None, "--noise", help="Noise process plugin (e.g. gaussian, blurring)."),
     sampler: str = typer.Option(None, "--sampler", help="Sampler plugin (e.g. ddpm, ddim)."),
+    representation: str = typer.Option(None, "--representation", help="What a label map becomes as the diffused "
+                                       "tensor (representation plugin; default onehot)."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin (default unet)."),
@@ -260,8 +262,9 @@ def run(
                    num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
                    train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
     cfg, preset = pipeline.run_config(
-        preset, config_file, sets, noise=noise, sampler=sampler, dataset=dataset, data_root=data_root,
-        backbone=backbone, conditioning=conditioning, task=task, steps=steps, train_steps=train_steps,
+        preset, config_file, sets, noise=noise, sampler=sampler, representation=representation, dataset=dataset,
+        data_root=data_root, backbone=backbone, conditioning=conditioning, task=task, steps=steps,
+        train_steps=train_steps,
         num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k)
     plan = pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root))
     store = ResultStore(results)

@@ -51,6 +51,8 @@ def train(
     schedule: str = typer.Option(None, "--schedule", help="Beta schedule of the gaussian process: cosine, linear."),
     prediction: str = typer.Option(None, "--prediction", help="What the network predicts: epsilon, v, x0."),
     noise_opt: list[str] = typer.Option(None, "--noise-opt", help="Other noise-process option KEY=VALUE."),
+    representation: str = typer.Option(None, "--representation", help="What a label map becomes as the diffused "
+                                       "tensor (representation plugin; default onehot)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin."),
     size: str = typer.Option(None, "--size", help="Named backbone size (unet: tiny, small, base)."),
     backbone_opt: list[str] = typer.Option(None, "--backbone-opt", help="Backbone option KEY=VALUE, e.g. "
@@ -106,6 +108,7 @@ def train(
         "conditioning": conditioning, "steps": steps, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "warmup_steps": warmup_steps, "loss": loss, "ema_decay": ema_decay, "grad_clip": grad_clip, "seed": seed,
         "device": device, "precision": None if bf16 is None else ("bf16" if bf16 else "fp32"),
+        "representation": representation,
     }
     for name, items, flag in (("dataset_options", dataset_opt, "--dataset-opt"),
                               ("noise_options", noise_opt, "--noise-opt"),

@@ -119,6 +119,8 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         grad_clip=train["grad_clip"],
         seed=train["seed"],
         precision=train["precision"],
+        representation=diff.get("representation") or "onehot",
+        representation_options=dict(diff.get("representation_options") or {}),
     )
 
 
@@ -225,7 +227,9 @@ class RunPlan:
         if self.conditioning:
             scale = f" s={self.guidance_scale:g}" if self.guidance_scale is not None else ""
             cond = f", {self.conditioning}{scale}"
-        return f"{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
+        default = TrainSpec.__dataclass_fields__["representation"].default  # the label names only another one
+        rep = "" if self.train.representation == default else f"{self.train.representation} "
+        return f"{rep}{self.train.noise} x {self.sampler} ({self.train.backbone}, {self.train.dataset}{cond})"
 
 
 def _sampler_config(name: str, train: TrainSpec, options: dict[str, Any], steps: int | None) -> dict[str, Any]:
@@ -269,7 +273,8 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
                                                                  if method else ""),
             "add " + " or ".join(f"--conditioning {m}" for m in image_methods))
     noise, sampler = cfg["diffusion"]["noise"], cfg["sample"]["sampler"]
-    check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task)
+    check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task,
+                     representation=cfg["diffusion"].get("representation"))
     has_scale = bool(method) and comp.metadata.get("has_scale", True)
     if method and not has_scale and scale != 1.0:
         raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
@@ -339,6 +344,7 @@ RUN_OPTION_KEYS: dict[str, str] = {
     "backbone": "model.backbone", "conditioning": "conditioning.method", "task": "run.task",
     "steps": "sample.steps", "train_steps": "train.steps", "num_samples": "eval.num_samples", "seed": "train.seed",
     "device": "run.device", "guidance_scale": "conditioning.guidance_scale", "ensemble_k": "eval.ensemble_k",
+    "representation": "diffusion.representation",
 }
 
 
@@ -348,6 +354,7 @@ TRAIN_OPTION_KEYS: dict[str, str] = {
     "resolution": "data.resolution", "dataset_options": "data.options", "noise": "diffusion.noise",
     "timesteps": "diffusion.num_timesteps", "schedule": "diffusion.beta_schedule",
     "prediction": "diffusion.prediction_type", "noise_options": "diffusion.options", "backbone": "model.backbone",
+    "representation": "diffusion.representation", "representation_options": "diffusion.representation_options",
     "size": "model.size", "backbone_options": "model.options", "conditioning": "conditioning.method",
     "conditioning_options": "conditioning.options", "steps": "train.steps", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "lr": "train.lr", "warmup_steps": "train.warmup_steps", "loss": "train.loss",

@@ -290,3 +290,24 @@ def test_reverse_gif_animates_the_run_s_own_guidance_scale(monkeypatch, tmp_path
         pipeline._generation(plan, tmp_path / "ck.pt", tmp_path, gif=True, progress=SILENT)
     assert seen["guidance_scale"] == scale
     assert seen["frames"] is not None and seen["frames"].n == 15  # 3 samples of each of the 5 classes
+
+
+def test_the_representation_is_a_config_key_checked_against_the_family(register_plugin):
+    """`diffusion.representation` reaches the train spec (the default keeps every hash); a representation that
+    does not fit the noise process's family is a one-line error before any work."""
+    from cardiobench.diffusion.representation import OneHotRepresentation
+    from cardiobench.hookspecs import hookimpl
+
+    base = pipeline.plan_from_config(pipeline.resolve("quick", None, {}, []))
+    same = pipeline.plan_from_config(pipeline.resolve("quick", None, {"diffusion.representation": "onehot"}, []))
+    assert same.train_hash == base.train_hash and "representation" not in base.train.to_dict()
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_representations(register):
+            register("onehot-other", OneHotRepresentation, families=("categorical",))
+
+    register_plugin(Plugin(), "onehot-other")
+    with pytest.raises(IncompatibleError, match="representation 'onehot-other' does not fit noise process"):
+        pipeline.plan_from_config(pipeline.resolve("quick", None, {"diffusion.representation": "onehot-other"}, []))
