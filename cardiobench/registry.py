@@ -21,7 +21,8 @@ KINDS: dict[str, str] = {
     "metric": "register_metrics",
 }
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+#: lower-case words joined by ``-`` or ``_``, optionally ending in ``+`` or ``++`` (``dpm-solver++``)
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*\+{0,2}$")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Registry:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise CardiobenchError(
                 f"{origin} tried to register {self.kind} {name!r}: invalid name",
-                "use lower-case letters, digits, '-' or '_', starting with a letter",
+                "use lower-case letters, digits, '-' or '_', starting with a letter (optionally ending in '+' or '++')",
             )
         if not callable(factory):
             raise CardiobenchError(f"{origin} registered {self.kind} {name!r} with a factory that is not callable")

@@ -19,7 +19,7 @@ def test_add_and_get_uses_docstring_summary():
     assert "gaussian" in reg and len(reg) == 1
 
 
-@pytest.mark.parametrize("bad", ["Gaussian", "1abc", "a b", "", "-x", "x-"])
+@pytest.mark.parametrize("bad", ["Gaussian", "1abc", "a b", "", "-x", "x-", "+", "a+b", "x+++", "x-+"])
 def test_invalid_names_are_rejected(bad):
     with pytest.raises(CardiobenchError, match="invalid name"):
         Registry("noise").add(bad, factory, origin="dist", version="1")

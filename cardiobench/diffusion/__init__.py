@@ -4,6 +4,7 @@ from cardiobench.diffusion.base import PREDICTION_TYPES, ModelFn, NoiseProcess, 
 from cardiobench.diffusion.blurring import BlurringProcess
 from cardiobench.diffusion.ddim import DDIMSampler
 from cardiobench.diffusion.ddpm import DDPMSampler
+from cardiobench.diffusion.dpm_solver import DPMSolverSampler
 from cardiobench.diffusion.gaussian import GaussianProcess
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "BlurringProcess",
     "DDIMSampler",
     "DDPMSampler",
+    "DPMSolverSampler",
     "GaussianProcess",
     "ModelFn",
     "NoiseProcess",

@@ -1,11 +1,15 @@
-"""The built-in representation (``onehot``), noise processes (``gaussian``, ``blurring``) and samplers
-(``ddpm``, ``ddim``), registered through the same hooks a third-party plugin uses."""
+"""The built-in representations (``onehot``, ``bits``), noise processes (``gaussian``, ``blurring``) and samplers
+(``ddpm``, ``ddim``, ``dpm-solver++``), registered through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
+from cardiobench.diffusion.bits import AnalogBitsRepresentation
 from cardiobench.diffusion.blurring import BlurringProcess
+from cardiobench.diffusion.categorical import FAMILY as CATEGORICAL
+from cardiobench.diffusion.categorical import D3PMProcess, D3PMSampler
 from cardiobench.diffusion.ddim import DDIMSampler
 from cardiobench.diffusion.ddpm import DDPMSampler
+from cardiobench.diffusion.dpm_solver import DPMSolverSampler
 from cardiobench.diffusion.gaussian import GaussianProcess
 from cardiobench.diffusion.representation import OneHotRepresentation
 from cardiobench.hookspecs import hookimpl
@@ -16,15 +20,19 @@ FAMILY = "linear-gaussian"
 @hookimpl
 def register_representations(register):
     register("onehot", OneHotRepresentation)
+    register("bits", AnalogBitsRepresentation, families=(FAMILY,))
 
 
 @hookimpl
 def register_noise_processes(register):
     register("gaussian", GaussianProcess, family=FAMILY)
     register("blurring", BlurringProcess, family=FAMILY)
+    register("d3pm", D3PMProcess, family=CATEGORICAL)
 
 
 @hookimpl
 def register_samplers(register):
     register("ddpm", DDPMSampler, families=(FAMILY,))
     register("ddim", DDIMSampler, families=(FAMILY,))
+    register("d3pm", D3PMSampler, families=(CATEGORICAL,))
+    register("dpm-solver++", DPMSolverSampler, families=(FAMILY,), order=2)

@@ -29,6 +29,11 @@ class TestDDIMContract(SamplerContract):
     sampler_options = {"num_inference_steps": 10, "eta": 0.3, "timestep_spacing": "trailing"}
 
 
+class TestDPMSolverContract(SamplerContract):
+    sampler_name = "dpm-solver++"
+    sampler_options = {"num_inference_steps": 10, "timestep_spacing": "trailing"}
+
+
 def test_every_builtin_component_has_a_contract_test():
     covered = {c.process_name for c in globals().values() if isinstance(c, type)
                and issubclass(c, NoiseProcessContract) and c is not NoiseProcessContract}
