@@ -227,7 +227,7 @@ def _outcome_json(outcome: pipeline.RunOutcome) -> dict[str, Any]:
 
 def run(
     noise: str = typer.Option(None, "--noise", help="Noise process plugin (e.g. gaussian, blurring)."),
-    sampler: str = typer.Option(None, "--sampler", help="Sampler plugin (e.g. ddpm, ddim)."),
+    sampler: str = typer.Option(None, "--sampler", help="Sampler plugin (e.g. ddpm, ddim, dpm-solver++)."),
     representation: str = typer.Option(None, "--representation", help="What a label map becomes as the diffused "
                                        "tensor (representation plugin; default onehot)."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),

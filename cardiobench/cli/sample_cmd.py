@@ -17,7 +17,7 @@ from cardiobench.hookspecs import hookimpl
 def sample(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="checkpoint.pt written by `cardiobench train` "
                                     "(or its folder)."),
-    sampler: str = typer.Option("ddim", "--sampler", help="Sampler plugin: ddim, ddpm, ..."),
+    sampler: str = typer.Option("ddim", "--sampler", help="Sampler plugin: ddim, ddpm, dpm-solver++, ..."),
     steps: int = typer.Option(None, "--steps", help="Inference steps (default: the sampler's, e.g. 50 for ddim)."),
     num_samples: int = typer.Option(64, "--num-samples", "-n", help="How many masks to draw."),
     out: Path = typer.Option(Path("samples"), "--out", "-o", help="Folder for samples.npz and samples.png."),
