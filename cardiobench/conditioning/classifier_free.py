@@ -7,8 +7,10 @@ embedding) with probability ``p_uncond``. Sampling mixes the two predictions::
 
 The mix is applied to the network output ``m`` directly: for every prediction type (epsilon, v, x0) eps is an
 affine function of m at fixed (x_t, t), ``eps = a x_t + b m``, and the weights ``(1 - s) + s`` sum to one, so
-mixing m is exactly mixing eps. Both halves go through the network in one batched forward. ``s = 1`` (plain
-conditional) and ``s = 0`` (plain unconditional) skip the half they do not need.
+mixing m is exactly mixing eps. For the ``categorical`` family (D3PM) the network outputs logits of x_0, and the
+same mix is guidance on the logits: ``log p~_u + s (log p~_c - log p~_u)`` up to a constant, i.e.
+``p~ ∝ p~_u^(1-s) p~_c^s`` (docs/conditioning.md). Both halves go through the network in one batched forward.
+``s = 1`` (plain conditional) and ``s = 0`` (plain unconditional) skip the half they do not need.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class ClassifierFreeGuidance(ConditioningMethod):
     name = "classifier-free"
     condition = "label"
     tasks: ClassVar[tuple[str, ...]] = ("generation",)
+    #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
+    families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
 
     def __init__(self, p_uncond: float = 0.1, num_classes: int = len(GROUPS)):
         if not 0.0 <= float(p_uncond) < 1.0:

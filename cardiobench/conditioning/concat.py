@@ -29,6 +29,8 @@ class Concat(ConditioningMethod):
     has_scale = False
     condition = "image"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
+    families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
     image_channels = 1
 
     def build_network(self, make_backbone: BackboneFactory, in_channels: int, out_channels: int) -> nn.Module:

@@ -140,6 +140,8 @@ class ControlNet(ConditioningMethod):
     name = "controlnet"
     condition = "image"
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
+    families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
     image_channels = 1
 
     def __init__(self, base_steps: int | None = None, hint_channels: list[int] | tuple[int, ...] = (16, 32),

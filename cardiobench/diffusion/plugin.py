@@ -1,5 +1,6 @@
-"""The built-in representations (``onehot``, ``bits``), noise processes (``gaussian``, ``blurring``) and samplers
-(``ddpm``, ``ddim``, ``dpm-solver++``), registered through the same hooks a third-party plugin uses."""
+"""The built-in representations (``onehot``, ``bits``), noise processes (``gaussian``, ``blurring``: linear-Gaussian;
+``d3pm``: categorical) and samplers (``ddpm``, ``ddim``, ``dpm-solver++``; ``d3pm``), registered through the same
+hooks a third-party plugin uses."""
 
 from __future__ import annotations
 

@@ -15,6 +15,14 @@ a third-party plugin subclasses them in its own tests::
 The classes are not collected by pytest themselves (no ``Test`` prefix); each test method creates its
 components through the plugin registry, so the suites also check that the component is registered.
 
+**Families.** The suites were written for the ``linear-gaussian`` family; a component registered for another family
+(``family`` / ``families`` metadata, e.g. the ``categorical`` D3PM) runs the family-agnostic checks (registration,
+config, the seeded prior, the training loss, the sampler's loop, seeding and bookkeeping) and skips the
+linear-Gaussian ones (basis, alpha/sigma, q_sample, prediction types, Gaussian statistics, ODE order). Its data are
+label maps in the ``onehot`` representation (``shape[1]`` classes), and a process with ``model_output_from(x0, x_t,
+t)`` (the output of a network certain of ``x0``) gets the perfect-network checks: zero loss, and a sampler that
+returns the data.
+
 ``GaussianData`` is the solvable problem behind the statistical checks: data whose DCT coefficients are
 independent Gaussians, for which ``E[x_0 | x_t]`` is closed form for every linear Gaussian process (Gaussian
 DDPM is diagonal in any orthonormal basis, blurring diffusion is diagonal in the DCT basis), so a sampler
@@ -145,8 +153,22 @@ class _ForeignProcess(NoiseProcess):
         return noise
 
 
+LINEAR_GAUSSIAN = "linear-gaussian"
+
+
+def _skip_unless_linear_gaussian(family: str | None, what: str) -> None:
+    if family != LINEAR_GAUSSIAN:
+        pytest.skip(f"{what}: a linear-Gaussian check (this component's family is {family!r})")
+
+
+def onehot_labels(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random label maps (B, *spatial) with ``shape[1]`` classes and their one-hot encoding in [-1, 1] (float32)."""
+    labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=torch.Generator().manual_seed(seed))
+    return labels, torch.nn.functional.one_hot(labels, shape[1]).movedim(-1, 1).float() * 2 - 1
+
+
 class NoiseProcessContract:
-    """What every noise process of the ``linear-gaussian`` family must satisfy."""
+    """What every noise process must satisfy; the linear-Gaussian checks run for the ``linear-gaussian`` family."""
 
     #: registered name of the process under test
     process_name: ClassVar[str] = ""
@@ -166,6 +188,20 @@ class NoiseProcessContract:
     def make_process(self, **overrides: Any) -> NoiseProcess:
         return self.component().create(**{**self.process_options, **overrides})
 
+    def family(self) -> str | None:
+        """The family the process is registered with."""
+        return self.component().metadata.get("family")
+
+    def only_linear_gaussian(self, what: str) -> None:
+        _skip_unless_linear_gaussian(self.family(), what)
+
+    def encoded_data(self, seed: int = 0) -> torch.Tensor:
+        """x0 (float32, ``shape``) for the training-loss checks: ``data``'s for the linear-Gaussian family, else
+        one-hot label maps (``onehot_labels``)."""
+        if self.family() == LINEAR_GAUSSIAN:
+            return self.data(seed)[0].float()
+        return onehot_labels(self.shape, seed)[1]
+
     def timesteps(self, process: NoiseProcess) -> torch.Tensor:
         t_max = process.num_timesteps - 1
         return torch.tensor([0, t_max // 3, 2 * t_max // 3][: self.shape[0] - 1] + [t_max])[: self.shape[0]]
@@ -180,11 +216,12 @@ class NoiseProcessContract:
     def test_registered_with_family(self):
         comp = self.component()
         process = self.make_process()
-        assert isinstance(process, NoiseProcess)
-        assert comp.metadata.get("family") == process.family == "linear-gaussian"
+        assert comp.metadata.get("family") == process.family, "register the process with family=process.family"
         assert comp.summary, "give the factory a docstring or a summary"
         assert process.num_timesteps >= 1
-        assert process.prediction_type in PREDICTION_TYPES
+        if process.family == LINEAR_GAUSSIAN:
+            assert isinstance(process, NoiseProcess)
+            assert process.prediction_type in PREDICTION_TYPES
 
     def test_config_is_json_and_rebuilds_the_process(self):
         process = self.make_process()
@@ -193,10 +230,13 @@ class NoiseProcessContract:
         assert json.loads(json.dumps(cfg)) == cfg
         rebuilt = self.component().create(**cfg)
         assert rebuilt.config() == cfg
+        if self.family() != LINEAR_GAUSSIAN:
+            return
         t = torch.arange(-1, process.num_timesteps)
         _close(rebuilt.alpha(t, dtype=torch.float64), process.alpha(t, dtype=torch.float64), atol=0, rtol=0)
 
     def test_basis_is_orthonormal(self):
+        self.only_linear_gaussian("test_basis_is_orthonormal")
         process = self.make_process()
         x, y = self.data()
         u = process.to_basis(x)
@@ -208,6 +248,7 @@ class NoiseProcessContract:
             assert torch.equal(u, x)
 
     def test_alpha_sigma_values(self):
+        self.only_linear_gaussian("test_alpha_sigma_values")
         process = self.make_process()
         t = torch.arange(-1, process.num_timesteps)
         a = process.alpha(t, dtype=torch.float64)
@@ -225,6 +266,7 @@ class NoiseProcessContract:
             _close(s1.expand(self.shape[1:]), s[tt + 1].expand(self.shape[1:]), atol=0, rtol=0)
 
     def test_snr_decreases_and_ends_near_pure_noise(self):
+        self.only_linear_gaussian("test_snr_decreases_and_ends_near_pure_noise")
         process = self.make_process()
         t = torch.arange(0, process.num_timesteps)
         a = process.alpha(t, dtype=torch.float64).expand(len(t), *self.shape[1:])
@@ -236,6 +278,7 @@ class NoiseProcessContract:
         assert float(a[-1].max()) < 0.05 and float((s[-1] - 1).abs().max()) < 0.05
 
     def test_q_sample_is_the_linear_gaussian_forward(self):
+        self.only_linear_gaussian("test_q_sample_is_the_linear_gaussian_forward")
         process = self.make_process()
         x0, noise = self.data()
         t = self.timesteps(process)
@@ -248,6 +291,7 @@ class NoiseProcessContract:
         assert process.q_sample(x0.float(), t, noise.float()).dtype == torch.float32
 
     def test_training_target_inverts_for_every_prediction_type(self):
+        self.only_linear_gaussian("test_training_target_inverts_for_every_prediction_type")
         x0, noise = self.data(1)
         for ptype in self.prediction_types:
             process = self.make_process(prediction_type=ptype)
@@ -261,6 +305,7 @@ class NoiseProcessContract:
             _close(process.model_output_from(x0, x_t, t), target, atol=1e-6, rtol=1e-6)
 
     def test_unknown_prediction_type_is_a_clear_error(self):
+        self.only_linear_gaussian("test_unknown_prediction_type_is_a_clear_error")
         try:
             self.make_process(prediction_type="not-a-type")
         except CardiobenchError as exc:
@@ -269,6 +314,7 @@ class NoiseProcessContract:
             raise AssertionError("an unknown prediction_type must raise CardiobenchError")
 
     def test_sample_timesteps(self):
+        self.only_linear_gaussian("test_sample_timesteps")
         process = self.make_process()
         g = torch.Generator().manual_seed(0)
         t = process.sample_timesteps(500, generator=g)
@@ -278,14 +324,18 @@ class NoiseProcessContract:
 
     # -- what the engine calls: the prior draw and the training loss ------------------------------------------
     def test_prior_is_a_seeded_standard_normal(self):
-        """``prior(shape, generator)``: x_T, float32 on the CPU, reproducible; N(0, I) for this family."""
+        """``prior(shape, generator)``: x_T, float32 on the CPU, reproducible; N(0, I) for the linear-Gaussian
+        family."""
         process = self.make_process()
         a = process.prior(self.shape, generator=torch.Generator().manual_seed(0))
         assert isinstance(a, torch.Tensor) and a.shape == self.shape
         assert a.dtype == torch.float32 and a.device.type == "cpu"
         assert torch.equal(a, process.prior(self.shape, generator=torch.Generator().manual_seed(0)))
-        assert not torch.equal(a, process.prior(self.shape, generator=torch.Generator().manual_seed(1)))
+        if process.family == LINEAR_GAUSSIAN or a.unique().numel() > 1:  # (a certain prior, e.g. all [MASK], is not)
+            assert not torch.equal(a, process.prior(self.shape, generator=torch.Generator().manual_seed(1)))
         assert process.prior(self.shape).shape == self.shape  # no generator: the global RNG
+        if process.family != LINEAR_GAUSSIAN:
+            return
         big = process.prior((512, *self.shape[1:]), generator=torch.Generator().manual_seed(2)).double()
         # the family's samplers start from white noise: mean 0, variance 1 (standard errors ~0.004)
         assert abs(float(big.mean())) < 0.03 and abs(float(big.std()) - 1.0) < 0.03
@@ -295,7 +345,7 @@ class NoiseProcessContract:
 
     def test_training_loss_is_a_seeded_finite_scalar(self):
         process = self.make_process()
-        x0 = self.data()[0].float()
+        x0 = self.encoded_data()
         calls: list[tuple[torch.Size, torch.Tensor]] = []
 
         def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -311,20 +361,32 @@ class NoiseProcessContract:
             assert int(t.min()) >= 0 and int(t.max()) < process.num_timesteps
         assert torch.equal(loss, self._loss(process, model_fn, x0)), "the same seed must give the same loss"
         assert not torch.equal(loss, self._loss(process, model_fn, x0, seed=1))
-        l1 = self._loss(process, model_fn, x0, loss="smooth_l1")
-        assert l1.dim() == 0 and bool(torch.isfinite(l1)) and not torch.equal(l1, loss)
+        if process.family == LINEAR_GAUSSIAN:
+            l1 = self._loss(process, model_fn, x0, loss="smooth_l1")
+            assert l1.dim() == 0 and bool(torch.isfinite(l1)) and not torch.equal(l1, loss)
         with pytest.raises((ValueError, CardiobenchError)):
             self._loss(process, model_fn, x0, loss="not-a-loss")
 
     def test_training_loss_is_differentiable(self):
         process = self.make_process()
         scale = torch.nn.Parameter(torch.tensor(0.5))
-        loss = self._loss(process, lambda x_t, t: scale * x_t, self.data()[0].float())
+        loss = self._loss(process, lambda x_t, t: scale * x_t, self.encoded_data())
         loss.backward()
         assert scale.grad is not None and bool(torch.isfinite(scale.grad)) and float(scale.grad) != 0.0
 
     def test_training_loss_is_zero_for_the_perfect_network(self):
-        """A network that outputs ``training_target`` exactly (known here from x0 and x_t) has loss 0."""
+        """A network that outputs ``training_target`` exactly (known here from x0 and x_t) has loss 0.
+
+        Another family: a process with ``model_output_from(x0, x_t, t)`` (the output of a network certain of x0)."""
+        if self.family() != LINEAR_GAUSSIAN:
+            process = self.make_process()
+            if not callable(getattr(process, "model_output_from", None)):
+                pytest.skip("the process has no model_output_from (the output of a network certain of x0)")
+            x0 = self.encoded_data(2)
+            baseline = float(self._loss(process, lambda x_t, t: torch.zeros_like(x_t), x0))
+            loss = float(self._loss(process, lambda x_t, t: process.model_output_from(x0, x_t, t), x0))
+            assert loss <= 1e-6 * max(baseline, 1.0), f"loss {loss:.3g} for the perfect network"
+            return
         x0 = self.data(2)[0].float()
         for ptype in self.prediction_types:
             process = self.make_process(prediction_type=ptype)
@@ -338,9 +400,10 @@ class NoiseProcessContract:
 
 
 class SamplerContract:
-    """What every sampler of the ``linear-gaussian`` family must satisfy, with every registered process.
+    """What every sampler must satisfy, with every process of ``processes`` (the linear-Gaussian checks run for
+    processes of the ``linear-gaussian`` family; another family's sampler lists its own ``processes``).
 
-    Registration metadata read by the suite: ``families`` (must contain ``"linear-gaussian"``) and ``order``
+    Registration metadata read by the suite: ``families`` (must contain every listed process's family) and ``order``
     (the convergence order of the sampler's deterministic mode, default 1; see
     ``test_deterministic_sampler_converges_at_its_order``).
     """
@@ -399,7 +462,12 @@ class SamplerContract:
         return self.component().create(process, **{**self.sampler_options, **overrides})
 
     def all_processes(self, **overrides: Any) -> list[NoiseProcess]:
-        return [self.make_process(name, **overrides) for name, _ in self.processes]
+        """One process per entry of ``processes`` (a name may come twice, with different options)."""
+        return [get_component("noise", name).create(**{**options, **overrides}) for name, options in self.processes]
+
+    def only_linear_gaussian(self, what: str) -> None:
+        for name, _ in self.processes:
+            _skip_unless_linear_gaussian(get_component("noise", name).metadata.get("family"), what)
 
     def declared_order(self) -> int:
         order = self.component().metadata.get("order", 1)
@@ -442,7 +510,9 @@ class SamplerContract:
     def test_registered_with_families(self):
         comp = self.component()
         fams = tuple(comp.metadata.get("families", ()))
-        assert "linear-gaussian" in fams
+        assert fams, "register the sampler with families=(...)"
+        for name, _ in self.processes:
+            assert get_component("noise", name).metadata.get("family") in fams
         assert comp.summary, "give the factory a docstring or a summary"
         for process in self.all_processes():
             sampler = self.make_sampler(process)
@@ -499,7 +569,7 @@ class SamplerContract:
     def test_x_T_is_used_and_left_untouched(self):
         for process in self.all_processes():
             sampler = self.make_sampler(process)
-            x_T = torch.randn(self.shape, generator=torch.Generator().manual_seed(1))
+            x_T = process.prior(self.shape, generator=torch.Generator().manual_seed(1))  # linear-Gaussian: randn
             keep = x_T.clone()
             first = next(iter(sampler.iter_sample(lambda x, t: torch.zeros_like(x), self.shape, x_T=x_T)))
             assert torch.equal(x_T, keep), "the sampler must not modify x_T"
@@ -512,7 +582,7 @@ class SamplerContract:
             ref = [s.x_t.clone() for s in sampler.iter_sample(self.toy_model, self.shape,
                                                                generator=torch.Generator().manual_seed(5))]
             g = torch.Generator().manual_seed(5)
-            x = torch.randn(self.shape, generator=g)
+            x = process.prior(self.shape, generator=g)  # linear-Gaussian: torch.randn(shape, generator=g)
             for i, t in enumerate(sampler.timesteps.tolist()):
                 x = sampler.step(self.toy_model(x, torch.full((self.shape[0],), t)), i, x, generator=g).x_t
                 torch.testing.assert_close(x, ref[i], atol=1e-5, rtol=1e-5)
@@ -541,6 +611,7 @@ class SamplerContract:
         Fails for a sampler with the wrong step formula even when it still converges: e.g. a second-order
         multistep sampler whose correction is doubled is only first order (tests/test_plugin_authoring.py).
         """
+        self.only_linear_gaussian("test_deterministic_sampler_converges_at_its_order")
         order = self.declared_order()
         data = GaussianData(channels=1, size=4)
         x_T = torch.randn((self.n_convergence, *data.shape), generator=torch.Generator().manual_seed(0),
@@ -577,6 +648,7 @@ class SamplerContract:
         Fails for a sampler whose step is wrong (e.g. the wrong posterior coefficient or noise level), not
         only for one that crashes: see the negative controls in tests/diffusion/test_diffusion_statistics.py.
         """
+        self.only_linear_gaussian("test_recovers_gaussian_data_with_the_exact_denoiser")
         data = GaussianData(channels=1, size=self.statistical_size)
         for name, ptype in self.statistical_cases:
             overrides = {"image_size": self.statistical_size} if "image_size" in dict(self.processes)[name] else {}
@@ -590,3 +662,22 @@ class SamplerContract:
             assert err["mean_z"] < self.max_mean_z, where
             assert err["var_ratio_max"] < self.max_var_ratio, where
             assert err["var_ratio_mean"] < self.max_mean_var_ratio, where
+
+    #: step counts of the perfect-predictor check (another family's counterpart of the statistical check)
+    perfect_steps: ClassVar[tuple[int, ...]] = (1, 3, 10)
+
+    def test_returns_the_data_with_a_perfect_predictor(self):
+        """Another family (not linear-Gaussian), a process with ``model_output_from``: driven by a network certain of
+        the data (one-hot label maps), the sampler returns the data, whatever its number of steps."""
+        procs = [p for p in self.all_processes() if p.family != LINEAR_GAUSSIAN]
+        procs = [p for p in procs if callable(getattr(p, "model_output_from", None))]
+        if not procs:
+            pytest.skip("linear-Gaussian processes are checked statistically; no process with model_output_from")
+        labels, x0 = onehot_labels(self.shape, seed=7)
+        for process in procs:
+            sampler = self.make_sampler(process)
+            for n in self.perfect_steps:
+                sampler.set_timesteps(min(n, process.num_timesteps))
+                out = sampler.sample(lambda x, t, process=process: process.model_output_from(x0, x, t), self.shape,
+                                     generator=torch.Generator().manual_seed(n))
+                assert torch.equal(out, x0), f"{self.sampler_name}, {n} steps: not the data"

@@ -34,6 +34,25 @@ class TestDPMSolverContract(SamplerContract):
     sampler_options = {"num_inference_steps": 10, "timestep_spacing": "trailing"}
 
 
+class TestD3PMContract(NoiseProcessContract):
+    process_name = "d3pm"
+    process_options = {"num_timesteps": 50}
+    shape = (3, 4, 8, 8)
+
+
+class TestD3PMAbsorbingContract(NoiseProcessContract):
+    process_name = "d3pm"
+    process_options = {"num_timesteps": 50, "transition": "absorbing"}
+    shape = (3, 4, 8, 8)
+
+
+class TestD3PMSamplerContract(SamplerContract):
+    sampler_name = "d3pm"
+    sampler_options = {"num_inference_steps": 10}
+    shape = (4, 4, 8, 8)
+    processes = (("d3pm", {"num_timesteps": 50}), ("d3pm", {"num_timesteps": 50, "transition": "absorbing"}))
+
+
 def test_every_builtin_component_has_a_contract_test():
     covered = {c.process_name for c in globals().values() if isinstance(c, type)
                and issubclass(c, NoiseProcessContract) and c is not NoiseProcessContract}
