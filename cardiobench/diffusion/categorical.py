@@ -309,13 +309,3 @@ class D3PMSampler(Sampler):
             x = step.x_t
             yield step
 
-    def sample(self, model_fn, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, x_T: torch.Tensor | None = None,
-               callback: Callable[[SampleStep], None] | None = None) -> torch.Tensor:
-        """The final sample (B, K, *spatial), one-hot in [-1, 1]."""
-        last = None
-        for last in self.iter_sample(model_fn, shape, generator=generator, device=device, dtype=dtype, x_T=x_T):
-            if callback is not None:
-                callback(last)
-        assert last is not None, "set_timesteps gave no steps"
-        return last.x_t

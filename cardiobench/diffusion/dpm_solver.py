@@ -94,18 +94,10 @@ class DPMSolverSampler(LinearGaussianSampler):
         proc = self.process
         coefs, zeros, _ = self._plan(x.device, x.dtype)[index]
         on_prev = self._prev_plan(x.device, x.dtype)[index]
-        x0_xt, x0_m, on_x0, on_xt, _, _ = coefs
+        _, _, on_x0, on_xt, _, _ = coefs
         if index == 0:
             self._prev_u0 = None  # a new run: forget the last one
-        u = proc.to_basis(x)
-        mu = proc.to_basis(m)
-        # u0_hat = x0_xt u_t + x0_m m   (zero terms skipped)
-        u0 = x0_m * mu if zeros[0] else (x0_xt * u if zeros[1] else x0_xt * u + x0_m * mu)
-        if self.clip_x0:  # clipped in pixel space, as DDIM
-            x0 = proc.from_basis(u0).clamp_(-1.0, 1.0)
-            u0 = proc.to_basis(x0)
-        else:
-            x0 = proc.from_basis(u0)
+        u, _, u0, x0 = self._data_estimate(coefs, zeros, x, m)  # clipped in pixel space, as DDIM
         # u_s = on_x0 u0_i + on_prev u0_{i-1} + on_xt u_t
         us = on_x0 * u0
         if not zeros[3]:

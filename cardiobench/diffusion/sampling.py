@@ -290,6 +290,25 @@ class LinearGaussianSampler(Sampler):
             _, x0_xt, x0_m = x0_hat
             return torch.add(u_t * x0_xt, m, alpha=x0_m)  # x0_xt u_t + x0_m m
 
+    def _data_estimate(self, coefs: tuple, zeros: tuple, x: torch.Tensor, m: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(u_t, V m, u0_hat, x0_hat)`` of one step in the process's basis (``x``, ``m``: pixel space).
+
+        u0_hat = x0_xt u_t + x0_m V m (zero terms skipped); a clipping sampler clips in pixel space:
+        x0_hat = clamp(V^T u0_hat, -1, 1), u0_hat = V x0_hat.
+        """
+        proc = self.process
+        x0_xt, x0_m = coefs[0], coefs[1]
+        u = proc.to_basis(x)  # u_t = V x_t
+        mu = proc.to_basis(m)
+        u0 = x0_m * mu if zeros[0] else (x0_xt * u if zeros[1] else x0_xt * u + x0_m * mu)
+        if self.clip_x0:
+            x0 = proc.from_basis(u0).clamp_(-1.0, 1.0)
+            u0 = proc.to_basis(x0)
+        else:
+            x0 = proc.from_basis(u0)
+        return u, mu, u0, x0
+
     def _step_basis(self, coefs: tuple, zeros: tuple, x: torch.Tensor, m: torch.Tensor,
                     z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The general step, per coefficient in the process's basis (``zeros``: ``_PlannedStep.is_zero``).
@@ -298,16 +317,8 @@ class LinearGaussianSampler(Sampler):
         the basis, or None. Returns ``(x0_hat, x_s)`` in pixel space.
         """
         proc = self.process
-        x0_xt, x0_m, on_x0, on_xt, on_m, noise_std = coefs
-        u = proc.to_basis(x)  # u_t = V x_t
-        mu = proc.to_basis(m)
-        # u0_hat = x0_xt u_t + x0_m m   (zero terms skipped)
-        u0 = x0_m * mu if zeros[0] else (x0_xt * u if zeros[1] else x0_xt * u + x0_m * mu)
-        if self.clip_x0:  # clipped in pixel space: x0_hat = clamp(V^T u0_hat, -1, 1), u0_hat = V x0_hat
-            x0 = proc.from_basis(u0).clamp_(-1.0, 1.0)
-            u0 = proc.to_basis(x0)
-        else:
-            x0 = proc.from_basis(u0)
+        _, _, on_x0, on_xt, on_m, noise_std = coefs
+        u, mu, u0, x0 = self._data_estimate(coefs, zeros, x, m)
         # u_s = on_x0 u0_hat + on_xt u_t + on_m m + noise_std z
         us = on_x0 * u0
         if not zeros[3]:
