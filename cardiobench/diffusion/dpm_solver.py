@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import torch
 
 from cardiobench.diffusion.base import ModelFn, NoiseProcess, SampleStep
-from cardiobench.diffusion.sampling import Coef, LinearGaussianSampler, _draw_normal
+from cardiobench.diffusion.sampling import Coef, LinearGaussianSampler
 from cardiobench.errors import CardiobenchError
 
 
@@ -120,13 +120,7 @@ class DPMSolverSampler(LinearGaussianSampler):
         device = torch.device(device)
         shape = tuple(shape)
         n = self.num_inference_steps
-        with torch.no_grad():
-            x = torch.empty(shape, device=device, dtype=dtype)
-            if x_T is not None:
-                x.copy_(x_T)
-            else:
-                _draw_normal(x, generator)
-            t_in = self.timesteps.to(device)[:, None].expand(n, shape[0]).contiguous()
+        x, t_in = self._start(shape, n, device, dtype, generator, x_T)
         ctx = torch.inference_mode if self.inference_mode else torch.no_grad
         for i in range(n):
             with ctx():

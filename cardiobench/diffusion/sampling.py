@@ -346,6 +346,19 @@ class LinearGaussianSampler(Sampler):
                 x0, out = self._step_basis(coefs, zeros, x_t, model_output, z)
         return SampleStep(index=index, timestep=self._ts[index], x_t=out, x0_pred=x0)
 
+    def _start(self, shape: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype,
+               generator: torch.Generator | None, x_T: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state buffer holding x_T (given, else N(0, I) from ``generator``), (B, C, H, W), and the (N, B) long
+        timesteps the network sees, moved to the device once (row i: step i's input)."""
+        with torch.no_grad():
+            x = torch.empty(shape, device=device, dtype=dtype)
+            if x_T is not None:
+                x.copy_(x_T)
+            else:
+                _draw_normal(x, generator)
+            t_in = self.timesteps.to(device)[:, None].expand(n, shape[0]).contiguous()
+        return x, t_in
+
     def iter_sample(self, model_fn: ModelFn, shape: tuple[int, ...], *,
                     generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32,
@@ -355,18 +368,12 @@ class LinearGaussianSampler(Sampler):
         scalar = self._scalar_plan(plan)
         shape = tuple(shape)
         n = len(plan)
+        x, t_in = self._start(shape, n, device, dtype, generator, x_T)
         with torch.no_grad():
-            # the buffers, each (B, C, H, W): the state x (u_t), the next state (u_s), y / x0_hat, the noise z
-            x = torch.empty(shape, device=device, dtype=dtype)
-            if x_T is not None:
-                x.copy_(x_T)
-            else:
-                _draw_normal(x, generator)
+            # the other buffers, each (B, C, H, W): the next state (u_s), y / x0_hat, the noise z
             spare = torch.empty_like(x)
             x0 = torch.empty_like(x)
             z = torch.empty_like(x) if not all(step.is_zero[5] for step in plan) else None
-            # one (N, B) long tensor of timesteps, moved to the device once; row i is step i's network input
-            t_in = self.timesteps.to(device)[:, None].expand(n, shape[0]).contiguous()
         ts = self._ts
         ctx = torch.inference_mode if self.inference_mode else torch.no_grad
         for i in range(n):

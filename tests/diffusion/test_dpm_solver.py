@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_diffusion_parity import fixed_network  # the same stand-in network as the DDIM/DDPM parity
 
 from cardiobench.diffusion import BlurringProcess, DDIMSampler, DPMSolverSampler, GaussianProcess
 from cardiobench.errors import CardiobenchError
@@ -29,17 +30,6 @@ TOL64 = 1e-9
 TOL32 = 1e-5
 
 
-def fixed_network(alphas_cumprod: torch.Tensor, prediction_type: str, gain: float = 1.0):
-    """A deterministic nonlinear stand-in for a trained network (as in test_diffusion_parity.py)."""
-
-    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        abar = alphas_cumprod.to(x.dtype)[t].reshape(-1, 1, 1, 1)
-        a, s = abar.sqrt(), (1 - abar).sqrt()
-        x0 = gain * torch.tanh(1.5 * x + 0.3 * torch.cos(x))
-        eps = (x - a * x0) / s
-        return {"epsilon": eps, "x0": x0, "v": a * eps - s * x0}[prediction_type]
-
-    return fn
 
 
 def _step_float64(ref, model_output: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
