@@ -247,28 +247,16 @@ def check_compatible(
     """
     pm = get_plugin_manager()
     family = pm.get("noise", noise).metadata.get("family") if noise else None
-    if representation:
-        fits = tuple(pm.get("representation", representation).metadata.get("families", ()))
+    # each component's `families` (if given) must contain the noise process's family
+    checks = (("representation", representation, "does not fit"), ("sampler", sampler, "does not support"),
+              ("conditioning", conditioning, "does not support"))
+    for kind, name, verb in checks:
+        fits = tuple(pm.get(kind, name).metadata.get("families", ())) if name else ()
         if family is not None and fits and family not in fits:
-            raise IncompatibleError(
-                f"representation {representation!r} does not fit noise process {noise!r} (family {family!r})",
-                f"{representation!r} fits: {', '.join(fits)}; see `cardiobench plugins`",
-            )
-    if sampler:
-        families = tuple(pm.get("sampler", sampler).metadata.get("families", ()))
-        if family is not None and families and family not in families:
-            raise IncompatibleError(
-                f"sampler {sampler!r} does not support noise process {noise!r} (family {family!r})",
-                f"{sampler!r} supports: {', '.join(families)}; see `cardiobench plugins`",
-            )
+            raise IncompatibleError(f"{kind} {name!r} {verb} noise process {noise!r} (family {family!r})",
+                                    f"{name!r} supports: {', '.join(fits)}; see `cardiobench plugins`")
     if conditioning:
         meta = pm.get("conditioning", conditioning).metadata
-        fams = tuple(meta.get("families", ()))
-        if family is not None and fams and family not in fams:
-            raise IncompatibleError(
-                f"conditioning {conditioning!r} does not support noise process {noise!r} (family {family!r})",
-                f"it supports: {', '.join(fams)}",
-            )
         samplers = tuple(meta.get("samplers", ()))
         if sampler and samplers and sampler not in samplers:
             raise IncompatibleError(
