@@ -198,3 +198,16 @@ def test_d3pm_with_classifier_free_guidance_through_run(tmp_path):
     run = json.loads(res.stdout)
     masks = _masks(run)
     assert masks.min() >= 0 and masks.max() <= 3
+
+
+@pytest.mark.slow
+def test_d3pm_segments_mri_slices_with_concat(tmp_path):
+    """Image-conditioned categorical diffusion (in the spirit of CCDM, Zbinden et al. 2023): the segmentation task
+    runs with the k-sample ensemble and reports Dice/HD95 and the per-pixel uncertainty like the other families."""
+    res = invoke("run", "--preset", "tiny", "--task", "segmentation", "--conditioning", "concat",
+                 "--noise", "d3pm", "--sampler", "d3pm", "--ensemble-k", "3", "--no-gif",
+                 "--results", str(tmp_path / "r.db"), "--json")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)["metrics"]
+    assert 0.0 <= metrics["dice_mean"] <= 1.0 and "hd95_mean" in metrics
+    assert 0.0 <= metrics["uncertainty_mean"] <= 1.0
