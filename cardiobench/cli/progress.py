@@ -89,7 +89,8 @@ class _LineTask(ProgressTask):
         if rate and self.total is not None and self.completed < self.total:
             parts.append(f"ETA {(self.total - self.completed) / rate:.0f} s")
         extra = _fields(self.fields)
-        self._console.print("  ".join(parts + ([extra] if extra else [])), highlight=False, markup=False)
+        self._console.print("  ".join(parts + ([extra] if extra else [])), highlight=False, markup=False,
+                            soft_wrap=True)  # one line per report, however wide
         self._last = time.perf_counter()
 
     def update(self, completed: int | None = None, *, advance: int = 0, **fields: Any) -> None:
