@@ -408,6 +408,9 @@ def cell(run: RunRecord, key: str) -> str:
             value = f"{value} k={k}"
     elif key in ("noise", "sampler", "backbone"):
         value = getattr(run, key)
+        rep = _spec_get(spec, "train.representation") if key == "noise" else None
+        if value and rep:  # a spec names its representation only when it is not the default (one-hot)
+            value = f"{value} ({rep})"
     elif key == "steps":
         value = _spec_get(spec, "sample.steps", "sample_steps", "bench.sample_steps", "steps")
     elif key == "batch":

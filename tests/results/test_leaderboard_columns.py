@@ -245,3 +245,15 @@ def test_the_store_keeps_and_checks_the_reference(tmp_path):
     bad.context["reference"] = {"fid": "low"}
     with pytest.raises(StoreError, match="context reference 'fid' must be a number or None"):
         store.add_run(bad)
+
+
+def test_a_non_default_representation_shows_beside_the_noise_process():
+    from cardiobench.results.report import cell
+    from cardiobench.results.store import RunRecord
+
+    def row(train: dict) -> RunRecord:
+        return RunRecord(task="generation", dataset="phantom", noise="gaussian", sampler="ddpm", backbone="unet",
+                         spec={"train": train})
+
+    assert cell(row({"noise": "gaussian"}), "noise") == "gaussian"
+    assert cell(row({"noise": "gaussian", "representation": "bits"}), "noise") == "gaussian (bits)"
