@@ -45,12 +45,7 @@ class DoubledCorrection(EXAMPLE.DPMSolver2M):
     correction = 1.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: small tensors, one thread
 
 
 # -- the worked example passes the sampler contract ------------------------------------------------------------
