@@ -20,7 +20,7 @@ from cardiobench import plugins
 from cardiobench.registry import KINDS
 from cardiobench.testing import CONTRACTS, contract_checks, contract_suite
 
-DATA_TESTS = Path(__file__).parent / "data"  # the fake ACDC trees' builders live there
+DATA_TESTS = Path(__file__).parent / "data"  # the fake data trees' builders live there
 
 
 def _builtins() -> list[tuple[str, str]]:
@@ -35,11 +35,12 @@ BUILTINS = _builtins()
 
 
 # -- per-component suite attributes (small and fast; the per-module contract tests use the same) -------------------
-def _fake_tree_source(factory: str):
+def _fake_tree_source(factory: str, **options: Any):
     def make_source(self):
         from cardiobench.plugins import get_component
 
-        return get_component("dataset", factory).create(size=32, cache=False, data_root=self.fake_roots[factory])
+        return get_component("dataset", factory).create(size=32, cache=False, data_root=self.fake_roots[factory],
+                                                         **options)
 
     return make_source
 
@@ -63,6 +64,9 @@ SUITES: dict[tuple[str, str], dict[str, Any]] = {
                                                           "cache": False}},
     ("dataset", "acdc"): {**_DATA, "make_source": _fake_tree_source("acdc")},
     ("dataset", "acdc-h5"): {**_DATA, "make_source": _fake_tree_source("acdc-h5")},
+    # the fake folder's masks are in the M&Ms order (1 LV, 2 MYO, 3 RV); its CSV gives groups and frames
+    ("dataset", "nifti-pairs"): {**_DATA, "make_source": _fake_tree_source(
+        "nifti-pairs", labels={"1": "LV", "2": "MYO", "3": "RV"}, csv="info.csv")},
     ("noise", "gaussian"): {"process_options": {"num_timesteps": 100}},
     ("noise", "blurring"): {"process_options": {"num_timesteps": 100, "image_size": 8}},
     ("noise", "d3pm"): {"process_options": {"num_timesteps": 50}, "shape": (3, 4, 8, 8)},
@@ -102,7 +106,8 @@ def _cases() -> list:
 
 @pytest.fixture(scope="session")
 def fake_roots(tmp_path_factory):
-    """Fake ACDC trees (NIfTI and HDF5 layouts), built on first use, shared by the session."""
+    """Fake ACDC trees (NIfTI and HDF5 layouts) and a fake nifti-pairs folder, built on first use, shared by the
+    session."""
 
     class Roots(dict):
         def __missing__(self, name: str) -> Path:
@@ -113,6 +118,10 @@ def fake_roots(tmp_path_factory):
                 from fake_acdc import build_fake_acdc
 
                 self[name] = build_fake_acdc(base)
+            elif name == "nifti-pairs":
+                from fake_nifti_pairs import build_fake_pairs
+
+                self[name] = build_fake_pairs(base)
             else:
                 from fake_acdc_h5 import build_fake_h5
 

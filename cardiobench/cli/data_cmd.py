@@ -26,7 +26,8 @@ DATASET_HELP = (f"Data set name (default {DEFAULT_DATASET}; with --data-root, th
                 "See `cardiobench plugins`.")
 ROOT_HELP = (
     "Folder of a real data set: acdc, the folder holding training/ (and testing/); acdc-h5, the folder of "
-    "patientNNN_frameFF.h5 files or its parent (default: $CARDIOBENCH_ACDC_ROOT, $CARDIOBENCH_ACDC_H5_ROOT)."
+    "patientNNN_frameFF.h5 files or its parent (default: $CARDIOBENCH_ACDC_ROOT, $CARDIOBENCH_ACDC_H5_ROOT); "
+    "nifti-pairs (with --dataset nifti-pairs), a folder of image/mask NIfTI pairs."
 )
 SKIP_HELP = "Warn about bad patients and skip them instead of stopping at the first one."
 OPT_HELP = (

@@ -32,10 +32,24 @@ from typing import Any
 
 import numpy as np
 
-from cardiobench.data.base import GROUPS, LABELS
+from cardiobench.data.base import GROUPS
+from cardiobench.data.nifti import NIFTI_SUFFIXES, broken_link, check_labels, find_nifti, read_nifti
 from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
-from cardiobench.data.splits import DEFAULT_TEST_FRACTION, stratified_three_way
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.data.splits import DEFAULT_TEST_FRACTION, check_test_fraction, stratified_three_way
+from cardiobench.errors import DataError
+
+# re-exported: these helpers lived here before they were shared (cardiobench.data.nifti, .splits)
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "ACDCSource",
+    "broken_link",
+    "check_labels",
+    "check_test_fraction",
+    "find_nifti",
+    "find_root",
+    "parse_info",
+    "read_nifti",
+]
 
 #: environment variable holding the default ``--data-root`` of ``acdc``
 ROOT_ENV = "CARDIOBENCH_ACDC_ROOT"
@@ -48,7 +62,6 @@ HOW_TO_GET = (
 POOLS: tuple[str, ...] = ("training", "testing")
 REQUIRED_KEYS: tuple[str, ...] = ("ED", "ES", "Group")
 PATIENT_RE = re.compile(r"^patient\d+$")
-NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 
 
 def find_root(data_root: str | os.PathLike | None) -> Path:
@@ -94,24 +107,6 @@ def _holds_h5_volumes(root: Path) -> bool:
     return False
 
 
-def broken_link(path: Path) -> DataError | None:
-    """A ``DataError`` naming ``path`` if it is a symbolic link that cannot be followed (dangling, loop), else None."""
-    if not path.is_symlink():
-        return None
-    try:
-        path.stat()
-        return None
-    except OSError as exc:  # ENOENT: dangling; ELOOP: a loop; EACCES...
-        try:
-            target = os.readlink(path)
-        except OSError:  # pragma: no cover - it was a link a moment ago
-            target = "?"
-        return DataError(
-            f"{path}: symbolic link to {target} cannot be followed ({exc.strerror or type(exc).__name__})",
-            "point the link at the real file or folder, or replace it with a copy",
-        )
-
-
 def parse_info(path: Path) -> dict[str, str]:
     """``Info.cfg`` (``Key: value`` lines) -> dict; missing file or required key -> ``DataError``."""
     err = broken_link(path)
@@ -147,47 +142,6 @@ def parse_info(path: Path) -> dict[str, str]:
     if info["Group"] not in GROUPS:
         raise DataError(f"{path}: unknown Group {info['Group']!r}", f"use one of: {', '.join(GROUPS)}")
     return info
-
-
-def find_nifti(folder: Path, stem: str) -> Path | None:
-    """``folder/stem.nii.gz`` or ``.nii``; None if neither exists; ``DataError`` for a broken symbolic link."""
-    for suffix in NIFTI_SUFFIXES:
-        p = folder / f"{stem}{suffix}"
-        if p.is_file():
-            return p
-        err = broken_link(p)
-        if err is not None:
-            raise err
-    return None
-
-
-def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A 3-D ``(H, W, Z)`` array and its voxel spacing (mm). Anything unreadable -> ``DataError``."""
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-        zooms = tuple(float(z) for z in img.header.get_zooms())
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {reason[0]}" if reason else type(exc).__name__
-        raise DataError(
-            f"{path}: unreadable or truncated NIfTI ({reason})", "extract this file again from the ACDC archive"
-        ) from None
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim == 2:
-        data = data[:, :, None]
-    if data.ndim != 3:
-        raise DataError(
-            f"{path}: expected a 3-D volume, got shape {tuple(data.shape)}",
-            "use the patientNNN_frameXX files (the _4d file is not read)",
-        )
-    spacing = (zooms + (1.0, 1.0, 1.0))[:3]
-    if not all(np.isfinite(spacing[:2])) or min(spacing[:2]) <= 0:
-        raise DataError(f"{path}: invalid voxel spacing {spacing[:2]} in the header", "fix the NIfTI header's pixdim")
-    return data, spacing
 
 
 class ACDCSource(VolumeSource):
@@ -355,43 +309,3 @@ def _has_labels(folder: Path) -> bool:
         return any(f.name.endswith(("_gt.nii.gz", "_gt.nii")) for f in folder.iterdir())
     except OSError:  # an unreadable folder: reading the patient reports it
         return False
-
-
-def check_test_fraction(value: Any) -> float:
-    """``test_fraction`` as a float in [0, 1), else a one-line ``CardiobenchError``."""
-    try:
-        frac = float(value)
-    except (TypeError, ValueError):
-        frac = float("nan")
-    if isinstance(value, bool) or not 0.0 <= frac < 1.0:
-        raise CardiobenchError(
-            f"test_fraction must be in [0, 1) (a share of each group's patients), got {value!r}",
-            "e.g. test_fraction=0.2",
-        )
-    return frac
-
-
-def check_labels(mask: np.ndarray, path: Path, hint: str = "is this a _gt file?") -> np.ndarray:
-    """Labels as uint8, or ``DataError`` naming ``path`` if any value is not an integer in 0..3."""
-    m = np.asarray(mask)
-    if m.dtype == bool or not np.issubdtype(m.dtype, np.number):
-        raise DataError(
-            f"{path}: labels are of type {m.dtype}, not numbers",
-            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
-        )
-    if not np.issubdtype(m.dtype, np.integer):
-        finite = np.isfinite(m)
-        if not finite.all() or not np.array_equal(m, np.round(m)):
-            raise DataError(
-                f"{path}: label values are not integers",
-                f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
-            )
-    values = np.unique(m)
-    bad = values[(values < 0) | (values > 3)]
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise DataError(
-            f"{path}: label values outside 0..3 ({shown})",
-            f"ACDC labels are {', '.join(f'{k} {v}' for k, v in LABELS.items())}; {hint}",
-        )
-    return m.astype(np.uint8)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cardiobench.data.acdc import ACDCSource
+from cardiobench.data.acdc_h5 import ACDCH5Source
+from cardiobench.data.nifti_pairs import ROOT_ENV as NIFTI_PAIRS_ROOT_ENV
+from cardiobench.data.nifti_pairs import NiftiPairsSource
+from cardiobench.data.phantom import PhantomSource
+from cardiobench.data.source import check_options
 from cardiobench.hookspecs import hookimpl
 
 
 def phantom(size: int = 64, data_root: str | os.PathLike | None = None, seed: int = 0, **options: Any):
     """Synthetic ACDC-like slices, seeded and offline: the default data set."""
-    from cardiobench.data.phantom import PhantomSource
-    from cardiobench.data.source import check_options
-
     check_options(PhantomSource, "phantom", options)
     return PhantomSource(size=size, seed=seed, **options)  # data_root: nothing to read
 
 
 def acdc(size: int = 64, data_root: str | os.PathLike | None = None, seed: int = 0, **options: Any):
     """The ACDC challenge data (NIfTI release layout) from --data-root or CARDIOBENCH_ACDC_ROOT."""
-    from cardiobench.data.acdc import ACDCSource
-    from cardiobench.data.source import check_options
-
     check_options(ACDCSource, "acdc", options)
     return ACDCSource(size=size, seed=seed, data_root=data_root, **options)
 
@@ -31,11 +31,18 @@ def acdc_h5(size: int = 64, data_root: str | os.PathLike | None = None, seed: in
 
     The files store no spacing: distances are in pixels unless ``spacing_mm`` is given.
     """
-    from cardiobench.data.acdc_h5 import ACDCH5Source
-    from cardiobench.data.source import check_options
-
     check_options(ACDCH5Source, "acdc-h5", options)
     return ACDCH5Source(size=size, seed=seed, data_root=data_root, **options)
+
+
+def nifti_pairs(size: int = 64, data_root: str | os.PathLike | None = None, seed: int = 0, **options: Any):
+    """Any folder of image / mask NIfTI pairs (M&Ms, your own data): name patterns, label mapping, optional CSV.
+
+    Options: image_pattern ("*"), mask_pattern ("*_gt"), labels (ACDC's {1: RV, 2: MYO, 3: LV}), csv
+    (patient, group, ED, ES), groups, default_group (NOR), test_fraction; see docs/data.md.
+    """
+    check_options(NiftiPairsSource, "nifti-pairs", options)
+    return NiftiPairsSource(size=size, seed=seed, data_root=data_root, **options)
 
 
 @hookimpl
@@ -52,3 +59,7 @@ def register_datasets(register):
              root_markers=("patient*_frame*.h5", "volumes/patient*_frame*.h5",
                            "ACDC_training_volumes/patient*_frame*.h5"),
              evaluator_objective="ssl")
+    # nifti-pairs: no root_markers. A folder of *.nii.gz pairs is also what an ACDC patient folder holds, so
+    # --data-root alone never picks it (and acdc, registered first, stays the fallback that says what a folder
+    # lacks); name it with --dataset nifti-pairs. Real scans, often without pathology groups: the SSL ruler.
+    register("nifti-pairs", nifti_pairs, needs_data=True, root_env=NIFTI_PAIRS_ROOT_ENV, evaluator_objective="ssl")

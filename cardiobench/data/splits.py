@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiobench.errors import DataError
+from cardiobench.errors import CardiobenchError, DataError
 
 #: default share of the training patients held out for validation, per group
 DEFAULT_VAL_FRACTION = 0.2
@@ -192,3 +192,17 @@ def _read_text(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise DataError(f"{path}: unreadable ({why})", "check the file, or write it again as UTF-8 text") from None
+
+
+def check_test_fraction(value: object) -> float:
+    """``test_fraction`` as a float in [0, 1), else a one-line ``CardiobenchError``."""
+    try:
+        frac = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        frac = float("nan")
+    if isinstance(value, bool) or not 0.0 <= frac < 1.0:
+        raise CardiobenchError(
+            f"test_fraction must be in [0, 1) (a share of each group's patients), got {value!r}",
+            "e.g. test_fraction=0.2",
+        )
+    return frac
