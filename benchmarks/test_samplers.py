@@ -25,7 +25,7 @@ def _sampler(noise: str, sampler: str):
 
 
 @pytest.mark.parametrize("noise", list(PROCESSES))
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
 def test_step(benchmark, noise, sampler, device):
     benchmark.group = "sampler step (batch 64, 4x32x32)"
     smp = _sampler(noise, sampler)
@@ -42,7 +42,7 @@ def test_step(benchmark, noise, sampler, device):
 
 
 @pytest.mark.parametrize("noise", list(PROCESSES))
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
 def test_loop(benchmark, noise, sampler, device):
     benchmark.group = f"sampler loop without network ({STEPS} steps, batch 64, 4x32x32)"
     smp = _sampler(noise, sampler)

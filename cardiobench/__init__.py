@@ -26,9 +26,11 @@ _LAZY: dict[str, str] = {
     "run": "cardiobench.api", "train": "cardiobench.api", "load_model": "cardiobench.api",
     "sample": "cardiobench.api", "evaluate": "cardiobench.api",
     "metrics": "cardiobench.metrics", "CardiobenchError": "cardiobench.errors",
+    "train_autoencoder": "cardiobench.autoencoders.api", "autoencoder_info": "cardiobench.autoencoders.api",
 }
 
-__all__ = ["CardiobenchError", "__version__", "evaluate", "load_model", "metrics", "run", "sample", "train"]
+__all__ = ["CardiobenchError", "__version__", "autoencoder_info", "evaluate", "load_model", "metrics", "run", "sample",
+           "train", "train_autoencoder"]
 
 
 def __getattr__(name: str) -> Any:

@@ -141,6 +141,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "compile": Key("bool", False, "torch.compile the backbone"),
         "channels_last": Key("bool", False, "channels_last memory format"),
     },
+    # last: a bare key such as ``lr`` is suggested from an earlier section (train.lr) first
+    "autoencoder": {
+        "name": Key("str", None, "latent diffusion: an autoencoder plugin (e.g. vae), trained first if needed, or a "
+                                 "trained autoencoder file (.pt); unset: diffuse the label maps themselves"),
+        "steps": Key("int", 2000, "autoencoder optimizer steps", min=1),
+        "batch_size": Key("int", 32, "label maps per autoencoder step", min=1),
+        "lr": Key("float", 1e-3, "autoencoder learning rate", min=0),
+        "seed": Key("int", 0, "seed of the autoencoder's initialisation, batches and noise", min=0, max=MAX_SEED),
+        "options": _OPTIONS,
+    },
 }
 
 #: pairs of keys of which only one may be set; a higher layer setting one clears the other below it

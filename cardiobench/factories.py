@@ -1,8 +1,9 @@
 """Build every component from its registered name and options, with one-line errors: the only place that does.
 
-A factory that rejects an option (``TypeError`` from the call) becomes ``CardiobenchError`` "bad option for
-<kind> <name>: ..." with the command that lists the kind's components; an unknown name is the registry's
-did-you-mean error. The engine, the pipeline, the bench and the CLI all build through here.
+A factory that rejects an option or its value (``TypeError``/``ValueError`` from the call) becomes
+``CardiobenchError`` "bad option for <kind> <name>: ..." with the command that lists the kind's components; an
+unknown name is the registry's did-you-mean error. The engine, the pipeline, the bench and the CLI all build
+through here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from cardiobench.distributed import env_world_size
 from cardiobench.errors import CardiobenchError
 from cardiobench.plugins import get_component
 from cardiobench.specs import TrainSpec
@@ -32,7 +34,7 @@ def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
     comp = get_component(kind, name)
     try:
         return comp.create(*args, **options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # an option the factory does not take, or a value it refuses
         raise CardiobenchError(f"bad option for {_NOUN.get(kind, kind)} {name!r}: {exc}",
                                f"see `cardiobench plugins --kind {kind}` and {_DOCS.get(kind, 'docs/plugins.md')}"
                                ) from None
@@ -70,10 +72,11 @@ def build_variable(spec: TrainSpec, process: Any = None) -> Any:
 
 
 def model_channels(spec: TrainSpec) -> tuple[int, int]:
-    """(in, out) channels of the denoised variable (the representation's; a conditioning method may add input
-    channels, e.g. the MRI image for an image-concatenating method)."""
-    c = build_representation(spec).channels
-    return c, c
+    """(in, out) channels of the denoised variable (the representation's, input doubled under self-conditioning;
+    a conditioning method may add input channels, e.g. the MRI image for an image-concatenating method)."""
+    rep = build_representation(spec)
+    c = rep.channels
+    return c * (2 if rep.self_condition else 1), c
 
 
 def build_conditioning(spec: TrainSpec) -> Any:
@@ -114,7 +117,8 @@ def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | 
     share one hash; resolving twice changes nothing. Settings a conditioning method imposes on the backbone
     (channels, class count) are not backbone options, so a ControlNet's base spec resolves like the
     unconditional model it is. Representation options stay as given (their defaults are not spelled out,
-    so the hashes of models trained before representations were a plugin kind hold).
+    so the hashes of models trained before representations were a plugin kind hold). Under torchrun a spec of one
+    shard gets one shard per process (``shards`` = the world size): the global batch is ``batch_size * shards``.
     """
     process = process if process is not None else build_process(spec)
     noise_options = {**spec.noise_options, **(process.config() if hasattr(process, "config") else {})}
@@ -130,5 +134,6 @@ def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | 
         backbone_options.update(cfg)
     method = build_conditioning(spec)
     conditioning_options = {**spec.conditioning_options, **(method.config() if method is not None else {})}
+    shards = spec.shards if spec.shards != 1 else env_world_size()
     return spec.replace(noise_options=noise_options, backbone_options=backbone_options,
-                        conditioning_options=conditioning_options)
+                        conditioning_options=conditioning_options, shards=shards)

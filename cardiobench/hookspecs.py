@@ -60,6 +60,16 @@ def register_samplers(register):
 
 
 @hookspec
+def register_autoencoders(register):
+    """Register autoencoders: label maps <-> a latent grid, the first stage of latent diffusion (e.g. ``vae``).
+
+    The factory takes keyword options and returns a ``cardiobench.autoencoders.base.Autoencoder`` (``encode``,
+    ``decode``, ``loss``, ``config``, ``latent_channels``, ``downsampling``). Metadata: ``data``, what it encodes
+    (``"mask"``). Trained with ``cardiobench autoencoder train``; diffused through the ``latent`` representation.
+    """
+
+
+@hookspec
 def register_backbones(register):
     """Register denoising networks (e.g. ``unet``).
 

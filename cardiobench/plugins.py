@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "cardiobench.diffusion.plugin",
     "cardiobench.models.plugin",
     "cardiobench.conditioning.plugin",
+    "cardiobench.autoencoders.plugin",
 )
 
 

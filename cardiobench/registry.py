@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "representation": "register_representations",
     "noise": "register_noise_processes",
     "sampler": "register_samplers",
+    "autoencoder": "register_autoencoders",
     "backbone": "register_backbones",
     "conditioning": "register_conditioning",
     "metric": "register_metrics",

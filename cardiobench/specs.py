@@ -116,7 +116,7 @@ class TrainSpec(DataNoiseSpec):
     """
 
     kind: ClassVar[str] = "train"
-    added_fields: ClassVar[tuple[str, ...]] = ("representation", "representation_options")
+    added_fields: ClassVar[tuple[str, ...]] = ("representation", "representation_options", "shards")
 
     backbone: str = "unet"
     backbone_options: dict[str, Any] = field(default_factory=lambda: {"size": "small"})
@@ -134,9 +134,14 @@ class TrainSpec(DataNoiseSpec):
     precision: str = "fp32"
     representation: str = "onehot"
     representation_options: dict[str, Any] = field(default_factory=dict)
+    #: data-parallel shards of every optimizer step, each ``batch_size`` slices with its own random stream: the
+    #: global batch is ``batch_size * shards``; under torchrun it is the world size (``cardiobench.distributed``)
+    shards: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.shards, int) or self.shards < 1:
+            raise CardiobenchError(f"shards must be a positive integer, got {self.shards!r}")
         if (self.steps is None) == (self.epochs is None):
             raise CardiobenchError("set exactly one of steps and epochs", "e.g. --steps 2000 or --epochs 50")
         for name in ("steps", "epochs"):

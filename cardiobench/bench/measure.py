@@ -95,7 +95,7 @@ def _generator(case: BenchCase, offset: int = 0) -> torch.Generator:
 def random_batch(case: BenchCase, variable: Any) -> torch.Tensor:
     """Random label maps of the case's shape, encoded by ``variable`` (seeded), on the case's device."""
     g = _generator(case)
-    labels = torch.randint(0, variable.representation.num_classes, (case.batch_size, *variable.item_shape[1:]),
+    labels = torch.randint(0, variable.representation.num_classes, (case.batch_size, *variable.mask_shape),
                            generator=g)
     return variable.encode(labels).to(torch.device(case.device))
 

@@ -33,7 +33,9 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "cardiobench.cli.sample_cmd",
     "cardiobench.cli.bench_cmd",
     "cardiobench.cli.classifier_cmd",
+    "cardiobench.cli.autoencoder_cmd",
     "cardiobench.cli.cache_cmd",
+    "cardiobench.cli.results_cmd",
 )
 
 #: the ``failures`` source of command problems (replaced each time the app is built)

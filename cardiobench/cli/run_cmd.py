@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,17 @@ from cardiobench.cli import lazy_module
 from cardiobench.cli.options import config_option, preset_option, results_option, set_option
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.progress import RichProgress
+from cardiobench.cli.train_cmd import parse_options
 from cardiobench.config import check_option
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.results import report
 from cardiobench.results.store import ResultStore
 
+#: the prefix of a latent run's ceiling values among its metrics (``cardiobench.autoencoders.runs.CEILING_PREFIX``)
+CEILING = "ceiling_"
 pipeline = lazy_module("cardiobench.engine.pipeline")  # imports torch: on first use, not for --help
+executors = lazy_module("cardiobench.executors")  # imports submitit and torch: only for --executor
 
 ARROWS = {"lower": "↓", "higher": "↑"}
 STRICT_HELP = ("Refuse (exit 2, before training or sampling) when the FID ruler's validity record is flagged "
@@ -32,6 +37,14 @@ TRAIN_STATUS = {
     "reused-shipped": "reused checkpoint shipped with cardiobench (same spec hash; --retrain to train)",
     "skipped": "finished run found in the results store (use --force to redo it)",
 }
+
+
+def _refuse_torchrun(command: str) -> None:
+    """``run``/``compare`` are not data parallel yet: under torchrun every rank would evaluate and store the run."""
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        raise CardiobenchError(f"`cardiobench {command}` does not run under torchrun",
+                               "train the model with `torchrun ... -m cardiobench train` (docs/scale-out.md), or "
+                               "fan runs out with `compare --executor`")
 
 
 def _check_options(**options: tuple[str, Any]) -> None:
@@ -162,12 +175,23 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     halves = outcome.meta.get("fid_real_halves")
     if halves:
         spec.add_row("FID reference", _halves_text(halves))
+    ceiling = {k.removeprefix(CEILING): v for k, v in rec.metrics.items() if k.startswith(CEILING)}
+    autoencoder = (plan.train.representation_options or {}).get("autoencoder")
+    if isinstance(autoencoder, dict):  # a latent run: its autoencoder and the ceiling it sets
+        recon = (outcome.meta.get("latent_ceiling") or {}).get("reconstruction") or {}
+        dice = " ".join(f"{k} {v:.3f}" for k, v in (recon.get("dice") or {}).items())
+        mean = ceiling.get("recon_dice_mean")
+        spec.add_row("autoencoder", f"{autoencoder.get('autoencoder')} · trained {autoencoder.get('steps')} steps · "
+                                    f"reconstruction Dice {dice or (f'{mean:.3f}' if mean is not None else '-')} "
+                                    "(the ceiling column: test masks through the autoencoder)")
 
     metrics = Table(title="metrics", header_style="bold", title_justify="left")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     if outcome.reference:
         metrics.add_column("real vs real", justify="right")
+    if ceiling:
+        metrics.add_column("latent ceiling", justify="right")
     unit = report.distance_unit(rec)  # HD95 says mm or px (a data set without voxel spacing)
     if unit == "px":
         spec.add_row("distances", "in px: the data set has no voxel spacing (anatomy: mm thresholds at a nominal "
@@ -176,19 +200,21 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     headline = [m for m in meta.headline.get(rec.task, ()) if m in rec.metrics]
     counts = set(meta.counts.values())
     names = headline + sorted(m for m in rec.metrics if m not in headline and m not in counts
-                              and not report.is_detail_metric(m))
+                              and not report.is_detail_metric(m) and not m.startswith(CEILING))
     for name in names:
         arrow = ARROWS.get(rec.directions.get(name, ""), "")
         value, *ref = _row_values(rec.metrics.get(name), *([outcome.reference.get(name)] if outcome.reference else []))
         count = meta.counts.get(name)
         if count is not None and rec.metrics.get(count) is not None:  # e.g. HD95: pairs without a value
             value += f" ({rec.metrics[count]:g} missing)"
+        if ceiling:
+            ref += _row_values(ceiling.get(name))[:1]
         metrics.add_row(f"{report.metric_label(name, unit)} {arrow}", value, *ref)
     timing = Table.grid(padding=(0, 2))
     timing.add_column(style="bold")
     timing.add_column()
-    for key, label in (("train_s", "train"), ("sample_s", "sample"), ("gif_s", "GIF"), ("eval_s", "evaluate"),
-                       ("total_s", "total")):
+    for key, label in (("autoencoder_s", "autoencoder"), ("train_s", "train"), ("sample_s", "sample"),
+                       ("gif_s", "GIF"), ("eval_s", "evaluate"), ("total_s", "total")):
         if rec.timings.get(key) is not None:
             timing.add_row(label, f"{rec.timings[key]:.1f} s")
     files = Table.grid(padding=(0, 2))
@@ -230,6 +256,9 @@ def run(
     sampler: str = typer.Option(None, "--sampler", help="Sampler plugin (e.g. ddpm, ddim, dpm-solver++)."),
     representation: str = typer.Option(None, "--representation", help="What a label map becomes as the diffused "
                                        "tensor (representation plugin; default onehot)."),
+    autoencoder: str = typer.Option(None, "--autoencoder", help="Latent diffusion: an autoencoder plugin (e.g. "
+                                    "vae; trained first if needed) or a trained autoencoder file (.pt). See "
+                                    "docs/latent.md."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin (default unet)."),
@@ -258,11 +287,13 @@ def run(
     strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
+    _refuse_torchrun("run")
     _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
                    num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
                    train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
     cfg, preset = pipeline.run_config(
-        preset, config_file, sets, noise=noise, sampler=sampler, representation=representation, dataset=dataset,
+        preset, config_file, sets, noise=noise, sampler=sampler, representation=representation,
+        autoencoder=autoencoder, dataset=dataset,
         data_root=data_root, backbone=backbone, conditioning=conditioning, task=task, steps=steps,
         train_steps=train_steps,
         num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k)
@@ -308,11 +339,28 @@ def compare(
     gif: bool = typer.Option(False, "--gif/--no-gif", help="Write reverse-process GIFs."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable results on stdout (progress on stderr)."),
     strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
+    executor: str = typer.Option(None, "--executor", help="Run the jobs through submitit: slurm (job arrays) or "
+                                 "local (subprocesses here); each job writes its own store, merged at the end "
+                                 "(docs/scale-out.md). Default: in this process."),
+    partition: str = typer.Option(None, "--partition", help="--executor slurm: the Slurm partition."),
+    gpus_per_job: int = typer.Option(None, "--gpus-per-job", help="--executor: GPUs of each job."),
+    time_min: int = typer.Option(60, "--time", help="--executor: time limit of each job, in minutes."),
+    array_parallelism: int = typer.Option(None, "--array-parallelism", help="--executor slurm: array tasks "
+                                          "running at once."),
+    executor_opt: list[str] = typer.Option(None, "--executor-opt", help="Any other submitit parameter KEY=VALUE, "
+                                           "e.g. slurm_account=abc, cpus_per_task=8, mem_gb=32 (repeatable)."),
 ) -> None:
     """Run every combination of the given plugins; each model is trained once; one leaderboard at the end.
 
     Interrupt it at any time: finished runs are stored, and running the same command again continues.
+    With --executor slurm|local, one job per model trains it and one job per run samples, evaluates and stores
+    into its own store; the stores are merged into --results at the end.
     """
+    _refuse_torchrun("compare")
+    if executor is None and (partition or gpus_per_job is not None or array_parallelism is not None
+                             or executor_opt):
+        raise CardiobenchError("--partition, --gpus-per-job, --array-parallelism and --executor-opt need --executor",
+                               "add --executor slurm (or local)")
     scales = _floats(guidance_scale, "guidance-scale")
     for scale in scales:
         _check_options(guidance_scale=("conditioning.guidance_scale", scale))
@@ -355,7 +403,17 @@ def compare(
     term.print(f"[bold]cardiobench compare[/] {len(plans)} runs, {models} model{'s' if models != 1 else ''} "
                f"to train or reuse · results in {store.path}")
     outcomes = []
-    for i, plan in enumerate(plans, 1):
+    if executor is not None:
+        settings = executors.ExecutorSettings(executor, Path(out_root) / "submitit", partition=partition,
+                                    gpus_per_job=gpus_per_job, time_min=time_min,
+                                    array_parallelism=array_parallelism,
+                                    options=parse_options(executor_opt, "--executor-opt"))
+        fan = executors.run_jobs(plans, store, out_root, settings, force=force, gif=gif, progress=RichProgress(term))
+        outcomes = fan.outcomes
+        for c in fan.merge.conflicts:
+            term.print(f"[yellow]conflict[/] {c.label} (run {c.spec_hash[:12]}) in {c.source}: already run "
+                       f"#{c.kept}; kept once", soft_wrap=True)
+    for i, plan in enumerate(plans if executor is None else [], 1):
         term.rule(f"[{i}/{len(plans)}] {plan.label}")
         outcome = pipeline.execute(plan, store, out_root, force=force, progress=RichProgress(term), gif=gif)
         term.print(f"{TRAIN_STATUS.get(outcome.train_status, outcome.train_status)} · run #{outcome.record.id}")

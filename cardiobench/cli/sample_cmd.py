@@ -6,12 +6,15 @@ from pathlib import Path
 
 import typer
 
+from cardiobench.cli import lazy_module
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.progress import terminal_progress
 from cardiobench.cli.train_cmd import parse_options, summary_table
 from cardiobench.config import check_option
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
+
+distributed = lazy_module("cardiobench.distributed")  # imports torch: on first use, not for --help
 
 
 def sample(
@@ -73,6 +76,8 @@ def sample(
         batch_size=batch_size, use_ema=not no_ema, device=device, progress=terminal_progress(),
         labels=labels, guidance_scale=guidance_scale, guidance=guidance,
     )
+    if not distributed.is_main():  # under torchrun every rank drew its batches; rank 0 writes and reports
+        return
     files = write_samples(result, out)
     if as_json:
         print_json(result.to_dict())

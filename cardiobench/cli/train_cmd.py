@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from cardiobench.cli import lazy_module
 from cardiobench.cli.options import config_option, preset_option, set_option
 from cardiobench.cli.output import console, print_json
 from cardiobench.cli.progress import terminal_progress
@@ -15,6 +18,8 @@ from cardiobench.config import check_option, parse_set
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
 from cardiobench.specs import LOSSES
+
+distributed = lazy_module("cardiobench.distributed")  # imports torch: on first use, not for --help
 
 
 def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -26,6 +31,49 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
         key, value = parse_set(item)
         out[key] = value
     return out
+
+
+LAUNCHERS = ("torchrun",)
+
+
+def torchrun_argv(args: list[str], nproc: int) -> list[str]:
+    """The command line that runs ``cardiobench ARGS`` (without ``--launcher``/``--nproc-per-node``) under
+    ``torchrun --standalone --nproc_per_node NPROC`` (``python -m torch.distributed.run``: a free local port)."""
+    rest: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--launcher", "--nproc-per-node"):
+            skip = True
+        elif not arg.startswith(("--launcher=", "--nproc-per-node=")):
+            rest.append(arg)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "cardiobench", *rest]
+
+
+def exec_torchrun(launcher: str | None, nproc: int | None) -> None:
+    """``--launcher torchrun``: replace this process by the same command under torchrun."""
+    if launcher not in LAUNCHERS:
+        raise CardiobenchError(f"unknown launcher {launcher!r}" if launcher else "--nproc-per-node needs --launcher",
+                               "use --launcher torchrun")
+    if os.environ.get("WORLD_SIZE"):
+        raise CardiobenchError("--launcher torchrun given inside torchrun", "drop --launcher")
+    if nproc is None:
+        import torch
+
+        nproc = torch.cuda.device_count()
+        if nproc < 1:
+            raise CardiobenchError("no GPU here: say how many processes", "e.g. --nproc-per-node 2 (gloo on the CPU)")
+    if nproc < 1:
+        raise CardiobenchError(f"--nproc-per-node must be >= 1, got {nproc}")
+    if "train" not in sys.argv[1:]:
+        raise CardiobenchError("--launcher works from the command line only", "run `cardiobench train ... "
+                               "--launcher torchrun`, or torchrun yourself (docs/scale-out.md)")
+    argv = torchrun_argv(sys.argv[1:], nproc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
 
 
 def summary_table(rows: dict[str, Any], title: str) -> Table:
@@ -83,6 +131,10 @@ def train(
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Checkpoint every N steps "
                                          "(default: at least once a minute, and at the end)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress on stderr)."),
+    launcher: str = typer.Option(None, "--launcher", help="torchrun: run this very command data-parallel under "
+                                 "`torchrun --standalone --nproc_per_node N` (docs/scale-out.md)."),
+    nproc: int = typer.Option(None, "--nproc-per-node", help="With --launcher torchrun: processes (default: the "
+                              "GPUs of this machine)."),
 ) -> None:
     """Train a denoiser; re-running the same command continues an interrupted training or reuses a finished one.
 
@@ -102,6 +154,8 @@ def train(
     for flag, (dotted, value) in checked.items():
         if value is not None:
             check_option(flag, dotted, value)
+    if launcher is not None or nproc is not None:
+        exec_torchrun(launcher, nproc)
     options = {
         "dataset": dataset, "data_root": data_root, "data_seed": data_seed, "resolution": resolution, "noise": noise,
         "timesteps": timesteps, "schedule": schedule, "prediction": prediction, "backbone": backbone, "size": size,
@@ -127,10 +181,13 @@ def train(
                        "cache folder (CARDIOBENCH_CACHE_DIR)")
     from cardiobench.engine.train import train as run_training
 
+    main = distributed.is_main()  # under torchrun, rank 0 alone reports
     result = run_training(
         spec, out, resume=resume, retrain=retrain, device=device,
-        data_root=data_root, checkpoint_every=checkpoint_every, progress=terminal_progress(),
+        data_root=data_root, checkpoint_every=checkpoint_every, progress=terminal_progress(enabled=main),
     )
+    if not main:
+        return
     if as_json:
         print_json(result.to_dict())
         return

@@ -21,8 +21,8 @@ i.e. the least confident bits (smallest ``|x_c|``) are flipped first: the maximu
 isotropic Gaussian noise. For K a power of two every code is valid and decoding is the threshold alone.
 
 The encoding is continuous, so it fits the linear-Gaussian family (``gaussian``, ``blurring``) and its samplers
-as they are. Self-conditioning, the paper's other ingredient, is not implemented: it feeds the previous data
-estimate to the network as extra input channels, which needs the network input (and the sampling loop) to change.
+as they are. Self-conditioning, the paper's other ingredient, is the option ``self_condition=true`` (any
+representation has it; ``DiffusedVariable`` implements it): the network also sees its previous data estimate.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 from einops import rearrange
 
 from cardiobench.data.base import NUM_CLASSES
-from cardiobench.diffusion.representation import Representation
+from cardiobench.diffusion.representation import Representation, check_flag
 
 __all__ = ["AnalogBitsRepresentation", "bit_count"]
 
@@ -47,7 +47,7 @@ def bit_count(num_classes: int) -> int:
 class AnalogBitsRepresentation(Representation):
     """Analog bits: each label as ceil(log2 K) bits in {-scale, scale}, decoded by thresholding at 0."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, scale: float = 1.0) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, scale: float = 1.0, self_condition: bool = False) -> None:
         if int(num_classes) != num_classes or int(num_classes) < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
         if not (math.isfinite(float(scale)) and float(scale) > 0):
@@ -55,6 +55,7 @@ class AnalogBitsRepresentation(Representation):
         self.num_classes = int(num_classes)
         self.scale = float(scale)
         self.channels = bit_count(self.num_classes)
+        self.self_condition = check_flag("self_condition", self_condition)
 
     def _shifts(self, device: torch.device) -> torch.Tensor:
         # (n,) bit positions, most significant first: n-1, ..., 0
@@ -82,4 +83,5 @@ class AnalogBitsRepresentation(Representation):
         return code.to(torch.uint8)
 
     def config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "scale": self.scale}
+        return {"num_classes": self.num_classes, "scale": self.scale,
+                **({"self_condition": True} if self.self_condition else {})}

@@ -6,6 +6,9 @@
 """
 
 from cardiobench.engine.sample import SampleResult, sample, write_samples
-from cardiobench.engine.train import Trainer, TrainingDiverged, TrainResult, train
+from cardiobench.engine.train import Trainer, TrainingDiverged, TrainingPreempted, TrainResult, train
 
-__all__ = ["SampleResult", "TrainResult", "Trainer", "TrainingDiverged", "sample", "train", "write_samples"]
+__all__ = [
+    "SampleResult", "TrainResult", "Trainer", "TrainingDiverged", "TrainingPreempted", "sample", "train",
+    "write_samples",
+]

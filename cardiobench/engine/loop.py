@@ -48,6 +48,8 @@ class LoopStats:
     steps_run: int = 0
     seconds: float = 0.0
     images_per_s: float | None = None
+    #: the loop stopped early because ``should_stop()`` said so (a preemption signal); the checkpoint is written
+    stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps_run": self.steps_run, "seconds": self.seconds, "images_per_s": self.images_per_s}
@@ -147,12 +149,17 @@ class TrainLoop:
         fields: Callable[[], dict[str, Any]] | None = None,
         report_every: int = 1,
         callback: Callable[[int, float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        agree: Callable[[bool, bool], tuple[bool, ...]] | None = None,
     ) -> LoopStats:
         """Run steps until ``self.step == until``; see the module docstring.
 
         ``total``: the length the bar shows (default ``until``). ``items_per_step``: images per step, for the
         rate. ``what``/``hint``: the divergence error (``"<what> diverged: ..."``). ``fields()``: extra values
         beside the bar, every ``report_every`` steps. ``callback(step, loss)`` runs after every step.
+        ``should_stop()`` is asked after every step: when true (a preemption signal), the loop checkpoints and returns
+        with ``stopped`` set. ``agree(checkpoint_due, stop)`` makes those two decisions the same on every process of a
+        data-parallel training (``cardiobench.distributed.agree``), since a checkpoint there is a collective.
         """
         start, t0 = self.step, time.perf_counter()
         saved_step, saved_at = self.step, t0
@@ -162,11 +169,13 @@ class TrainLoop:
             n = self.step - start
             return LoopStats(n, dt, n * items_per_step / dt if n and dt and items_per_step else None)
 
+        wrote = False
+
         def save() -> None:
-            nonlocal saved_step, saved_at
+            nonlocal saved_step, saved_at, wrote
             assert checkpoint is not None
             checkpoint.save(stats())
-            saved_step, saved_at = self.step, time.perf_counter()
+            saved_step, saved_at, wrote = self.step, time.perf_counter(), True
 
         def due() -> bool:
             if checkpoint is None:
@@ -174,6 +183,8 @@ class TrainLoop:
             if checkpoint.every:
                 return self.step % checkpoint.every == 0
             return time.perf_counter() - saved_at > checkpoint.seconds
+
+        stopped = False
 
         bar_total = until if total is None else total
         with resolve(progress).task(label, total=bar_total, unit="step", completed=self.step, loss="-", loss_avg="-",
@@ -183,7 +194,10 @@ class TrainLoop:
                     value = self.run_step(loss_at)
                     if not math.isfinite(value):
                         raise self._diverged(value, what, hint, checkpoint, saved_step)
-                    if due():
+                    save_now, stopped = due(), should_stop is not None and should_stop()
+                    if agree is not None:
+                        save_now, stopped = agree(save_now, stopped)[:2]
+                    if save_now or (stopped and checkpoint is not None and self.step > saved_step):
                         save()
                     if callback is not None:
                         callback(self.step, value)
@@ -191,13 +205,21 @@ class TrainLoop:
                         ips = stats().images_per_s
                         task.update(self.step, loss=f"{value:.4f}", loss_avg=f"{self.recent_loss():.4f}",
                                     ips=f"{ips:.0f}" if ips else "-", **(fields() if fields is not None else {}))
+                    if stopped:
+                        break
             except KeyboardInterrupt:
                 if checkpoint is not None and self.step > saved_step:
                     save()
                 raise
-        if checkpoint is not None and (self.step > saved_step or not checkpoint.path.is_file()):
-            save()
-        return stats()
+        if checkpoint is not None:
+            final = self.step > saved_step or (not wrote and not checkpoint.path.is_file())
+            if agree is not None:  # a save is a collective: every process saves, or none
+                final = agree(final, False)[0]
+            if final:
+                save()
+        result = stats()
+        result.stopped = stopped
+        return result
 
     def _diverged(self, value: float, what: str, hint: str, checkpoint: Checkpointing | None,
                   saved_step: int) -> TrainingDiverged:

@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from cardiobench import config as cfgmod
+from cardiobench.autoencoders.runs import (
+    CEILING_PREFIX,
+    autoencoder_spec_from_config,
+    latent_ceiling,
+    latent_representation,
+    prepare_for_run,
+)
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
-from cardiobench.factories import build_conditioning, build_process, create, resolve_spec
+from cardiobench.factories import build_conditioning, build_process, build_variable, create, resolve_spec
 from cardiobench.paths import atomic_write_bytes, atomic_write_image
 from cardiobench.plugins import check_compatible, get_component, registry
 from cardiobench.progress import Progress
@@ -82,11 +89,14 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
     """
     data, model, diff, train = cfg["data"], cfg["model"], cfg["diffusion"], cfg["train"]
     noise = get_component("noise", diff["noise"])
+    representation, representation_options = _representation_of(cfg)
     generic = {
         "num_timesteps": diff["num_timesteps"],
         "beta_schedule": diff["beta_schedule"],
         "prediction_type": diff["prediction_type"],
-        "image_size": data["resolution"],
+        # the side of the diffused grid: the slice's, or an autoencoder latent's (blurring's DCT runs over it)
+        "image_size": create("representation", representation, **representation_options).shape(
+            data["resolution"])[-1],
     }
     noise_options = {**_accepted(noise.factory, generic), **addressed_options(diff.get("options"), "noise",
                                                                                diff["noise"])}
@@ -119,9 +129,24 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         grad_clip=train["grad_clip"],
         seed=train["seed"],
         precision=train["precision"],
-        representation=diff.get("representation") or "onehot",
-        representation_options=dict(diff.get("representation_options") or {}),
+        representation=representation,
+        representation_options=representation_options,
     )
+
+
+def _representation_of(cfg: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The representation a configuration diffuses and its options: ``diffusion.representation``; with an
+    autoencoder (``autoencoder.name``), one that diffuses its latent, with the autoencoder's spec as its option
+    ``autoencoder`` (``cardiobench.autoencoders.runs``)."""
+    diff = cfg["diffusion"]
+    name = diff.get("representation") or "onehot"
+    options = dict(diff.get("representation_options") or {})
+    autoencoder = autoencoder_spec_from_config(cfg)
+    if autoencoder is not None:
+        name = latent_representation(diff.get("representation"), TrainSpec.__dataclass_fields__["representation"]
+                                     .default)
+        options["autoencoder"] = autoencoder.to_dict()
+    return name, options
 
 
 #: fewest samples a generation run can be scored on (FID and its peers compare sets of at least 2 masks;
@@ -282,16 +307,26 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     for name in cfg["eval"]["metrics"]:
         get_component("metric", name)
     options = dict(cfg["conditioning"].get("options") or {})
+    made = None
     if method:  # the method's options, checked now rather than after training
         try:
-            comp.create(**options)
+            made = comp.create(**options)
         except TypeError as exc:
             raise CardiobenchError(f"bad option for conditioning {method!r}: {exc}",
                                    "see the method's options in docs/conditioning.md") from None
     # resolved (every default spelled out): the hash in the run spec, metrics.json and the store is the one that
     # names the checkpoint
     train = resolve_spec(train_spec_from_config(cfg))
+    # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training
+    variable = build_variable(train)
+    variable.check_guidance(bool(getattr(made, "needs_grad", False)))
+    if condition == "image" and tuple(variable.tensor_shape[1:]) != tuple(variable.mask_shape):
+        raise IncompatibleError(f"{method} conditions on images at the label map's resolution, which representation "
+                                f"{train.representation!r} does not diffuse at", "use a pixel-space representation")
     sampler_options = sampler_options_of(cfg)
+    if not getattr(variable.representation, "bounded", True):  # an unbounded latent: no clipping to [-1, 1]
+        no_clip = _accepted(get_component("sampler", sampler).factory, {"clip_x0": False}, named_only=True)
+        sampler_options = {**no_clip, **sampler_options}
     return RunPlan(
         task=task,
         train=train,
@@ -344,7 +379,7 @@ RUN_OPTION_KEYS: dict[str, str] = {
     "backbone": "model.backbone", "conditioning": "conditioning.method", "task": "run.task",
     "steps": "sample.steps", "train_steps": "train.steps", "num_samples": "eval.num_samples", "seed": "train.seed",
     "device": "run.device", "guidance_scale": "conditioning.guidance_scale", "ensemble_k": "eval.ensemble_k",
-    "representation": "diffusion.representation",
+    "representation": "diffusion.representation", "autoencoder": "autoencoder.name",
 }
 
 
@@ -648,8 +683,11 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
             return RunOutcome(plan, done, "skipped", out_dir, reference=stored_reference(done, out_root))
 
     t0 = time.perf_counter()
+    # a latent model's autoencoder first (reused, or trained now), like a ControlNet's base model
+    autoencoder = prepare_for_run(plan.train, device=plan.device, data_root=plan.data_root, progress=progress)
+    t_autoencoder = time.perf_counter() - t0
     trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)
-    t_train = time.perf_counter() - t0
+    t_train = time.perf_counter() - t0 - t_autoencoder
     out_dir.mkdir(parents=True, exist_ok=True)
     if plan.task == "segmentation":
         evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, progress=progress)
@@ -659,10 +697,21 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
         shutil.copyfile(trained.loss_curve, out_dir / "loss_curve.png")
         artefacts["loss_curve"] = str(out_dir / "loss_curve.png")
     meta = evaluation["meta"]
+    if autoencoder is not None and plan.task == "generation":  # the ceiling of a latent run, scored alike
+        progress.log("[bold]ceiling[/] the test masks through the autoencoder, scored with the same metrics")
+        ceiling = latent_ceiling(autoencoder, n=plan.eval_samples, metrics=plan.metrics or None,
+                                 data_root=plan.data_root, device=plan.device, seed=plan.sample_seed,
+                                 log=progress.log if progress.enabled else None)
+        meta["latent_ceiling"] = ceiling
+        values = {"recon_dice_mean": ceiling["reconstruction"].get("dice_mean"), **ceiling["metrics"]}
+        for key, value in values.items():
+            evaluation["metrics"][CEILING_PREFIX + key] = value
+            evaluation["directions"][CEILING_PREFIX + key] = "none"
     base = _base_model_hash(plan)
     if base:
         meta["base_model"] = base
-    timings = {"train_s": round(t_train, 3), "train_images_per_s": trained.images_per_s, **timings,
+    timings = {**({"autoencoder_s": round(t_autoencoder, 3)} if autoencoder is not None else {}),
+               "train_s": round(t_train, 3), "train_images_per_s": trained.images_per_s, **timings,
                "total_s": round(time.perf_counter() - t0, 3)}
     metrics_path = out_dir / "metrics.json"
     payload = {"spec": plan.spec(), "spec_hash": spec_hash, "train_status": train_status, **evaluation,

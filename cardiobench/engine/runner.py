@@ -52,12 +52,15 @@ class FrameRecorder:
 
 
 def draw(variable: Any, sampler: Any, model_fn_for: ModelFnFor, n: int, *, batch_size: int,
-         generator: torch.Generator, device: torch.device | str = "cpu", progress: Progress | None = None,
+         generator: torch.Generator | Callable[[int], torch.Generator], device: torch.device | str = "cpu",
+         progress: Progress | None = None,
          label: str = "sample", unit_name: str = "samples", per_item: int = 1,
          frames: FrameRecorder | None = None, on_step: Callable[[SampleStep], None] | None = None) -> np.ndarray:
     """Draw ``n`` items in batches of at most ``batch_size``; ``(n, *spatial)`` uint8 label maps.
 
     ``model_fn_for(start, stop)`` gives the network for items ``start..stop`` (conditioning differs per batch).
+    ``generator``: one stream for every batch, or ``generator(start)``, the stream of the batch starting at item
+    ``start`` (so that batches can be drawn on different processes and give the same items).
     Progress counts sampler steps (rate and ETA in steps), with the items done beside the bar; ``per_item``
     scales the items shown (a segmentation ensemble repeats each image ``k`` times: ``n`` counts the copies).
     ``frames`` records the first batch's states for a GIF; ``on_step`` sees every step (its tensors are the
@@ -65,7 +68,7 @@ def draw(variable: Any, sampler: Any, model_fn_for: ModelFnFor, n: int, *, batch
     """
     steps = len(sampler.timesteps)
     batches = -(-n // batch_size)
-    out = np.empty((n, *variable.item_shape[1:]), dtype=np.uint8)
+    out = np.empty((n, *variable.mask_shape), dtype=np.uint8)
     if frames is not None:
         frames.plan(steps)
     done = 0
@@ -74,10 +77,12 @@ def draw(variable: Any, sampler: Any, model_fn_for: ModelFnFor, n: int, *, batch
         while done < n:
             b = min(batch_size, n - done)
             model_fn, needs_grad = model_fn_for(done, done + b)
+            model_fn = variable.sampling_fn(model_fn, needs_grad=needs_grad)
             sampler.inference_mode = not needs_grad
-            x_T = variable.prior(b, generator).to(device)
+            gen = generator if isinstance(generator, torch.Generator) else generator(done)
+            x_T = variable.prior(b, gen).to(device)
             last = None
-            for last in sampler.iter_sample(model_fn, variable.shape(b), generator=generator, device=device, x_T=x_T):
+            for last in sampler.iter_sample(model_fn, variable.shape(b), generator=gen, device=device, x_T=x_T):
                 if frames is not None and done == 0:
                     frames(last, variable.decode)
                 if on_step is not None:

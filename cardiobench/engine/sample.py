@@ -2,8 +2,9 @@
 
 The model is rebuilt from the checkpoint's spec (its representation, backbone and noise process plugins), with
 the EMA weights by default, and drawn through the sampling runner (``cardiobench.engine.runner``): the initial
-noise and every step's noise come from one seeded CPU ``torch.Generator``, so a seed gives the same masks on
-every run (on the same device and batch size).
+noise and every step's noise of a batch come from a CPU ``torch.Generator`` seeded by ``(seed, batch)`` (the first
+batch by ``seed`` itself), so a seed gives the same masks on every run (on the same device and batch size), in one
+process or sharded over the ranks of ``torchrun`` (each rank draws a contiguous run of whole batches; rank 0 gathers).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cardiobench import __version__
+from cardiobench import __version__, distributed
 from cardiobench.conditioning.base import Condition, ConditioningMethod
 from cardiobench.data.base import GROUPS
 from cardiobench.diffusion.base import ModelFn
@@ -122,6 +123,19 @@ def make_model_fn(model: torch.nn.Module, tspec: TrainSpec, cond: Condition | No
     return method.model_fn(model, cond, guidance_scale=guidance_scale, process=process), method.needs_grad
 
 
+def batch_generator(seed: int, batch: int) -> torch.Generator:
+    """The random stream of sampling batch ``batch`` (0, 1, ...): batch 0 is seeded by ``seed`` itself."""
+    return torch.Generator().manual_seed(seed if batch == 0 else seed * 1_000_003 + 104_729 * batch)
+
+
+def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
+    """Items ``[start, stop)`` of ``n`` (in batches of ``batch_size``) that rank ``rank`` of ``world`` draws: a
+    contiguous run of whole batches, the batches split as evenly as they go (a rank may get none)."""
+    batches = -(-n // batch_size)
+    lo, hi = batches * rank // world, batches * (rank + 1) // world
+    return min(n, lo * batch_size), min(n, hi * batch_size)
+
+
 def sample(
     checkpoint: str | os.PathLike | LoadedModel,
     *,
@@ -149,7 +163,7 @@ def sample(
     """
     if batch_size < 1:
         raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))
     if isinstance(checkpoint, LoadedModel):
         model, process, tspec, state = checkpoint
         model = model.to(dev)
@@ -180,15 +194,18 @@ def sample(
                        guidance_options=guidance.config() if guidance is not None else {})
     smp = build_sampler(sampler, process, sspec.sampler_options, steps)
     variable = build_variable(tspec, process)
-    generator = torch.Generator().manual_seed(seed)
+    first, stop = shard_range(num_samples, batch_size, distributed.rank(), distributed.world_size())
 
-    def model_fn_for(start: int, stop: int) -> tuple[ModelFn, bool]:
-        cond = None if y is None else Condition(labels=torch.from_numpy(y[start:stop]).to(dev))
+    def model_fn_for(start: int, end: int) -> tuple[ModelFn, bool]:
+        cond = None if y is None else Condition(labels=torch.from_numpy(y[first + start:first + end]).to(dev))
         return make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, guidance=guidance, process=process)
 
     t0 = time.perf_counter()
-    masks = draw(variable, smp, model_fn_for, num_samples, batch_size=batch_size, generator=generator, device=dev,
-                 progress=progress, frames=frames)
+    masks = draw(variable, smp, model_fn_for, stop - first, batch_size=batch_size,
+                 generator=lambda start: batch_generator(seed, (first + start) // batch_size), device=dev,
+                 progress=progress if distributed.is_main() else None, frames=frames if first == 0 else None)
+    if distributed.world_size() > 1:
+        masks = np.concatenate([m for m in distributed.all_gather_object(masks) if len(m)])
     return SampleResult(masks=masks, spec=sspec, train_spec=tspec, seconds=time.perf_counter() - t0,
                         device=str(dev), checkpoint=str(checkpoint), labels=y)
 

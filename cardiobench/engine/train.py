@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from cardiobench import __version__
+from cardiobench import __version__, distributed
 from cardiobench.conditioning.base import Condition
 from cardiobench.data import open_dataset
 from cardiobench.data.tensors import images_to_tensor
@@ -71,6 +71,7 @@ RETRAIN_HINT = "run the same command with --retrain to train it again (the damag
 CHECKPOINT_SECONDS = 60.0
 
 __all__ = ["CHECKPOINT_SECONDS", "LOSS_CURVE_NAME", "RETRAIN_HINT", "TrainResult", "Trainer", "TrainingDiverged",
+           "TrainingPreempted",
            "build_model", "model_channels", "resolve_device", "resolve_spec", "train"]
 
 
@@ -103,10 +104,21 @@ class TrainResult:
         }
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+class TrainingPreempted(CardiobenchError):
+    """Training stopped on a preemption signal (SIGTERM, SIGUSR1) after writing its checkpoint; the same command
+    continues it. Exit code 75 (``EX_TEMPFAIL``: try again), which a batch script can requeue on."""
+
+    exit_code = 75
+
+    def __init__(self, message: str, hint: str, signum: int | None, checkpoint: Path) -> None:
+        super().__init__(message, hint)
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+def _shard_seed(seed: int, shard: int) -> int:
+    """The seed of shard ``shard``'s random stream (shard 0: the single-process stream of every earlier release)."""
+    return seed * 1_000_003 + 17 + shard
 
 
 class Trainer:
@@ -114,26 +126,39 @@ class Trainer:
 
     Built once, outside the loop. ``state_dict``/``load_state_dict`` cover everything needed to continue
     bit for bit.
+
+    Data parallelism: every optimizer step takes ``spec.shards`` shards of ``spec.batch_size`` slices (global
+    batch ``batch_size * shards``); shard ``s`` walks ``perm[s::shards]`` of the epoch's permutation and draws its
+    randomness (timesteps, noise, label dropout) from its own generator seeded by ``(seed, s)``. Under torchrun
+    with one process per shard, rank ``r`` computes shard ``r`` and DistributedDataParallel averages the gradients;
+    one process computes every shard and averages their losses: the same update up to the order of float sums.
     """
 
     def __init__(self, spec: TrainSpec, *, device: str | torch.device = "auto", data_root: str | None = None):
-        self.device = resolve_device(device)
+        self.device = distributed.init(resolve_device(device))
         self.data_root = data_root
-        self.rank, self.world_size = _dist()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.process = build_process(spec)
         self.variable = build_variable(spec, self.process)
         self.method = build_conditioning(spec)
         self.model = build_model(spec).to(self.device)
         self.spec = resolve_spec(spec, self.process, self.model)
         self.spec_hash = self.spec.hash()
+        self.shards = self.spec.shards
+        if self.world_size > 1 and self.shards != self.world_size:
+            raise CardiobenchError(
+                f"this training has {self.shards} data-parallel shards but runs on {self.world_size} processes",
+                f"launch it with torchrun --nproc_per_node {self.shards}, or in one process")
+        #: the shards this process computes: its rank's under torchrun, every one in a single process
+        self.local_shards = [self.rank] if self.world_size > 1 else list(range(self.shards))
         self.ema = EMA(self.model, spec.ema_decay) if spec.ema_decay > 0 else None
         params = list(self.method.trainable_parameters(self.model) if self.method else self.model.parameters())
         self.optimizer = torch.optim.Adam(params, lr=spec.lr)
         self.net: torch.nn.Module = self.model
-        if self.world_size > 1:  # pragma: no cover - exercised under torchrun only
+        if self.world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + 17 + self.rank)
+        self.generators = {s: torch.Generator().manual_seed(_shard_seed(spec.seed, s)) for s in self.local_shards}
         #: the optimizer update and its bookkeeping (step, loss history), shared with every other training
         self.loop = TrainLoop(self.optimizer, lr_at=self.lr_at, grad_clip=spec.grad_clip, ema=self.ema)
         self.seconds = 0.0  # training time over every run of this checkpoint
@@ -141,8 +166,13 @@ class Trainer:
         self._masks: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
         self._images: torch.Tensor | None = None
-        self._order: torch.Tensor | None = None  # the order of the epoch ``_order_epoch`` (see ``batch_at``)
+        self._orders: dict[int, torch.Tensor] = {}  # shard -> its order in epoch ``_order_epoch`` (``batch_at``)
         self._order_epoch = -1
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The random stream of this process's first shard (the only one in a single-shard training)."""
+        return self.generators[self.local_shards[0]]
 
     def load_base(self, state: dict[str, torch.Tensor]) -> None:
         """Before the first step: load a trained base model (a ControlNet's frozen U-Net and its copy)."""
@@ -176,8 +206,9 @@ class Trainer:
             return
         s = self.spec
         root = {"data_root": self.data_root} if self.data_root else {}
-        source = open_dataset(s.dataset, size=s.resolution, seed=s.data_seed, **root, **s.dataset_options)
-        train = source.load("train")
+        with distributed.main_first():  # rank 0 fills the data cache, the others read it
+            source = open_dataset(s.dataset, size=s.resolution, seed=s.data_seed, **root, **s.dataset_options)
+            train = source.load("train")
         if len(train) == 0:
             raise DataError(f"data set {s.dataset!r} has no training slices")
         if train.masks.shape[1:] != (s.resolution, s.resolution):
@@ -203,64 +234,96 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        per_rank = self.num_items // self.world_size
-        if per_rank < self.spec.batch_size:
+        per_shard = self.num_items // self.shards
+        if per_shard < self.spec.batch_size:
             raise CardiobenchError(
                 f"batch size {self.spec.batch_size} is larger than the training split "
-                f"({per_rank} slices per process)", "use a smaller --batch-size")
-        return per_rank // self.spec.batch_size
+                f"({per_shard} slices per shard, {self.shards} shard(s))", "use a smaller --batch-size")
+        return per_shard // self.spec.batch_size
 
     @property
     def total_steps(self) -> int:
         s = self.spec
         return s.steps if s.steps is not None else s.epochs * self.steps_per_epoch
 
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """This rank's order of the training items in ``epoch``: a permutation seeded by (seed, epoch)."""
+    def epoch_order(self, epoch: int, shard: int = 0) -> torch.Tensor:
+        """Shard ``shard``'s order of the training items in ``epoch``: every ``shards``-th item of a permutation
+        seeded by (seed, epoch), from item ``shard`` on (a DistributedSampler without padding)."""
         g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + 7919 * (epoch + 1))
         perm = torch.randperm(self.num_items, generator=g)
-        return perm[self.rank :: self.world_size]
+        return perm[shard :: self.shards]
 
     def data_state(self) -> dict[str, int]:
         spe = self.steps_per_epoch
         return {"epoch": self.step // spe, "batch": self.step % spe, "num_items": self.num_items,
-                "steps_per_epoch": spe, "world_size": self.world_size}
+                "steps_per_epoch": spe, "world_size": self.world_size, "shards": self.shards}
 
     # -- one step -----------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
         w = self.spec.warmup_steps
         return self.spec.lr * min(1.0, (step + 1) / w) if w else self.spec.lr
 
-    def compute_loss(self, index: torch.Tensor) -> torch.Tensor:
+    def compute_loss(self, index: torch.Tensor, shard: int | None = None) -> torch.Tensor:
         """The loss of one batch (``index`` into the training split); the process draws its randomness
-        (e.g. t and eps) from the trainer's generator."""
+        (e.g. t and eps) from the generator of ``shard`` (default: this process's first)."""
         assert self._masks is not None
+        generator = self.generators[self.local_shards[0] if shard is None else shard]
         x0 = self.variable.encode(self._masks[index]).to(self.device)
 
         def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"):
                 if self.method is None:
                     return self.net(x_t, t)
-                return self.method.forward_train(self.net, x_t, t, self.condition(index), self.generator)
+                return self.method.forward_train(self.net, x_t, t, self.condition(index), generator)
 
-        return self.variable.training_loss(model_fn, x0, self.generator, loss=self.spec.loss)
+        return self.variable.training_loss(model_fn, x0, generator, loss=self.spec.loss)
+
+    def step_loss(self, step: int) -> torch.Tensor:
+        """The loss of optimizer step ``step``: the mean over its shards. This process backpropagates through its
+        own shards' losses; under torchrun the value is the mean over every rank (so every rank logs, and stops
+        on, the same number) while DistributedDataParallel averages the gradients."""
+        if len(self.local_shards) == 1:
+            local = self.compute_loss(self.batch_at(step))
+        else:
+            local = torch.stack([self.compute_loss(self.batch_at(step, s), s) for s in self.local_shards]).mean()
+        if self.world_size == 1:
+            return local
+        return distributed.mean_value(local) + (local - local.detach())  # the value of the mean, local gradients
 
     def train_step(self, index: torch.Tensor) -> float:
         """One optimizer step on the training items ``index`` (the loop's update); a NaN/inf loss is returned
         with the weights untouched."""
         return self.loop.run_step(lambda _step: self.compute_loss(index))
 
-    def batch_at(self, step: int) -> torch.Tensor:
-        """The training items of optimizer step ``step``: its slice of its epoch's order."""
+    def batch_at(self, step: int, shard: int | None = None) -> torch.Tensor:
+        """The training items of shard ``shard`` (default: this process's first) at optimizer step ``step``: its
+        slice of its epoch's order."""
+        shard = self.local_shards[0] if shard is None else shard
         epoch, batch = divmod(step, self.steps_per_epoch)
-        if self._order is None or self._order_epoch != epoch:
-            self._order, self._order_epoch = self.epoch_order(epoch), epoch
+        if self._order_epoch != epoch:
+            self._orders, self._order_epoch = {}, epoch
+        if shard not in self._orders:
+            self._orders[shard] = self.epoch_order(epoch, shard)
         bs = self.spec.batch_size
-        return self._order[batch * bs : (batch + 1) * bs]
+        return self._orders[shard][batch * bs : (batch + 1) * bs]
 
     # -- state --------------------------------------------------------------------------------
+    def generator_states(self) -> list[torch.Tensor]:
+        """The state of every shard's generator, in shard order (a collective under torchrun: every rank calls it)."""
+        local = {s: g.get_state() for s, g in self.generators.items()}
+        merged: dict[int, torch.Tensor] = {}
+        for part in distributed.all_gather_object(local):
+            merged.update(part)
+        return [merged[s] for s in range(self.shards)]
+
     def state_dict(self, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything needed to continue (under torchrun a collective: every rank calls it, rank 0 writes it)."""
         total = self.total_steps
+        states = self.generator_states()
+        rng = capture_rng(None)
+        rng["generator"] = states[0]
+        if self.shards > 1:
+            rng["generators"] = states
         return {
             "spec": self.spec.to_dict(),
             "spec_hash": self.spec_hash,
@@ -270,7 +333,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
-            "rng": capture_rng(self.generator),
+            "rng": rng,
             "data_state": self.data_state(),
             "loss_history": torch.tensor(self.loss_history, dtype=torch.float32),
             "meta": {
@@ -286,7 +349,12 @@ class Trainer:
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            restore_rng(state["rng"], self.generator)
+            restore_rng(state["rng"], None)
+            states = state["rng"].get("generators") or [state["rng"]["generator"]]
+            if len(states) != self.shards:
+                raise ValueError(f"{len(states)} generator states for {self.shards} shards")
+            for s, g in self.generators.items():
+                g.set_state(states[s])
             self.step = int(state["step"])
             self.loss_history = [float(x) for x in state["loss_history"].tolist()]
             self.seconds = float(state.get("meta", {}).get("seconds", 0.0))
@@ -299,8 +367,10 @@ class Trainer:
                                    f"{ds['num_items']}", "the data set changed: train again with --retrain")
 
     def save(self, path: Path, **meta: Any) -> None:
+        """Write the checkpoint: every rank gathers (a collective), rank 0 writes."""
+        state = self.state_dict(meta)
         if self.rank == 0:
-            save_checkpoint(path, self.state_dict(meta))
+            save_checkpoint(path, state)
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(
@@ -315,7 +385,9 @@ class Trainer:
         """Train until ``total_steps`` (or ``stop_after`` more steps); checkpoint periodically and at the end.
 
         On Ctrl-C the finished steps are checkpointed before the interrupt propagates; on a NaN/inf loss
-        ``TrainingDiverged`` is raised and the last checkpoint written is kept as is.
+        ``TrainingDiverged`` is raised and the last checkpoint written is kept as is. On SIGTERM or SIGUSR1 (and
+        Ctrl-C under torchrun) every rank stops after the same step, the checkpoint is written and
+        ``TrainingPreempted`` is raised: the same command continues from it.
         """
         self.load_data()
         total = self.total_steps
@@ -329,12 +401,19 @@ class Trainer:
                 self.images_per_s = stats.images_per_s
             self.save(checkpoint, images_per_s=self.images_per_s)
 
-        stats = self.loop.run(
-            lambda step: self.compute_loss(self.batch_at(step)), target, total=total,
-            items_per_step=self.spec.batch_size * self.world_size,
-            checkpoint=Checkpointing(checkpoint, save, every=checkpoint_every, seconds=CHECKPOINT_SECONDS),
-            progress=progress if self.rank == 0 else None, label="train", what="training",
-            hint="lower --lr, add --warmup-steps, or keep --grad-clip on", callback=callback)
+        with distributed.StopSignals(interrupt=self.world_size > 1) as stop:
+            stats = self.loop.run(
+                self.step_loss, target, total=total, items_per_step=self.spec.batch_size * self.shards,
+                checkpoint=Checkpointing(checkpoint, save, every=checkpoint_every, seconds=CHECKPOINT_SECONDS),
+                progress=progress if self.rank == 0 else None, label="train", what="training",
+                hint="lower --lr, add --warmup-steps, or keep --grad-clip on", callback=callback,
+                should_stop=lambda: stop.requested, agree=distributed.agree if self.world_size > 1 else None)
+        if stats.stopped:
+            distributed.barrier()  # the checkpoint is on disk before any rank reports it
+            why = stop.name or "a stop request on another rank"
+            raise TrainingPreempted(
+                f"training stopped by {why} after step {self.step} of {total}; checkpoint written to {checkpoint}",
+                "run the same command again to continue from it", stop.signum, checkpoint)
         return stats.to_dict()
 
 
@@ -406,7 +485,19 @@ def train(
             loss_curve=curve if curve.is_file() else None, params=params, device=str(trainer.device),
         )
 
-    if resume is not None:
+    # what to start from is decided by rank 0 alone (the other ranks would race with its writes) and every rank
+    # then loads the same file
+    action = distributed.broadcast_object(_start_action(ckpt, h, resume=resume, retrain=retrain, out_dir=out_dir)
+                                          if trainer.rank == 0 else None)
+    if action == "cached":
+        if trainer.rank == 0:
+            cached = find_cached_checkpoint(h)
+            assert cached is not None
+            publish(cached, ckpt)
+        distributed.barrier()
+        return result("reused", {}, load_checkpoint(ckpt))
+    if action == "resume":
+        assert resume is not None
         start = load_checkpoint(resume)
         other = TrainSpec.from_dict(start["spec"])
         if not other.same_model_as(rspec):
@@ -415,19 +506,13 @@ def train(
             raise CardiobenchError(f"cannot resume {resume}: it was trained with different {', '.join(diff)}",
                                    "only the training length (--steps/--epochs) may change when resuming")
         status = "resumed"
-    elif not retrain and ckpt.is_file():
+    elif action == "continue":
         start = load_checkpoint(ckpt, hint=RETRAIN_HINT)
         if start.get("spec_hash") != h:
             raise CardiobenchError(
                 f"{ckpt} holds a checkpoint of another training spec",
                 f"choose another --out, pass --resume {ckpt} to continue it with the new length, or --retrain")
         status = "reused" if start.get("complete") else "resumed"
-    elif not retrain and out_dir is not None:
-        cached = find_cached_checkpoint(h)
-        if cached is not None:
-            publish(cached, ckpt)
-            state = load_checkpoint(ckpt)
-            return result("reused", {}, state)
 
     if start is not None and status == "reused":
         return result("reused", {}, start)
@@ -443,4 +528,18 @@ def train(
                         callback=callback)
     if trainer.step >= trainer.total_steps and out_dir is not None and trainer.rank == 0:
         publish(ckpt, cached_checkpoint_path(h))
+    distributed.barrier()  # every file is written before any rank goes on (and reads it)
     return result(status, stats)
+
+
+def _start_action(ckpt: Path, spec_hash: str, *, resume: str | Path | None, retrain: bool,
+                  out_dir: str | Path | None) -> str:
+    """Where a training starts: ``resume`` (the given checkpoint), ``continue`` (the one at ``ckpt``), ``cached``
+    (a finished one in the cache, published to ``ckpt``) or ``fresh``."""
+    if resume is not None:
+        return "resume"
+    if not retrain and ckpt.is_file():
+        return "continue"
+    if not retrain and out_dir is not None and find_cached_checkpoint(spec_hash) is not None:
+        return "cached"
+    return "fresh"

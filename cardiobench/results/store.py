@@ -597,6 +597,85 @@ class ResultStore:
             return int(self._rows(conn, "SELECT COUNT(*) FROM runs WHERE status = ?", (status,))[0][0])
 
 
+# -- merging stores --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MergeConflict:
+    """A run found in two stores (same run spec hash, evaluator and status, different rows): reported, kept once.
+
+    ``kept``: the id of the row already in the target; ``source``: the store whose row was not added;
+    ``same_metrics``: whether both rows hold the same numbers (a copy from another node) or not (a rerun)."""
+
+    spec_hash: str
+    evaluator_id: str | None
+    label: str
+    source: str
+    kept: int | None
+    same_metrics: bool
+
+
+@dataclass
+class MergeReport:
+    """What ``merge_stores`` did: rows ``added``, rows ``already`` there (identical), ``conflicts`` and rows of the
+    sources that could not be read (``skipped``: (store, ``SkippedRow``))."""
+
+    added: int = 0
+    already: int = 0
+    conflicts: list[MergeConflict] = field(default_factory=list)
+    skipped: list[tuple[str, SkippedRow]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "already": self.already,
+                "conflicts": [c.__dict__ for c in self.conflicts],
+                "skipped": [{"store": s, "id": r.id, "reason": r.reason} for s, r in self.skipped]}
+
+
+def row_fingerprint(record: RunRecord) -> str:
+    """Identity of a stored row across stores: every field but the store's own ``id``."""
+    return stable_hash({k: v for k, v in record.to_dict().items() if k != "id"}, length=32)
+
+
+def merge_stores(target: ResultStore, sources: list[ResultStore]) -> MergeReport:
+    """Copy every row of ``sources`` into ``target`` (``created_at`` and all fields kept, new ids).
+
+    Idempotent: a row already in ``target`` (same fields, ``row_fingerprint``) is counted in ``already`` and not
+    added again, so merging twice adds nothing. A row of the same run (run spec hash, evaluator id and status) as
+    a different row already in ``target`` or added before is a ``MergeConflict``: reported, not added. The
+    target's schema is checked before anything is written; a source that does not exist is an error.
+    """
+    target.check_writable()
+    for src in sources:
+        if not src.exists():
+            raise StoreError(f"results store {src.path} does not exist", "pass the results.db files to merge")
+    report = MergeReport()
+    have = target.runs(status=None)
+    prints = {row_fingerprint(r) for r in have}
+    runs: dict[tuple[str, str | None, str], RunRecord] = {}
+    for r in have:
+        runs.setdefault((r.spec_hash, r.evaluator_id, r.status), r)
+    for src in sources:
+        same_file = src.path.resolve() == target.path.resolve()
+        skipped: list[SkippedRow] = []
+        for record in src.runs(status=None, skipped=skipped):
+            fp = row_fingerprint(record)
+            key = (record.spec_hash, record.evaluator_id, record.status)
+            if fp in prints or same_file:
+                report.already += 1
+                continue
+            other = runs.get(key)
+            if other is not None:
+                label = f"{record.noise} x {record.sampler} ({record.backbone}, {record.dataset})"
+                report.conflicts.append(MergeConflict(record.spec_hash, record.evaluator_id, label, str(src.path),
+                                                      other.id, other.metrics == record.metrics))
+                continue
+            copy = RunRecord.from_dict({**record.to_dict(), "id": None})
+            target.add_run(copy)
+            prints.add(fp)
+            runs[key] = copy
+            report.added += 1
+        report.skipped.extend((str(src.path), row) for row in skipped)
+    return report
+
+
 # -- decoding rows ----------------------------------------------------------------------------------
 #: JSON columns that must hold an object (``seeds_json`` may hold any JSON value)
 _OBJECT_COLUMNS = ("spec_json", "metrics_json", "directions_json", "spreads_json", "timings_json",

@@ -28,6 +28,7 @@ CONTRACTS: dict[str, tuple[str, str, str]] = {
     "backbone": ("cardiobench.testing.backbones", "BackboneContract", "backbone"),
     "conditioning": ("cardiobench.testing.conditioning", "ConditioningContract", "method"),
     "metric": ("cardiobench.testing.metrics", "MetricContract", "metric_name"),
+    "autoencoder": ("cardiobench.testing.autoencoders", "AutoencoderContract", "autoencoder_name"),
 }
 
 

@@ -42,7 +42,7 @@ def test_user_error_is_one_line_exit_2(capsys):
     code, out, err = run_main(capsys, "plugins", "--kind", "nope")
     assert code == 2
     assert err.strip().splitlines() == ["Error: unknown kind 'nope' - use one of: " + ", ".join(
-        ["dataset", "representation", "noise", "sampler", "backbone", "conditioning", "metric"])]
+        ["dataset", "representation", "noise", "sampler", "autoencoder", "backbone", "conditioning", "metric"])]
 
 
 def test_usage_error_exit_2(capsys):

@@ -201,10 +201,12 @@ def test_d3pm_with_classifier_free_guidance_through_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_d3pm_segments_mri_slices_with_concat(tmp_path):
+@pytest.mark.parametrize("method", ["concat", "controlnet"])
+def test_d3pm_segments_mri_slices(tmp_path, method):
     """Image-conditioned categorical diffusion (in the spirit of CCDM, Zbinden et al. 2023): the segmentation task
-    runs with the k-sample ensemble and reports Dice/HD95 and the per-pixel uncertainty like the other families."""
-    res = invoke("run", "--preset", "tiny", "--task", "segmentation", "--conditioning", "concat",
+    runs with the k-sample ensemble and reports Dice/HD95 and the per-pixel uncertainty like the other families.
+    ControlNet first trains its unconditional categorical base, then the control branch on it."""
+    res = invoke("run", "--preset", "tiny", "--task", "segmentation", "--conditioning", method,
                  "--noise", "d3pm", "--sampler", "d3pm", "--ensemble-k", "3", "--no-gif",
                  "--results", str(tmp_path / "r.db"), "--json")
     assert res.exit_code == 0, res.output

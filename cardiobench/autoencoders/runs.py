@@ -1,0 +1,145 @@
+"""Latent diffusion in a run: which autoencoder a configuration names, training it first, and the ceiling it sets.
+
+``cardiobench run --autoencoder vae`` (config key ``autoencoder.name``) diffuses in the autoencoder's latent: the
+run's ``TrainSpec`` gets a representation registered with ``autoencoder=True`` metadata (the built-in ``latent``)
+whose option ``autoencoder`` is the autoencoder's full spec, so the denoiser's hash includes the autoencoder's
+identity. ``autoencoder.name`` may also be a trained autoencoder file (``.pt``): it must have been trained on the
+run's data set and resolution (else a one-line error naming both) and is copied into the autoencoder store.
+
+The **ceiling**: an autoencoder whose reconstructions are poor caps what any latent model can reach. Every latent
+run also scores the test masks passed through ``encode``/``decode`` with the run's metrics
+(``latent_ceiling``), beside the autoencoder's reconstruction Dice per structure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cardiobench.autoencoders.train import (
+    AUTOENCODERS,
+    AutoencoderSpec,
+    LoadedAutoencoder,
+    load_autoencoder,
+    prepare_autoencoder,
+    reconstruct,
+    resolve_autoencoder_spec,
+)
+from cardiobench.data import open_dataset
+from cardiobench.engine.store import publish
+from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.factories import resolve_device
+from cardiobench.metrics.api import evaluate_generation
+from cardiobench.plugins import get_component, registry
+from cardiobench.progress import Progress, resolve
+from cardiobench.specs import TrainSpec
+
+__all__ = ["autoencoder_of", "autoencoder_spec_from_config", "latent_ceiling", "latent_representation",
+           "prepare_for_run"]
+
+#: the prefix of the ceiling's values among a run's metrics (direction "none": shown, never ranked)
+CEILING_PREFIX = "ceiling_"
+
+
+def _is_file_name(name: str) -> bool:
+    return name.endswith(".pt") or "/" in name or "\\" in name or Path(name).is_file()
+
+
+def autoencoder_spec_from_config(cfg: dict[str, dict[str, Any]]) -> AutoencoderSpec | None:
+    """The resolved autoencoder a configuration names (``autoencoder.name``), ``None`` when it names none.
+
+    A plugin name: trained on the run's data (``data.*``) with ``autoencoder.steps``, ``batch_size``, ``lr``,
+    ``seed`` and ``options``. A file: its own spec, checked against the run's data set and resolution, and
+    installed into the autoencoder store so the latent representation finds it by hash."""
+    section = cfg.get("autoencoder") or {}
+    name = section.get("name")
+    if not name:
+        return None
+    data = cfg["data"]
+    run_data = {"dataset": data["dataset"], "resolution": int(data["resolution"]), "data_seed": int(data["seed"]),
+                "dataset_options": dict(data.get("options") or {})}
+    if not _is_file_name(str(name)):
+        get_component("autoencoder", name)  # an unknown name: one line with a did-you-mean
+        spec = AutoencoderSpec(autoencoder=name, options=dict(section.get("options") or {}), **run_data,
+                               steps=section["steps"], batch_size=section["batch_size"], lr=section["lr"],
+                               seed=section["seed"])
+        return resolve_autoencoder_spec(spec)
+    loaded = load_autoencoder(Path(name).expanduser())
+    spec = loaded.spec
+    if spec.data_fields() != run_data:
+        theirs = f"{spec.data}" + (f" (data seed {spec.data_seed}, options {spec.dataset_options})"
+                                   if (spec.data_seed, spec.dataset_options) != (run_data["data_seed"],
+                                                                                 run_data["dataset_options"]) else "")
+        ours = f"{run_data['dataset']} {run_data['resolution']}x{run_data['resolution']}" + (
+            f" (data seed {run_data['data_seed']}, options {run_data['dataset_options']})"
+            if (spec.data_seed, spec.dataset_options) != (run_data["data_seed"], run_data["dataset_options"]) else "")
+        raise CardiobenchError(f"autoencoder {name} was trained on {theirs}, this run is on {ours}",
+                               "train one for this data with `cardiobench autoencoder train`, or name the plugin "
+                               "(--autoencoder vae) to train it first")
+    h = spec.hash()
+    if not AUTOENCODERS.valid(AUTOENCODERS.cache_path(h), h, accept=lambda s: bool(s.get("complete"))):
+        publish(loaded.path, AUTOENCODERS.cache_path(h), link=False)
+    return spec
+
+
+def latent_representation(representation: str | None, default: str) -> str:
+    """The representation that diffuses an autoencoder's latent: ``representation`` if it is one (registered with
+    ``autoencoder=True``), else, when it is the default (``default``: none chosen), the registered one (built-ins
+    first); an ``IncompatibleError`` for another explicit choice."""
+    name = representation or default
+    if get_component("representation", name).metadata.get("autoencoder"):
+        return name
+    latent = sorted((c for c in registry("representation") if c.metadata.get("autoencoder")),
+                    key=lambda c: (c.origin != "cardiobench", c.name))
+    if name != default or not latent:
+        names = ", ".join(c.name for c in latent) or "none is installed"
+        raise IncompatibleError(f"representation {name!r} cannot diffuse an autoencoder's latent",
+                                f"drop --representation, or use one that can ({names})")
+    return latent[0].name
+
+
+def autoencoder_of(spec: TrainSpec) -> AutoencoderSpec | None:
+    """The autoencoder a model diffuses the latent of (its representation's ``autoencoder`` option), else ``None``."""
+    if not get_component("representation", spec.representation).metadata.get("autoencoder"):
+        return None
+    try:
+        return AutoencoderSpec.from_dict(spec.representation_options["autoencoder"])
+    except (KeyError, TypeError) as exc:
+        raise CardiobenchError(f"representation {spec.representation!r} needs the option 'autoencoder' "
+                               f"(an autoencoder spec): {exc}", "name one with --autoencoder NAME") from None
+
+
+def prepare_for_run(spec: TrainSpec, *, device: str, data_root: str | None,
+                    progress: Progress | None = None) -> LoadedAutoencoder | None:
+    """Before a latent model trains: its autoencoder, reused or trained now (like a ControlNet's base model)."""
+    ae = autoencoder_of(spec)
+    if ae is None:
+        return None
+    result = prepare_autoencoder(ae, device=device, data_root=data_root, progress=progress)
+    if result.status == "reused":
+        resolve(progress).log(f"[bold]autoencoder[/] reuse {ae.autoencoder} {result.spec.short_hash()} "
+                              f"({ae.data})")
+    return load_autoencoder(result.path)
+
+
+def latent_ceiling(ae: LoadedAutoencoder, *, n: int, metrics: list[str] | None, data_root: str | None,
+                   device: str = "cpu", seed: int = 0, log: Any = None) -> dict[str, Any]:
+    """The ceiling of a latent run: ``n`` test masks (evenly spread) through ``decode(encode(m))``, scored by
+    ``metrics`` like generated samples, with the autoencoder's reconstruction Dice per structure.
+
+    ``{"autoencoder", "latent_shape", "scale_factor", "reconstruction", "n", "metrics"}``."""
+    spec = ae.spec
+    options = {**spec.dataset_options, **({"data_root": data_root} if data_root else {}),
+               **({"seed": spec.data_seed} if spec.data_seed else {})}
+    test = open_dataset(spec.dataset, size=spec.resolution, **options).load("test")
+    pick = np.unique(np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(int))
+    masks = torch.from_numpy(test.masks[pick].astype("uint8"))
+    recon = reconstruct(ae.model, masks).numpy()
+    scored = evaluate_generation(recon, spec.dataset, data_options=options or None, metrics=metrics,
+                                 device=str(resolve_device(device)), seed=seed, log=log)
+    return {"autoencoder": ae.spec_hash, "latent_shape": ae.report.get("latent_shape"),
+            "scale_factor": ae.scale_factor, "reconstruction": ae.report.get("reconstruction", {}),
+            "n": int(len(pick)), "metrics": scored["metrics"]}

@@ -1,0 +1,344 @@
+"""Autoencoders: their spec, training, store and report (``cardiobench autoencoder train`` / ``info``).
+
+An ``AutoencoderSpec`` (the autoencoder plugin and its options, the data set and resolution, the training
+recipe) names a trained autoencoder; its hash keys the cache ``cache_dir("autoencoders")/<hash>.pt``
+(``AUTOENCODERS``, an ``engine.store.ArtefactStore``: atomic writes, ``weights_only`` reads, one-line errors).
+Training runs on the shared loop (``engine.loop.TrainLoop``: NaN stop, Ctrl-C and periodic checkpoints,
+progress); an unfinished file of the same spec is continued (resume), a finished one reused.
+
+Per step (batch order from ``(seed, epoch)``, reparameterisation noise from one seeded generator)::
+
+    loss = autoencoder.loss(masks[batch], generator)     (the vae: CE + Dice + beta KL, see autoencoders.vae)
+    Adam (lr), grad-norm clip 1
+
+After training, on the full splits with the deterministic encoding ``mu = encode(m).mean``:
+
+    scale_factor = 1 / std(mu over the training split)          (Rombach et al. 2022, sec. 4.3.2 / appendix G:
+                                                                 the diffused latent has unit variance)
+    reconstruction Dice per structure on the test split of  argmax decode(mu)
+
+all stored in the checkpoint with the latent's shape (``latent_shape``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from cardiobench import __version__
+from cardiobench.autoencoders.base import Autoencoder
+from cardiobench.data import open_dataset
+from cardiobench.data.base import STRUCTURES
+from cardiobench.engine.checkpoints import HEADER
+from cardiobench.engine.loop import Checkpointing, LoopStats, TrainLoop
+from cardiobench.engine.store import ArtefactStore
+from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.factories import create, resolve_device
+from cardiobench.metrics.functional import dice
+from cardiobench.progress import Progress, resolve
+from cardiobench.specs import _Spec
+
+__all__ = [
+    "AUTOENCODERS", "AutoencoderResult", "AutoencoderSpec", "LoadedAutoencoder", "autoencoder_report",
+    "build_autoencoder", "encode_masks", "load_autoencoder", "prepare_autoencoder", "read_autoencoder_file",
+    "reconstruct", "resolve_autoencoder_spec", "train_autoencoder",
+]
+
+#: the ``kind`` entry of an autoencoder checkpoint (written after the checkpoints' format tags)
+CHECKPOINT_KIND = "autoencoder"
+TRAIN_HINT = "train it with `cardiobench autoencoder train` (see `cardiobench autoencoder train --help`)"
+#: a checkpoint is written at least this often while training (seconds)
+CHECKPOINT_SECONDS = 60.0
+DEFAULT_STEPS = 2000
+
+
+def _check_file(state: Any, path: Path, hint: str) -> None:
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CardiobenchError(f"{path} is not a cardiobench autoencoder checkpoint", TRAIN_HINT)
+    missing = [k for k in ("spec", "spec_hash", "model", "step", "total_steps") if k not in state]
+    if missing:
+        raise CardiobenchError(f"autoencoder checkpoint {path} is damaged: it lacks {', '.join(missing)}", hint)
+
+
+#: the store of autoencoders: ``cache_dir("autoencoders")/<spec hash>.pt`` (none ship with the package)
+AUTOENCODERS = ArtefactStore("autoencoders", what="autoencoder checkpoint", hint=f"delete it and {TRAIN_HINT}",
+                             header=HEADER, check=_check_file)
+
+
+# -- the spec -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AutoencoderSpec(_Spec):
+    """Everything that determines a trained autoencoder (no device, no data folder).
+
+    ``autoencoder``: the plugin (kind ``autoencoder``); ``options`` its factory options (resolved: its
+    ``config()``); the data set at ``resolution``; ``steps`` Adam steps of ``batch_size`` label maps at ``lr``.
+    """
+
+    kind: ClassVar[str] = "autoencoder"
+
+    autoencoder: str = "vae"
+    options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "phantom"
+    resolution: int = 32
+    data_seed: int = 0
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("steps", "batch_size", "resolution"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise CardiobenchError(f"autoencoder {name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise CardiobenchError(f"autoencoder learning rate must be > 0, got {self.lr}")
+
+    @property
+    def data(self) -> str:
+        """The data it was trained on, in words (``phantom 32x32``)."""
+        return f"{self.dataset} {self.resolution}x{self.resolution}"
+
+    def data_fields(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "resolution": self.resolution, "data_seed": self.data_seed,
+                "dataset_options": self.dataset_options}
+
+
+def build_autoencoder(spec: AutoencoderSpec) -> Autoencoder:
+    """The (untrained) network of ``spec``, initialised from ``spec.seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = create("autoencoder", spec.autoencoder, **spec.options)
+    if not isinstance(model, Autoencoder):
+        raise CardiobenchError(f"autoencoder {spec.autoencoder!r} did not return a cardiobench Autoencoder")
+    try:
+        model.latent_shape(spec.resolution)
+    except ValueError as exc:
+        raise CardiobenchError(f"autoencoder {spec.autoencoder!r} cannot encode {spec.data} slices: {exc}",
+                               "use another resolution or fewer levels (channels)") from None
+    return model
+
+
+def resolve_autoencoder_spec(spec: AutoencoderSpec) -> AutoencoderSpec:
+    """``spec`` with the network's options spelled out (its ``config()``; idempotent): equal autoencoders share a
+    hash whether their options were named (``{"size": "tiny"}``) or spelled out."""
+    return spec.replace(options=dict(build_autoencoder(spec).config()))
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+def _masks(spec: AutoencoderSpec, split: str, data_root: str | None) -> torch.Tensor:
+    """(N, H, W) uint8 label maps of one split of the spec's data set."""
+    root = {"data_root": str(data_root)} if data_root else {}
+    source = open_dataset(spec.dataset, size=spec.resolution, seed=spec.data_seed, **root, **spec.dataset_options)
+    data = source.load(split)
+    if len(data) == 0:
+        raise DataError(f"data set {spec.dataset!r} has no {split} slices", "an autoencoder needs train and test")
+    if data.masks.shape[1:] != (spec.resolution, spec.resolution):
+        raise DataError(f"data set {spec.dataset!r} gave {data.masks.shape[1:]} slices, expected {spec.data}")
+    return torch.from_numpy(data.masks.astype("uint8"))
+
+
+@torch.no_grad()
+def encode_masks(model: Autoencoder, masks: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """The deterministic encoding ``mu`` of label maps (N, *S) -> (N, c, *S / f), float32 on the CPU."""
+    device = next(model.parameters()).device
+    parts = [model.encode(masks[s:s + batch_size].to(device))[0].float().cpu()
+             for s in range(0, len(masks), batch_size)]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def reconstruct(model: Autoencoder, masks: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """``argmax decode(mu)``: label maps (N, *S) through the autoencoder, (N, *S) uint8 on the CPU."""
+    device = next(model.parameters()).device
+    parts = [model.decode(model.encode(masks[s:s + batch_size].to(device))[0]).argmax(1).to(torch.uint8).cpu()
+             for s in range(0, len(masks), batch_size)]
+    return torch.cat(parts)
+
+
+def reconstruction_report(model: Autoencoder, masks: torch.Tensor, split: str = "test") -> dict[str, Any]:
+    """Dice per structure (mean over slices; a structure absent from both maps scores 1), its mean and the pixel
+    accuracy of ``argmax decode(mu)`` against ``masks`` (N, H, W)."""
+    recon = reconstruct(model, masks).numpy()
+    target = masks.numpy()
+    scores = dice(recon, target, num_classes=model.num_classes)  # (N, K - 1): the structures, background left out
+    per = {name: round(float(scores[:, i].mean()), 4) for i, name in enumerate(STRUCTURES[:scores.shape[1]])}
+    return {"dice": per, "dice_mean": round(float(np.mean(list(per.values()))), 4),
+            "pixel_accuracy": round(float((recon == target).mean()), 4), "n": int(len(masks)), "split": split}
+
+
+# -- training -------------------------------------------------------------------------------------------------
+def _epoch_order(spec: AutoencoderSpec, n: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(spec.seed * 1_000_003 + 7919 * (epoch + 1))
+    return torch.randperm(n, generator=g)
+
+
+def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | torch.device = "auto",
+                      data_root: str | None = None, start: dict[str, Any] | None = None,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """Train the autoencoder of ``spec`` (continuing the checkpoint ``start`` if given), checkpointing to ``path``;
+    returns the finished checkpoint state (also written to ``path``).
+
+    Deterministic on the CPU: initialisation, batch order and noise come from seeds; 10 steps, then a resume to
+    20, give the 20-step weights bit for bit."""
+    spec = resolve_autoencoder_spec(spec)
+    dev = resolve_device(device)
+    masks = _masks(spec, "train", data_root)
+    n = len(masks)
+    bs = min(spec.batch_size, n)
+    per_epoch = n // bs
+    model = build_autoencoder(spec).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    loop = TrainLoop(optimizer, grad_clip=1.0)
+    gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + 101)
+    seconds_before = 0.0
+    if start is not None:
+        try:
+            model.load_state_dict(start["model"])
+            optimizer.load_state_dict(start["optimizer"])
+            gen.set_state(start["generator"])
+            loop.step = int(start["step"])
+            loop.history = [float(x) for x in start["loss_history"].tolist()]
+            seconds_before = float(start.get("meta", {}).get("seconds", 0.0))
+        except Exception as exc:  # shapes or keys that do not fit: a damaged file
+            raise AUTOENCODERS.damaged(path, exc) from None
+    parts: dict[str, float] = {}
+
+    def loss_at(step: int) -> torch.Tensor:
+        epoch, batch = divmod(step, per_epoch)
+        idx = _epoch_order(spec, n, epoch)[batch * bs:(batch + 1) * bs]
+        loss, found = model.loss(masks[idx], gen)
+        parts.update(found)
+        return loss
+
+    def state(complete: bool, seconds: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND, "spec": spec.to_dict(), "spec_hash": spec.hash(),
+            "autoencoder": spec.autoencoder, "architecture": model.config(),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "generator": gen.get_state(), "step": loop.step,
+            "total_steps": spec.steps, "complete": complete,
+            "loss_history": torch.tensor(loop.history, dtype=torch.float32),
+            **(extra or {}),
+            "meta": {"cardiobench_version": __version__, "torch_version": str(torch.__version__), "device": str(dev),
+                     "seconds": round(seconds, 2), "params": sum(p.numel() for p in model.parameters()),
+                     "n_train": n},
+        }
+
+    def save(stats: LoopStats) -> None:
+        AUTOENCODERS.save(path, state(False, seconds_before + stats.seconds))
+
+    model.train()
+    stats = loop.run(
+        loss_at, spec.steps, items_per_step=bs, progress=progress, label="autoencoder", what="autoencoder training",
+        hint="lower --lr", report_every=10, fields=lambda: {k: f"{v:.3f}" for k, v in parts.items()},
+        checkpoint=Checkpointing(Path(path), save,
+                                 seconds=CHECKPOINT_SECONDS),
+    )
+    seconds = seconds_before + stats.seconds
+    model.eval()
+    latents = encode_masks(model, masks)
+    std = float(latents.std())
+    if not np.isfinite(std) or std <= 0:
+        raise CardiobenchError(f"the autoencoder's latent has standard deviation {std}: it cannot be scaled",
+                               "train it longer or with another seed")
+    test = _masks(spec, "test", data_root)
+    extra = {"scale_factor": 1.0 / std, "latent_mean": float(latents.mean()),
+             "latent_shape": list(model.latent_shape(spec.resolution)),
+             "reconstruction": reconstruction_report(model, test)}
+    final = state(True, seconds, extra)
+    AUTOENCODERS.save(path, final)
+    return final
+
+
+# -- files ----------------------------------------------------------------------------------------------------
+def read_autoencoder_file(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict of an autoencoder file (``weights_only``); a one-line ``CardiobenchError`` otherwise."""
+    return AUTOENCODERS.read(path)
+
+
+@dataclass
+class LoadedAutoencoder:
+    """A trained autoencoder: the network (eval mode, no gradients), its spec, the latent scale factor and the
+    reconstruction report of its test split."""
+
+    model: Autoencoder
+    spec: AutoencoderSpec
+    scale_factor: float
+    path: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec_hash(self) -> str:
+        return self.spec.hash()
+
+
+def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> LoadedAutoencoder:
+    """A finished autoencoder file as a ``LoadedAutoencoder``; one ``CardiobenchError`` line for a damaged,
+    unfinished or foreign file."""
+    path = Path(path)
+    state = read_autoencoder_file(path)
+    if not state.get("complete") or "scale_factor" not in state:
+        raise CardiobenchError(f"autoencoder {path} is not fully trained ({state.get('step')} of "
+                               f"{state.get('total_steps')} steps)", f"finish it: {TRAIN_HINT}")
+    try:
+        spec = AutoencoderSpec.from_dict(state["spec"])
+        model = create("autoencoder", spec.autoencoder, **state["architecture"])
+        model.load_state_dict(state["model"])
+        scale = float(state["scale_factor"])
+    except CardiobenchError:
+        raise
+    except Exception as exc:  # keys, types or shapes that do not fit: a damaged file or another version
+        raise AUTOENCODERS.damaged(path, exc) from None
+    model.eval().requires_grad_(False).to(device)
+    return LoadedAutoencoder(model, spec, scale, path, autoencoder_report(path, state))
+
+
+@dataclass
+class AutoencoderResult:
+    """Where an autoencoder is and how it got there: ``status`` is ``trained``, ``resumed`` or ``reused``."""
+
+    path: Path
+    spec: AutoencoderSpec
+    status: str
+
+
+def prepare_autoencoder(spec: AutoencoderSpec, *, device: str | torch.device = "auto", data_root: str | None = None,
+                        retrain: bool = False, progress: Progress | None = None) -> AutoencoderResult:
+    """The cached autoencoder of ``spec`` if finished; else an unfinished one continued; else trained now.
+
+    A damaged cache entry counts as missing (trained again, the file replaced). ``retrain`` ignores the cache."""
+    spec = resolve_autoencoder_spec(spec)
+    h = spec.hash()
+    path = AUTOENCODERS.cache_path(h)
+    if not retrain and AUTOENCODERS.valid(path, h, accept=lambda s: bool(s.get("complete"))):
+        return AutoencoderResult(path, spec, "reused")
+    start = None if retrain or not AUTOENCODERS.valid(path, h) else AUTOENCODERS.read(path)
+    resolve(progress).log(f"[bold]autoencoder[/] {'continuing' if start else 'training'} {spec.autoencoder} "
+                          f"{h[:12]} ({spec.data}, {spec.steps} steps)")
+    t0 = time.perf_counter()
+    train_autoencoder(spec, path, device=device, data_root=data_root, start=start, progress=progress)
+    resolve(progress).log(f"[bold]autoencoder[/] {h[:12]} trained in {time.perf_counter() - t0:.1f} s")
+    return AutoencoderResult(path, spec, "resumed" if start else "trained")
+
+
+def autoencoder_report(path: str | Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """JSON-able description of an autoencoder file: spec, hash, latent shape and scale, reconstruction Dice."""
+    state = read_autoencoder_file(path) if state is None else state
+    history = state.get("loss_history")
+    tail = history.tolist()[-50:] if isinstance(history, torch.Tensor) else []
+    return {
+        "path": str(path), "spec_hash": state.get("spec_hash"), "spec": state.get("spec"),
+        "complete": bool(state.get("complete")), "step": state.get("step"), "total_steps": state.get("total_steps"),
+        "latent_shape": state.get("latent_shape"), "scale_factor": state.get("scale_factor"),
+        "latent_mean": state.get("latent_mean"), "reconstruction": state.get("reconstruction", {}),
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        **{k: v for k, v in state.get("meta", {}).items()},
+    }

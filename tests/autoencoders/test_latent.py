@@ -1,0 +1,150 @@
+"""Latent diffusion: the autoencoder kind, its training and store, the ``latent`` representation, and runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cardiobench.autoencoders.train import (
+    AUTOENCODERS,
+    AutoencoderSpec,
+    load_autoencoder,
+    prepare_autoencoder,
+    resolve_autoencoder_spec,
+    train_autoencoder,
+)
+from cardiobench.config import resolve_config
+from cardiobench.diffusion.latent import LatentRepresentation
+from cardiobench.engine.pipeline import plan_from_config, train_spec_from_config
+from cardiobench.errors import CardiobenchError
+from cardiobench.plugins import registry
+from cardiobench.specs import TrainSpec
+from cardiobench.testing.autoencoders import PHANTOM
+from cardiobench.testing.cli import invoke
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: the tiny autoencoder every test here trains (about 3 s on one CPU thread)
+AE_SETS = ["autoencoder.options.size=tiny", "autoencoder.steps=100", "autoencoder.batch_size=16",
+           "autoencoder.lr=3e-3"]
+
+
+def tiny_spec(steps: int = 100, **changes) -> AutoencoderSpec:
+    return AutoencoderSpec(options={"size": "tiny"}, resolution=16, dataset_options=PHANTOM, steps=steps,
+                           batch_size=16, lr=3e-3, **changes)
+
+
+def test_the_kind_is_registered_and_listed():
+    assert "vae" in registry("autoencoder")
+    assert registry("representation").get("latent").metadata["autoencoder"] is True
+    result = invoke("plugins", "--kind", "autoencoder", "--json")
+    assert result.exit_code == 0, result.output
+    assert "vae" in result.stdout
+
+
+def test_named_and_spelled_out_options_share_a_hash():
+    named = resolve_autoencoder_spec(tiny_spec())
+    spelled = resolve_autoencoder_spec(tiny_spec().replace(options=named.options))
+    assert named.hash() == spelled.hash() and named.options["channels"] == [8, 16, 16]
+    assert named.hash() != resolve_autoencoder_spec(tiny_spec(seed=1)).hash()
+
+
+def test_resume_gives_the_same_weights_bit_for_bit(tmp_path):
+    straight = train_autoencoder(tiny_spec(steps=12), tmp_path / "a.pt", device="cpu")
+    half = train_autoencoder(tiny_spec(steps=6), tmp_path / "b.pt", device="cpu")
+    resumed = train_autoencoder(tiny_spec(steps=12), tmp_path / "c.pt", device="cpu",
+                                start={**half, "complete": False})
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert resumed["step"] == 12 and len(resumed["loss_history"]) == 12
+
+
+@pytest.mark.slow
+def test_train_reports_dice_latent_shape_and_scale_and_is_reused():
+    first = prepare_autoencoder(tiny_spec(), device="cpu")
+    assert first.status == "trained"
+    loaded = load_autoencoder(first.path)
+    rec = loaded.report["reconstruction"]
+    assert set(rec["dice"]) == {"RV", "MYO", "LV"} and rec["dice_mean"] >= 0.75 and rec["split"] == "test"
+    assert loaded.report["latent_shape"] == [4, 4, 4]
+    assert 0.1 < loaded.scale_factor < 10
+    assert prepare_autoencoder(tiny_spec(), device="cpu").status == "reused"
+    # the CLI reuses it (same spec from the preset and --set) and reports it
+    result = invoke("autoencoder", "train", "vae", "--preset", "tiny", *sum((["--set", s] for s in AE_SETS), []),
+                    "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "reused" and report["spec_hash"] == first.spec.hash()
+    assert report["reconstruction"]["dice_mean"] == rec["dice_mean"]
+
+
+def test_a_corrupt_checkpoint_is_one_line_exit_2(tmp_path):
+    junk = tmp_path / "ae.pt"
+    junk.write_bytes(b"PK\x03\x04 not a checkpoint")
+    for args in (("autoencoder", "info", str(junk)),
+                 ("run", "--preset", "tiny", "--autoencoder", str(junk), "--no-gif")):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.stderr.strip().splitlines() if line.startswith("Error")]
+        assert len(lines) == 1 and str(junk.name) in result.stderr, result.stderr
+
+
+def test_the_latent_representation_needs_a_trained_autoencoder():
+    spec = resolve_autoencoder_spec(tiny_spec(steps=7))
+    rep = LatentRepresentation(spec.to_dict())
+    assert rep.shape(16) == (4, 4, 4) and rep.mask_shape(16) == (16, 16)
+    with pytest.raises(CardiobenchError, match="not trained yet"):
+        rep.encode(torch.zeros((1, 16, 16), dtype=torch.long))
+    with pytest.raises(CardiobenchError, match="trained on phantom 16x16"):
+        rep.shape(32)
+
+
+def _latent_config(*sets: str, noise: str = "blurring", sampler: str = "ddim"):
+    return resolve_config("tiny", None, {"diffusion.noise": noise, "sample.sampler": sampler,
+                                         "autoencoder.name": "vae"}, [*AE_SETS, *sets])
+
+
+def test_a_latent_plan_names_the_autoencoder_and_the_latent_grid():
+    plan = plan_from_config(_latent_config())
+    train = plan.train
+    assert train.representation == "latent"
+    assert train.representation_options["autoencoder"]["options"]["channels"] == [8, 16, 16]
+    assert train.noise_options["image_size"] == 4  # blurring's DCT runs over the 4x4 latent grid
+    assert plan.sampler_options["clip_x0"] is False  # an unbounded latent is not clipped to [-1, 1]
+    other = plan_from_config(_latent_config("autoencoder.seed=1"))
+    assert other.train.hash() != train.hash(), "the autoencoder's identity is in the denoiser's hash"
+    pixel = train_spec_from_config(resolve_config("tiny", None, {}, []))
+    assert pixel.noise_options.get("image_size") in (None, 16) and pixel.representation == "onehot"
+    assert TrainSpec.from_dict(train.to_dict()) == train
+
+
+@pytest.mark.slow
+def test_run_trains_the_autoencoder_then_the_latent_model_and_shows_the_ceiling(tmp_path):
+    import cardiobench as cb
+
+    outcome = cb.run("blurring", "ddim", preset="tiny", autoencoder="vae", sets=AE_SETS, results=tmp_path / "r.db",
+                     out=tmp_path, gif=False)
+    rec = outcome.record
+    assert rec.spec["train"]["representation"] == "latent"
+    assert rec.metrics["ceiling_recon_dice_mean"] >= 0.75
+    assert rec.metrics["ceiling_fid"] is not None and rec.metrics["fid"] is not None
+    ceiling = json.loads((outcome.out_dir / "metrics.json").read_text())["meta"]["latent_ceiling"]
+    assert ceiling["latent_shape"] == [4, 4, 4] and ceiling["n"] == 8
+    samples = cb.sample(rec.artefacts["checkpoint"], sampler="ddim", steps=3, num_samples=3, device="cpu",
+                        sampler_options={"clip_x0": False})
+    assert samples.masks.shape == (3, 16, 16) and int(samples.masks.max()) <= 3
+    # the CLI's summary shows the ceiling beside the run's values; an autoencoder trained at another
+    # resolution is refused in one line naming both
+    result = invoke("run", "--preset", "tiny", "--noise", "gaussian", "--sampler", "ddpm", "--autoencoder", "vae",
+                    *sum((["--set", s] for s in AE_SETS), []), "--no-gif", "--out", str(tmp_path),
+                    "--results", str(tmp_path / "r.db"))
+    assert result.exit_code == 0, result.output
+    assert "latent ceiling" in result.stdout and "reconstruction Dice" in result.stdout
+    path = AUTOENCODERS.cache_path(AutoencoderSpec.from_dict(
+        rec.spec["train"]["representation_options"]["autoencoder"]).hash())
+    bad = invoke("run", "--preset", "tiny", "--autoencoder", str(path), "--set", "data.resolution=32", "--no-gif")
+    assert bad.exit_code == 2, bad.output
+    assert "phantom 16x16" in bad.stderr and "phantom 32x32" in bad.stderr, bad.stderr
+    assert len([ln for ln in bad.stderr.splitlines() if ln.startswith("Error")]) == 1
