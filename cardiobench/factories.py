@@ -8,6 +8,7 @@ through here.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from cardiobench.plugins import get_component
 from cardiobench.specs import TrainSpec
 
 __all__ = [
+    "accepted_options", "unbounded_sampler_options",
     "build_conditioning", "build_model", "build_process", "build_representation", "build_sampler",
     "build_variable", "create", "model_channels", "resolve_device", "resolve_spec",
 ]
@@ -137,3 +139,29 @@ def resolve_spec(spec: TrainSpec, process: Any = None, model: torch.nn.Module | 
     shards = spec.shards if spec.shards != 1 else env_world_size()
     return spec.replace(noise_options=noise_options, backbone_options=backbone_options,
                         conditioning_options=conditioning_options, shards=shards)
+
+
+def accepted_options(factory: Any, candidates: dict[str, Any], *, named_only: bool = False) -> dict[str, Any]:
+    """The subset of ``candidates`` (generic settings such as ``diffusion.num_timesteps``) the plugin factory takes
+    as keyword arguments. ``named_only``: a factory must name the parameter; one that only takes ``**kwargs``
+    gets none of them (sampler settings: ``sample.eta`` goes to the samplers that declare ``eta``, never to every
+    sampler that would swallow it). Otherwise ``**kwargs`` takes them all (a backbone's channel widths)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    if not named_only and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(candidates)
+    named = {k for k, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                        inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    return {k: v for k, v in candidates.items() if k in named}
+
+
+def unbounded_sampler_options(sampler: str, representation: Any, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` of sampler ``sampler`` for ``representation``: an unbounded one (an autoencoder's latent,
+    ``bounded = False``) gets ``clip_x0=False`` where the sampler takes it, unless the options set it."""
+    options = dict(options or {})
+    if getattr(representation, "bounded", True):
+        return options
+    return {**accepted_options(get_component("sampler", sampler).factory, {"clip_x0": False}, named_only=True),
+            **options}

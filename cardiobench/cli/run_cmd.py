@@ -239,6 +239,7 @@ def _outcome_json(outcome: pipeline.RunOutcome) -> dict[str, Any]:
         "train_status": outcome.train_status,
         "noise": rec.noise,
         "sampler": rec.sampler,
+        "representation": outcome.plan.train.representation,
         "backbone": rec.backbone,
         "dataset": rec.dataset,
         "evaluator_id": rec.evaluator_id,
@@ -319,6 +320,10 @@ def run(
 def compare(
     noise: str = typer.Option("gaussian", "--noise", help="Comma-separated noise processes."),
     sampler: str = typer.Option("ddpm", "--sampler", help="Comma-separated samplers."),
+    representation: str = typer.Option(None, "--representation", help="Comma-separated representations (e.g. "
+                                       "onehot,bits)."),
+    autoencoder: str = typer.Option(None, "--autoencoder", help="Comma-separated autoencoders for latent "
+                                    "diffusion; none = pixel space (e.g. none,vae). See docs/latent.md."),
     backbone: str = typer.Option(None, "--backbone", help="Comma-separated backbones."),
     conditioning: str = typer.Option(None, "--conditioning", help="Comma-separated conditioning methods."),
     guidance_scale: str = typer.Option(None, "--guidance-scale", "-s", help="Comma-separated guidance scales."),
@@ -371,11 +376,13 @@ def compare(
     skipped: list[str] = []
     task = task or pipeline.task_of(conditioning)
     noises, samplers = _split(noise, "noise"), _split(sampler, "sampler")
-    for n, s, b, c, g in itertools.product(noises, samplers,
-                                           _split(backbone, "backbone"), _split(conditioning, "conditioning"),
-                                           scales):
+    autoencoders = [None if a in (None, "none") else a for a in _split(autoencoder, "autoencoder")]
+    for n, s, r, a, b, c, g in itertools.product(noises, samplers, _split(representation, "representation"),
+                                                 autoencoders, _split(backbone, "backbone"),
+                                                 _split(conditioning, "conditioning"), scales):
         cfg, _ = pipeline.run_config(
-            preset, config_file, sets, noise=n, sampler=s, backbone=b, dataset=dataset, data_root=data_root,
+            preset, config_file, sets, noise=n, sampler=s, representation=r, autoencoder=a, backbone=b,
+            dataset=dataset, data_root=data_root,
             steps=steps, train_steps=train_steps, num_samples=num_samples, seed=seed, device=device,
             conditioning=c, guidance_scale=g, task=task)
         for kind, names, table, key in (("sampler", samplers, "sample", "sample.options"),
@@ -388,7 +395,7 @@ def compare(
         try:
             plans.append(pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root)))
         except IncompatibleError as exc:
-            what = " x ".join(str(v) for v in (n, s, c, None if g is None else f"s={g:g}") if v is not None)
+            what = " x ".join(str(v) for v in (n, s, r, a, c, None if g is None else f"s={g:g}") if v is not None)
             skipped.append(f"{what}: {exc.format_message()}")
     for line in skipped:
         term.print(f"[yellow]skip[/] {line}", soft_wrap=True)

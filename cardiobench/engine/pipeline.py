@@ -11,7 +11,6 @@ What depends on what (so work is never repeated):
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -29,7 +28,15 @@ from cardiobench.autoencoders.runs import (
     prepare_for_run,
 )
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
-from cardiobench.factories import build_conditioning, build_process, build_variable, create, resolve_spec
+from cardiobench.factories import (
+    accepted_options,
+    build_conditioning,
+    build_process,
+    build_variable,
+    create,
+    resolve_spec,
+    unbounded_sampler_options,
+)
 from cardiobench.paths import atomic_write_bytes, atomic_write_image
 from cardiobench.plugins import check_compatible, get_component, registry
 from cardiobench.progress import Progress
@@ -37,21 +44,8 @@ from cardiobench.progress import resolve as resolve_progress
 from cardiobench.results.store import ResultStore, RunRecord, stable_hash
 from cardiobench.specs import TASKS, TrainSpec
 
-
-def _accepted(factory: Any, candidates: dict[str, Any], *, named_only: bool = False) -> dict[str, Any]:
-    """The subset of ``candidates`` (generic settings such as ``diffusion.num_timesteps``) the plugin factory takes
-    as keyword arguments. ``named_only``: a factory must name the parameter; one that only takes ``**kwargs``
-    gets none of them (sampler settings: ``sample.eta`` goes to the samplers that declare ``eta``, never to every
-    sampler that would swallow it). Otherwise ``**kwargs`` takes them all (a backbone's channel widths)."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return {}
-    if not named_only and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(candidates)
-    named = {k for k, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                        inspect.Parameter.POSITIONAL_OR_KEYWORD)}
-    return {k: v for k, v in candidates.items() if k in named}
+#: the subset of generic settings a plugin factory takes (``cardiobench.factories.accepted_options``)
+_accepted = accepted_options
 
 
 def addressed_options(options: dict[str, Any] | None, kind: str, name: str) -> dict[str, Any]:
@@ -317,16 +311,15 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     # resolved (every default spelled out): the hash in the run spec, metrics.json and the store is the one that
     # names the checkpoint
     train = resolve_spec(train_spec_from_config(cfg))
-    # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training
+    # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training; the
+    # representation as resolved (an autoencoder turns the configured one into its latent)
+    check_compatible(noise=noise, representation=train.representation)
     variable = build_variable(train)
     variable.check_guidance(bool(getattr(made, "needs_grad", False)))
     if condition == "image" and tuple(variable.tensor_shape[1:]) != tuple(variable.mask_shape):
         raise IncompatibleError(f"{method} conditions on images at the label map's resolution, which representation "
                                 f"{train.representation!r} does not diffuse at", "use a pixel-space representation")
-    sampler_options = sampler_options_of(cfg)
-    if not getattr(variable.representation, "bounded", True):  # an unbounded latent: no clipping to [-1, 1]
-        no_clip = _accepted(get_component("sampler", sampler).factory, {"clip_x0": False}, named_only=True)
-        sampler_options = {**no_clip, **sampler_options}
+    sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options_of(cfg))
     return RunPlan(
         task=task,
         train=train,

@@ -34,6 +34,7 @@ from cardiobench.factories import (
     build_sampler,
     build_variable,
     resolve_device,
+    unbounded_sampler_options,
 )
 from cardiobench.paths import atomic_write_bytes
 from cardiobench.plugins import check_compatible
@@ -187,13 +188,14 @@ def sample(
                                 "train with --conditioning classifier-free, or steer it with a noisy classifier "
                                 "(`cardiobench sample --classifier FILE`, "
                                 "`cardiobench run --conditioning classifier-guidance`)")
+    variable = build_variable(tspec, process)
+    sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options)
     sspec = SampleSpec(train_hash=state["spec_hash"], sampler=sampler, sampler_options=dict(sampler_options or {}),
                        steps=steps, num_samples=num_samples, seed=seed, use_ema=use_ema,
                        guidance_scale=float(guidance_scale) if method is not None else None,
                        guidance=guidance.name if guidance is not None else None,
                        guidance_options=guidance.config() if guidance is not None else {})
     smp = build_sampler(sampler, process, sspec.sampler_options, steps)
-    variable = build_variable(tspec, process)
     first, stop = shard_range(num_samples, batch_size, distributed.rank(), distributed.world_size())
 
     def model_fn_for(start: int, end: int) -> tuple[ModelFn, bool]:

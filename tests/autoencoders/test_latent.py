@@ -132,9 +132,12 @@ def test_run_trains_the_autoencoder_then_the_latent_model_and_shows_the_ceiling(
     assert rec.metrics["ceiling_fid"] is not None and rec.metrics["fid"] is not None
     ceiling = json.loads((outcome.out_dir / "metrics.json").read_text())["meta"]["latent_ceiling"]
     assert ceiling["latent_shape"] == [4, 4, 4] and ceiling["n"] == 8
-    samples = cb.sample(rec.artefacts["checkpoint"], sampler="ddim", steps=3, num_samples=3, device="cpu",
-                        sampler_options={"clip_x0": False})
+    samples = cb.sample(rec.artefacts["checkpoint"], sampler="ddim", steps=3, num_samples=3, device="cpu")
     assert samples.masks.shape == (3, 16, 16) and int(samples.masks.max()) <= 3
+    assert samples.spec.sampler_options == {"clip_x0": False}  # a latent is not clipped to [-1, 1] by default
+    kept = cb.sample(rec.artefacts["checkpoint"], sampler="ddim", steps=3, num_samples=3, device="cpu",
+                     sampler_options={"clip_x0": True})
+    assert kept.spec.sampler_options == {"clip_x0": True}  # the user's choice wins
     # the CLI's summary shows the ceiling beside the run's values; an autoencoder trained at another
     # resolution is refused in one line naming both
     result = invoke("run", "--preset", "tiny", "--noise", "gaussian", "--sampler", "ddpm", "--autoencoder", "vae",
@@ -148,3 +151,25 @@ def test_run_trains_the_autoencoder_then_the_latent_model_and_shows_the_ceiling(
     assert bad.exit_code == 2, bad.output
     assert "phantom 16x16" in bad.stderr and "phantom 32x32" in bad.stderr, bad.stderr
     assert len([ln for ln in bad.stderr.splitlines() if ln.startswith("Error")]) == 1
+
+
+def test_a_latent_of_a_categorical_process_is_refused_before_any_work(tmp_path):
+    """The family check sees the representation as resolved (the autoencoder's latent), not the configured one."""
+    result = invoke("run", "--preset", "tiny", "--noise", "d3pm", "--sampler", "d3pm", "--autoencoder", "vae",
+                    "--results", str(tmp_path / "r.db"))
+    assert result.exit_code == 2, result.output
+    assert "representation 'latent' does not fit noise process 'd3pm'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_compare_sweeps_representations_and_pixel_against_latent(tmp_path):
+    sets = sum((["--set", s] for s in AE_SETS), [])
+    result = invoke("compare", "--preset", "tiny", "--noise", "gaussian", "--sampler", "ddim", "--no-gif",
+                    "--representation", "onehot,bits", "--autoencoder", "none,vae", *sets,
+                    "--results", str(tmp_path / "r.db"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["skipped"]) == 1 and "bits x vae" in data["skipped"][0]  # bits has no latent form
+    kinds = sorted(r["representation"] for r in data["runs"])
+    assert kinds == ["bits", "latent", "onehot"]
