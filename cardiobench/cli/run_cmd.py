@@ -39,12 +39,19 @@ TRAIN_STATUS = {
 }
 
 
+def _torchrun_rank() -> int:
+    """This process's rank as torchrun announced it (``RANK``; 0 without torchrun), before any group exists."""
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
+        return 0
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def _refuse_torchrun(command: str) -> None:
-    """``run``/``compare`` are not data parallel yet: under torchrun every rank would evaluate and store the run."""
+    """``compare`` is a sweep, not one model: under torchrun every rank would run every job of it."""
     if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
         raise CardiobenchError(f"`cardiobench {command}` does not run under torchrun",
-                               "train the model with `torchrun ... -m cardiobench train` (docs/scale-out.md), or "
-                               "fan runs out with `compare --executor`")
+                               "run one model data parallel with `torchrun ... -m cardiobench run` or `train` "
+                               "(docs/scale-out.md), and fan runs out with `compare --executor`")
 
 
 def _check_options(**options: tuple[str, Any]) -> None:
@@ -288,7 +295,6 @@ def run(
     strict_ruler: bool = typer.Option(False, "--strict-ruler", help=STRICT_HELP),
 ) -> None:
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
-    _refuse_torchrun("run")
     _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
                    num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
                    train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
@@ -304,10 +310,14 @@ def run(
     term = console(stderr=True)
     if strict_ruler:  # before the header: a refusal is the command's one line of output
         _strict_ruler([plan], term)
-    term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset} · run spec "
-               f"{plan.spec_hash[:12]}")
-    outcome = pipeline.execute(plan, store, out_root, retrain=retrain, force=force, progress=RichProgress(term),
-                               gif=gif)
+    main = _torchrun_rank() == 0  # under torchrun every rank runs this command; rank 0 alone reports
+    if main:
+        term.print(f"[bold]cardiobench run[/] {plan.label} · preset {preset} · run spec "
+                   f"{plan.spec_hash[:12]}")
+    outcome = pipeline.execute(plan, store, out_root, retrain=retrain, force=force,
+                               progress=RichProgress(term) if main else None, gif=gif)
+    if outcome is None:  # a helping rank under torchrun: rank 0 prints and stores
+        return
     if as_json:
         print_json(_outcome_json(outcome))
         return

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cardiobench import config as cfgmod
+from cardiobench import distributed
 from cardiobench.autoencoders.runs import (
     CEILING_PREFIX,
     autoencoder_spec_from_config,
@@ -514,21 +515,32 @@ def _class_rows(labels: Any, per_class: int) -> tuple[Any, list[str]]:
     return idx, [GROUPS[c] for c in classes]
 
 
-def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, progress: Progress
-                ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
-    """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
-    from cardiobench.engine.sample import sample, write_samples
-    from cardiobench.metrics.api import evaluate_generation
-    from cardiobench.viz import save_grid
+def _draw_samples(plan: RunPlan, checkpoint: Path, *, progress: Progress | None,
+                  frames: Any = None) -> tuple[Any, Any]:
+    """``(guidance, samples)``: the run's samples, drawn in one process or sharded over the ranks of torchrun
+    (every rank calls this; the masks are gathered). A classifier guidance needs is trained by rank 0 first."""
+    from cardiobench.engine.sample import sample
 
-    guidance = _guidance(plan, progress=progress)
-    frames = _gif_frames(plan) if gif else None
-    t1 = time.perf_counter()
+    with distributed.main_first():
+        guidance = _guidance(plan, progress=resolve_progress(progress))
     samples = sample(checkpoint, sampler=plan.sampler, steps=plan.sample_steps,
                      num_samples=plan.eval_samples, seed=plan.sample_seed, sampler_options=plan.sampler_options,
                      batch_size=plan.sample_batch, device=plan.device, progress=progress,
                      guidance_scale=plan.guidance_scale if plan.guidance_scale is not None else 1.0,
                      guidance=guidance, frames=frames)
+    return guidance, samples
+
+
+def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, progress: Progress
+                ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
+    """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
+    from cardiobench.engine.sample import write_samples
+    from cardiobench.metrics.api import evaluate_generation
+    from cardiobench.viz import save_grid
+
+    frames = _gif_frames(plan) if gif else None
+    t1 = time.perf_counter()
+    guidance, samples = _draw_samples(plan, checkpoint, progress=progress, frames=frames)
     t_sample = time.perf_counter() - t1 - (frames.seconds if frames is not None else 0.0)
     files = write_samples(samples, out_dir)
     grid = out_dir / "grid.png"
@@ -654,10 +666,12 @@ def run_context(task: str, meta: dict[str, Any], reference: dict[str, Any] | Non
 
 
 def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool = False, force: bool = False,
-            progress: Progress | None = None, gif: bool = True) -> RunOutcome:
+            progress: Progress | None = None, gif: bool = True) -> RunOutcome | None:
     """Run the plan end to end (or return the stored result of an identical finished run).
 
-    ``progress``: where training, sampling and evaluation report (default: silent)."""
+    ``progress``: where training, sampling and evaluation report (default: silent). Under torchrun every rank
+    calls it: the ranks train together (DistributedDataParallel) and share the sampling; rank 0 alone evaluates,
+    writes the artefacts and stores the row, and the other ranks return ``None``."""
     from cardiobench.results.environment import collect_environment
 
     progress = resolve_progress(progress)
@@ -676,11 +690,17 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
             return RunOutcome(plan, done, "skipped", out_dir, reference=stored_reference(done, out_root))
 
     t0 = time.perf_counter()
-    # a latent model's autoencoder first (reused, or trained now), like a ControlNet's base model
-    autoencoder = prepare_for_run(plan.train, device=plan.device, data_root=plan.data_root, progress=progress)
+    # a latent model's autoencoder first (reused, or trained now), like a ControlNet's base model; under torchrun
+    # rank 0 trains it and the other ranks then read it
+    with distributed.main_first():
+        autoencoder = prepare_for_run(plan.train, device=plan.device, data_root=plan.data_root, progress=progress)
     t_autoencoder = time.perf_counter() - t0
-    trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)
+    trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)  # data parallel under torchrun
     t_train = time.perf_counter() - t0 - t_autoencoder
+    if not distributed.is_main():  # under torchrun: this rank helps sample; rank 0 evaluates, writes and stores
+        if plan.task == "generation":
+            _draw_samples(plan, trained.checkpoint, progress=None)
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     if plan.task == "segmentation":
         evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, progress=progress)

@@ -76,10 +76,9 @@ def test_local_executor_compare_trains_each_model_once_and_matches_in_process(tm
     assert _board(jobs_db) == _board(here_db) and len(_board(here_db)) == 4
 
 
-@pytest.mark.parametrize("command", ["run", "compare"])
-def test_run_and_compare_refuse_torchrun(tmp_path, monkeypatch, command):
+def test_compare_refuses_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    result = invoke(command, "--preset", "tiny", "--results", str(tmp_path / "r.db"))
+    result = invoke("compare", "--preset", "tiny", "--results", str(tmp_path / "r.db"))
     assert result.exit_code == 2 and "does not run under torchrun" in result.output
     assert result.output.count("\n") == 1 and not (tmp_path / "r.db").exists()
 
