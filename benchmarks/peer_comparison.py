@@ -1,6 +1,6 @@
 """Side-by-side with the peers, in one process: diffusers (samplers, a U-Net) and MONAI (Dice, HD95).
 
-    .venv/bin/python benchmarks/peer_comparison.py [--parts a,b,c,d] [--rounds 3] [--threads N] [--json-out F]
+    .venv/bin/python benchmarks/peer_comparison.py [--parts a,b,c,d,e] [--rounds 3] [--threads N] [--json-out F]
 
 (a) Sampling: the same network (the quick preset's U-Net ``small`` unless ``--size``), batch 64 and step count
     (20 unless ``--steps``) through our ``ddpm``/``ddim`` samplers and through diffusers' ``DDPMScheduler``/
@@ -17,6 +17,9 @@
 (d) Training images/s (one optimizer step: q_sample, forward, smooth L1, backward, clip, Adam) of our U-Net
     ``small`` versus a diffusers ``UNet2DModel`` of about the same parameter count at 32x32 batch 32, and of
     the seed-report U-Net (``base``) at 64x64 batch 16 (the seed's batch).
+
+(e) 3-D Dice + HD95 of 50 volumes 10x64x64, spacing (10, 1.5, 1.5) mm: ``cb.metrics.dice``/``hd95`` versus
+    MONAI's ``compute_dice`` + ``compute_hausdorff_distance(spacing=...)``; values asserted equal. Target: >= 5x.
 
 Every figure is a median over rounds with its IQR; the load average is printed before and after each part.
 """
@@ -42,7 +45,7 @@ from cardiobench.bench.timing import load_average, synchronize, time_repeats
 
 SHAPE_B = (64, 4, 32, 32)  # the reference shape of (a) and (b)
 TARGETS = {"ddim_overhead_fraction": 0.25, "ddpm_overhead_fraction": 1.0, "sampling_ratio": 1.0,
-           "metrics_speedup": 10.0}
+           "metrics_speedup": 10.0, "metrics_3d_speedup": 5.0}
 
 
 def log(msg: str) -> None:
@@ -236,6 +239,59 @@ def part_c(args) -> dict[str, Any]:
     return out
 
 
+# -- (e) 3-D Dice + HD95 vs MONAI, anisotropic spacing --------------------------------------------------------
+def part_e(args) -> dict[str, Any]:
+    """Volumes (short-axis stacks: D slices of 64x64, 10 mm between slices, 1.5 mm in plane) through
+    ``cb.metrics.dice`` / ``hd95`` against MONAI's ``compute_dice`` / ``compute_hausdorff_distance(spacing=...)``;
+    values asserted equal. Target: >= 5x faster."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+
+    from cardiobench.metrics.functional import dice, hd95
+    from cardiobench.testing.metrics import contract_masks
+
+    n, depth, size, spacing = 50, 10, 64, (10.0, 1.5, 1.5)
+    # every slice holds every structure (contract masks), so no empty-mask conventions enter
+    pred = contract_masks(n * depth, size, seed=0).reshape(n, depth, size, size)
+    target = contract_masks(n * depth, size, seed=1).reshape(n, depth, size, size)
+
+    def onehot(a):
+        return torch.nn.functional.one_hot(torch.from_numpy(a).long(), 4).permute(0, 4, 1, 2, 3).float()
+
+    yp, yt = onehot(pred), onehot(target)
+    t_ours: list[float] = []
+    t_monai: list[float] = []
+    ours_dice = ours_hd = monai_dice = monai_hd = None
+    for _ in range(args.rounds):  # alternating, so drifting load hits both alike
+        t0 = time.perf_counter()
+        ours_dice = dice(pred, target, num_classes=4)
+        ours_hd = hd95(pred, target, spacing=spacing, num_classes=4)
+        t1 = time.perf_counter()
+        monai_dice = compute_dice(yp, yt, include_background=False).numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            monai_hd = compute_hausdorff_distance(yp, yt, include_background=False, percentile=95,
+                                                  spacing=list(spacing)).numpy()
+        t2 = time.perf_counter()
+        t_ours.append(t1 - t0)
+        t_monai.append(t2 - t1)
+    dice_diff = float(np.abs(ours_dice - monai_dice).max())
+    hd_diff = float(np.abs(ours_hd - monai_hd).max())
+    assert np.allclose(ours_dice, monai_dice, rtol=0, atol=1e-6), f"3-D Dice differs from MONAI by {dice_diff}"
+    assert np.allclose(ours_hd, monai_hd, rtol=1e-5, atol=1e-4), f"3-D HD95 differs from MONAI by {hd_diff}"
+    out = {
+        "volumes": n, "shape": [depth, size, size], "spacing_mm": list(spacing),
+        "ours_s": stats_dict(t_ours), "monai_s": stats_dict(t_monai),
+        "speedup": summarize(t_monai).median / summarize(t_ours).median,
+        "max_abs_diff": {"dice": dice_diff, "hd95_mm": hd_diff},
+        "mean": {"dice": float(ours_dice.mean()), "hd95_mm": float(ours_hd.mean())},
+    }
+    out["meets_target"] = out["speedup"] >= TARGETS["metrics_3d_speedup"]
+    log(f"(e) 3-D Dice+HD95 of {n} volumes {depth}x{size}x{size}, spacing {spacing} mm: ours "
+        f"{out['ours_s']['median']:.3f} s, MONAI {out['monai_s']['median']:.2f} s; {out['speedup']:.1f}x "
+        f"{'MET' if out['meets_target'] else 'MISSED'}; max |diff| dice {dice_diff:.1e}, hd95 {hd_diff:.1e} mm")
+    return out
+
+
 # -- (d) training throughput ----------------------------------------------------------------------------------
 class DiffusersUNet(torch.nn.Module):
     """``UNet2DModel`` with our ``(x, t) -> tensor`` calling convention."""
@@ -299,12 +355,12 @@ def part_d(args) -> dict[str, Any]:
     return {"res32_batch32": res32, "res64_batch16": res64}
 
 
-PARTS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d}
+PARTS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", default="a,b,c,d", help="which comparisons to run (a,b,c,d)")
+    p.add_argument("--parts", default="a,b,c,d,e", help="which comparisons to run (a,b,c,d,e)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
     p.add_argument("--steps", type=int, default=20, help="sampler steps of (a)")
     p.add_argument("--batch", type=int, default=64, help="batch of (a)")
