@@ -468,8 +468,15 @@ def _directions(runs: Sequence[RunRecord], names: Iterable[str], known: Mapping[
 
 
 # -- building boards ------------------------------------------------------------------------------
+#: the prefix of a latent run's ceiling values (``cardiobench.autoencoders.runs.CEILING_PREFIX``)
+CEILING_PREFIX = "ceiling_"
+
+
 def is_detail_metric(name: str) -> bool:
-    """Per-criterion anatomy counts and ``*_std`` spreads: stored and exported, not shown by default."""
+    """Per-criterion anatomy counts, ``*_std`` spreads and a latent run's ceiling values beyond its reconstruction
+    Dice and FID: stored and exported, not shown by default."""
+    if name.startswith(CEILING_PREFIX):
+        return name not in (CEILING_PREFIX + "recon_dice_mean", CEILING_PREFIX + "fid")
     return (name.startswith("anatomy_") and name != "anatomy_valid_frac") or name.endswith("_std")
 
 

@@ -257,3 +257,14 @@ def test_a_non_default_representation_shows_beside_the_noise_process():
 
     assert cell(row({"noise": "gaussian"}), "noise") == "gaussian"
     assert cell(row({"noise": "gaussian", "representation": "bits"}), "noise") == "gaussian (bits)"
+
+
+def test_a_latent_runs_ceiling_shows_only_its_dice_and_fid_by_default():
+    from cardiobench.autoencoders.runs import CEILING_PREFIX as RUNS_PREFIX
+    from cardiobench.results.report import CEILING_PREFIX, is_detail_metric
+
+    assert CEILING_PREFIX == RUNS_PREFIX  # the store's names and the board's rule agree
+    assert not is_detail_metric("ceiling_fid") and not is_detail_metric("ceiling_recon_dice_mean")
+    for name in ("ceiling_kid", "ceiling_anatomy_holes_in_lv", "ceiling_precision", "ceiling_fid_relative"):
+        assert is_detail_metric(name), name
+    assert not is_detail_metric("fid") and is_detail_metric("anatomy_holes_in_lv")
