@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cardiobench.data.base import GROUPS
+from cardiobench.data.files import read_text, root_folder
 from cardiobench.data.nifti import NIFTI_SUFFIXES, broken_link, check_labels, find_nifti, read_nifti
 from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
 from cardiobench.data.splits import DEFAULT_TEST_FRACTION, check_test_fraction, stratified_three_way
@@ -66,17 +67,7 @@ PATIENT_RE = re.compile(r"^patient\d+$")
 
 def find_root(data_root: str | os.PathLike | None) -> Path:
     """The folder holding ``training/`` and/or ``testing/``: ``data_root`` itself or its ``database/``."""
-    if data_root is None or str(data_root).strip() == "":
-        data_root = os.environ.get(ROOT_ENV) or None
-    if data_root is None:
-        raise DataError(
-            f"the acdc data set needs its files: no --data-root given and {ROOT_ENV} is not set", HOW_TO_GET
-        )
-    root = Path(data_root).expanduser()
-    if not root.exists():
-        raise DataError(f"ACDC root {root} does not exist", HOW_TO_GET)
-    if not root.is_dir():
-        raise DataError(f"ACDC root {root} is not a folder", HOW_TO_GET)
+    root = root_folder(data_root, dataset="acdc", label="ACDC", env=ROOT_ENV, hint=HOW_TO_GET)
     for cand in (root, root / "database"):
         if any((cand / pool).is_dir() for pool in POOLS):
             return cand
@@ -109,15 +100,8 @@ def _holds_h5_volumes(root: Path) -> bool:
 
 def parse_info(path: Path) -> dict[str, str]:
     """``Info.cfg`` (``Key: value`` lines) -> dict; missing file or required key -> ``DataError``."""
-    err = broken_link(path)
-    if err is not None:
-        raise err
-    if not path.is_file():
-        raise DataError(f"{path}: missing", "every ACDC patient folder has an Info.cfg; extract the patient again")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise DataError(f"{path}: unreadable ({exc.strerror or exc})", "check the file's permissions") from None
+    text = read_text(path, missing="missing",
+                     hint="every ACDC patient folder has an Info.cfg; extract the patient again")
     info: dict[str, str] = {}
     for line in text.splitlines():
         if ":" in line:

@@ -43,6 +43,7 @@ import numpy as np
 
 from cardiobench.data.acdc import broken_link, check_labels, check_test_fraction
 from cardiobench.data.base import GROUPS
+from cardiobench.data.files import root_folder
 from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
 from cardiobench.data.splits import (
     DEFAULT_TEST_FRACTION,
@@ -98,16 +99,7 @@ def find_volumes(data_root: str | os.PathLike | None) -> tuple[Path, list[Path]]
     ``data_root`` may be the folder of ``.h5`` files or a folder holding ``volumes/`` or
     ``ACDC_training_volumes/``; split files are looked for beside the volumes, then in that parent.
     """
-    if data_root is None or str(data_root).strip() == "":
-        data_root = os.environ.get(ROOT_ENV) or None
-    if data_root is None:
-        raise DataError(f"the acdc-h5 data set needs its files: no --data-root given and {ROOT_ENV} is not set",
-                        HOW_TO_GET)
-    root = Path(data_root).expanduser()
-    if not root.exists():
-        raise DataError(f"acdc-h5 root {root} does not exist", HOW_TO_GET)
-    if not root.is_dir():
-        raise DataError(f"acdc-h5 root {root} is not a folder", HOW_TO_GET)
+    root = root_folder(data_root, dataset="acdc-h5", label="acdc-h5", env=ROOT_ENV, hint=HOW_TO_GET)
     if _h5_files(root):
         return root, [root, root.parent] if root.name in VOLUME_DIRS else [root]
     for name in VOLUME_DIRS:

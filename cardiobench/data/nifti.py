@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from cardiobench.data.base import LABELS
+from cardiobench.data.files import broken_link
 from cardiobench.errors import DataError
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
@@ -23,24 +23,6 @@ NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 ACDC_FIX = "extract this file again from the ACDC archive"
 #: what to do about a 4-D file in the ACDC release
 ACDC_4D_FIX = "use the patientNNN_frameXX files (the _4d file is not read)"
-
-
-def broken_link(path: Path) -> DataError | None:
-    """A ``DataError`` naming ``path`` if it is a symbolic link that cannot be followed (dangling, loop), else None."""
-    if not path.is_symlink():
-        return None
-    try:
-        path.stat()
-        return None
-    except OSError as exc:  # ENOENT: dangling; ELOOP: a loop; EACCES...
-        try:
-            target = os.readlink(path)
-        except OSError:  # pragma: no cover - it was a link a moment ago
-            target = "?"
-        return DataError(
-            f"{path}: symbolic link to {target} cannot be followed ({exc.strerror or type(exc).__name__})",
-            "point the link at the real file or folder, or replace it with a copy",
-        )
 
 
 def find_nifti(folder: Path, stem: str) -> Path | None:

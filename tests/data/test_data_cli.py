@@ -8,16 +8,7 @@ import pytest
 from fake_acdc import BAD_INPUTS, P1, set_nonfinite
 from PIL import Image
 
-from cardiobench.testing.cli import invoke
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0]
+from cardiobench.testing.cli import assert_one_line_error, invoke
 
 
 def test_info_on_the_default_phantom(shared_cache):

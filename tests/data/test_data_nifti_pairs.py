@@ -14,18 +14,9 @@ from fake_nifti_pairs import BAD_PAIRS, GROUP_OF, MNMS_LABELS, build_fake_pairs
 from cardiobench.data import GROUPS, SPLITS, open_dataset, resolve_dataset_name
 from cardiobench.data.nifti_pairs import map_labels, parse_case, parse_labels, parse_pattern
 from cardiobench.errors import CardiobenchError, DataError
-from cardiobench.testing.cli import invoke
+from cardiobench.testing.cli import assert_one_line_error, invoke
 
 MNMS = {"labels": MNMS_LABELS, "csv": "info.csv"}
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture
