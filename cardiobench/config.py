@@ -70,7 +70,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "description": Key("str", "", "one line shown when listing presets"),
     },
     "run": {
-        "task": Key("str", "generation", "generation or segmentation"),
+        "task": Key("str", "generation", "generation, segmentation, synthesis (mask-to-image) or utility "
+                                          "(downstream segmentation gain of generated pairs)"),
         "device": Key("str", "auto", "auto, cpu, cuda or cuda:N"),
     },
     "data": {
@@ -125,7 +126,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "eval": {
         "num_samples": Key("int", 256, "generated samples scored by the metrics (segmentation: test images "
-                                       "segmented)", min=1),
+                                       "segmented; synthesis: test masks drawn for)", min=1),
         "metrics": Key("list[str]", [], "metric plugin names; empty = the default metrics (the built-in ones "
                                         "registered with default=True) that apply to the task; an installed "
                                         "plugin's metric is computed only when named"),
@@ -150,6 +151,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lr": Key("float", 1e-3, "autoencoder learning rate", min=0),
         "seed": Key("int", 0, "seed of the autoencoder's initialisation, batches and noise", min=0, max=MAX_SEED),
         "options": _OPTIONS,
+    },
+    "utility": {
+        "synthesis": Key("str", "concat", "utility: the map-conditioning method of the mask-to-image model that "
+                                          "draws an image for each generated mask (the synthesis preset's recipe)"),
+        "synthesis_steps": Key("int", None, "utility: training steps of that model; unset: the synthesis preset's",
+                               min=1),
+        "few_patients": Key("int", 3, "utility: patients in the small real training set (the first ids)", min=1),
+        "eval_dataset": Key("str", None, "utility: the data set whose test split scores the segmenters "
+                                         "(cross-data-set evaluation); unset: the run's"),
+        "eval_data_root": Key("str", None, "utility: folder of eval_dataset"),
+        "eval_options": Key("table", None, "utility: options of eval_dataset (as data.options)"),
+        "segmenter": Key("table", None, "utility: fields of the segmenter's fixed recipe to replace (e.g. "
+                                        "{ steps = 200 }): quick checks only, the row records it"),
     },
 }
 
@@ -520,7 +534,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "heart-cpu", "seed-report", "gpu", "tiny")
+def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "synthesis", "heart-cpu", "seed-report", "gpu",
+                                             "tiny")
                    ) -> str:
     """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
     presets = list(presets)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from cardiobench.data.pairs import map_channels
 from cardiobench.distributed import env_world_size
 from cardiobench.errors import CardiobenchError
 from cardiobench.plugins import get_component
@@ -82,10 +83,15 @@ def model_channels(spec: TrainSpec) -> tuple[int, int]:
 
 
 def build_conditioning(spec: TrainSpec) -> Any:
-    """The spec's conditioning method (``None`` for an unconditional model), built from its options."""
+    """The spec's conditioning method (``None`` for an unconditional model), built from its options. An
+    image-conditioning method gets the channel count of the map paired with the diffused item
+    (``cardiobench.data.pairs``: 1 for the MRI slice, ``NUM_CLASSES`` for a synthesis model's label map)."""
     if not spec.conditioning:
         return None
-    return create("conditioning", spec.conditioning, **spec.conditioning_options)
+    method = create("conditioning", spec.conditioning, **spec.conditioning_options)
+    if getattr(method, "condition", None) == "image":  # the paired map: the MRI slice, or a synthesis model's mask
+        method.image_channels = map_channels(build_representation(spec))
+    return method
 
 
 def build_model(spec: TrainSpec) -> torch.nn.Module:

@@ -79,8 +79,10 @@ class _Spec:
             raise CardiobenchError(f"{self.kind} spec is not plain JSON: {exc}") from None
 
 
-#: what a run does with a model: draw masks (``generation``) or segment MRI images (``segmentation``)
-TASKS: tuple[str, ...] = ("generation", "segmentation")
+#: what a run does with a model: draw masks (``generation``), segment MRI images (``segmentation``), draw MRI
+#: images for given label maps (``synthesis``, mask-to-image), or measure whether a mask generator's pairs help a
+#: downstream segmenter (``utility``)
+TASKS: tuple[str, ...] = ("generation", "segmentation", "synthesis", "utility")
 LOSSES = ("mse", "smooth_l1")
 PRECISIONS = ("fp32", "bf16")
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cardiobench.paths import atomic_write_image
+
 #: RGB colour of each label: black background, red RV, green MYO, blue LV (the seed's Figure 8 look)
 PALETTE: np.ndarray = np.array(
     [
@@ -191,8 +193,6 @@ def _annotate(img: Image.Image, caption: str | None, legend: bool, background: t
 
 def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs: Any) -> Path:
     """Write ``mask_grid(masks, images=images, **kwargs)`` to ``path`` (format from the suffix, PNG by default)."""
-    from cardiobench.paths import atomic_write_image
-
     return atomic_write_image(path, mask_grid(masks, images=images, **kwargs))
 
 
@@ -296,19 +296,66 @@ def save_segmentation_grid(
 ) -> Path:
     """Write ``segmentation_grid(images, truth, pred, uncertainty, n, scale)`` to ``path`` atomically
     (format from the suffix, PNG by default); returns the path."""
-    from cardiobench.paths import atomic_write_image
-
     return atomic_write_image(path, segmentation_grid(images, truth, pred, uncertainty, n=n, scale=scale))
+
+
+#: column titles of ``synthesis_grid``
+SYNTHESIS_COLUMNS: tuple[str, ...] = ("label map", "generated", "real image")
+
+
+def synthesis_grid(masks: Any, generated: Any, real: Any = None, n: int = 8, scale: int = 4, pad: int = 2,
+                   background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """A PIL image with one row per case (the first ``n``) under a header row: the conditioning label map
+    (``PALETTE``) | the generated MRI slice (grey) | the real slice of the same mask (grey; left out when
+    ``real`` is ``None``). ``generated``/``real``: (N, H, W) float in [0, 1] or uint8 grey levels."""
+    m = _as_label_maps(masks)
+    total, h, w = m.shape
+    rows = min(max(int(n), 1), total)
+    if rows == 0:
+        raise ValueError("synthesis_grid needs at least one case")
+    columns = [colorize(m[:rows]), _as_grey(np.asarray(generated)[:rows], rows, (h, w), (0.0, 1.0))]
+    if real is not None:
+        columns.append(_as_grey(np.asarray(real)[:rows], rows, (h, w), (0.0, 1.0)))
+    scale = max(1, int(scale))
+    th, tw = h * scale, w * scale
+    tiles = np.stack(columns, axis=1).repeat(scale, axis=2).repeat(scale, axis=3)  # (rows, C, th, tw, 3)
+    font = _font(max(10, min(tw // 8, 16)))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    _, top, _, bottom = probe.textbbox((0, 0), "Ag", font=font)
+    header = int(bottom - top) + 4 + 2 * pad
+    ncol = len(columns)
+    canvas = np.empty((header + rows * th + (rows + 1) * pad, ncol * tw + (ncol + 1) * pad, 3), dtype=np.uint8)
+    canvas[:] = np.asarray(background, dtype=np.uint8)
+    for r in range(rows):
+        y = header + pad + r * (th + pad)
+        for c in range(ncol):
+            x = pad + c * (tw + pad)
+            canvas[y : y + th, x : x + tw] = tiles[r, c]
+    img = Image.fromarray(canvas, mode="RGB")
+    draw = ImageDraw.Draw(img)
+    for c, title in enumerate(SYNTHESIS_COLUMNS[:ncol]):
+        draw.text((pad + c * (tw + pad) + tw // 2, pad + header // 2), title, fill=(0, 0, 0), font=font,
+                  anchor="mm")
+    return img
+
+
+def save_synthesis_grid(path: str | os.PathLike, masks: Any, generated: Any, real: Any = None, n: int = 8,
+                        scale: int = 4) -> Path:
+    """Write ``synthesis_grid(masks, generated, real, n, scale)`` to ``path`` atomically; returns the path."""
+    return atomic_write_image(path, synthesis_grid(masks, generated, real, n=n, scale=scale))
 
 
 __all__ = [
     "PALETTE",
     "SEGMENTATION_COLUMNS",
+    "SYNTHESIS_COLUMNS",
     "colorize",
     "heatmap",
     "mask_grid",
     "overlay",
     "save_grid",
     "save_segmentation_grid",
+    "save_synthesis_grid",
     "segmentation_grid",
+    "synthesis_grid",
 ]

@@ -67,6 +67,9 @@ SUITES: dict[tuple[str, str], dict[str, Any]] = {
     # the fake folder's masks are in the M&Ms order (1 LV, 2 MYO, 3 RV); its CSV gives groups and frames
     ("dataset", "nifti-pairs"): {**_DATA, "make_source": _fake_tree_source(
         "nifti-pairs", labels={"1": "LV", "2": "MYO", "3": "RV"}, csv="info.csv")},
+    # generated pairs: a folder written by write_pairs from phantom slices (see fake_roots)
+    ("dataset", "pairs"): {**_DATA, "make_source": lambda self: plugins.get_component("dataset", "pairs").create(
+        size=32, data_root=self.fake_roots["pairs"])},
     ("noise", "gaussian"): {"process_options": {"num_timesteps": 100}},
     ("noise", "blurring"): {"process_options": {"num_timesteps": 100, "image_size": 8}},
     ("noise", "d3pm"): {"process_options": {"num_timesteps": 50}, "shape": (3, 4, 8, 8)},
@@ -129,6 +132,12 @@ def fake_roots(tmp_path_factory):
                 from fake_acdc import build_fake_acdc
 
                 self[name] = build_fake_acdc(base)
+            elif name == "pairs":
+                from cardiobench.data import open_dataset
+                from cardiobench.data.pairs_npz import write_pairs
+
+                slices = open_dataset("phantom", size=32, train_patients=3, test_patients=1, cache=False).load("train")
+                self[name] = write_pairs(base, slices.images, slices.masks, slices.groups)
             elif name == "nifti-pairs":
                 from fake_nifti_pairs import build_fake_pairs
 

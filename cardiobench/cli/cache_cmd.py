@@ -57,10 +57,14 @@ KINDS: dict[str, CacheKind] = {k.name: k for k in (
     CacheKind("data", "preprocessed data sets", "rebuilt from the source on next use", r"[^.].*\.npz"),
     CacheKind("checkpoints", "trained denoisers, finished or resumable", "retrained by the next run (minutes to "
               "hours); shipped ones copied again", r"[0-9a-f]{16}", folders=True),
-    CacheKind("evaluators", "FID/KID/IS evaluators per data set", "retrained on first use (~1 min)",
-              r"[^.].*\.pt"),
+    CacheKind("evaluators", "FID/KID/IS evaluators per data set (mask and MR-image rulers)",
+              "retrained on first use (~1-3 min)", r"[^.].*\.pt"),
     CacheKind("classifiers", "noisy classifiers (classifier guidance)", "retrained by the next run that needs one",
               r"[^.].*\.pt"),
+    CacheKind("autoencoders", "autoencoders of latent diffusion", "retrained by the next latent run that needs one",
+              r"[^.].*\.pt"),
+    CacheKind("segmenters", "fixed segmenters (synthesis faithfulness, utility)",
+              "retrained by the next synthesis or utility run (minutes each)", r"[^.].*\.pt"),
 )}
 
 

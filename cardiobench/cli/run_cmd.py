@@ -161,6 +161,14 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     if plan.task == "segmentation":
         spec.add_row("segmenting", f"{plan.sampler} · {steps} steps · {plan.eval_samples} {plan.eval_split} images "
                                    f"x {plan.ensemble_k} samples (majority vote) · seed {plan.sample_seed}")
+    elif plan.task == "utility":
+        u = plan.utility
+        spec.add_row("utility", f"{plan.sampler} · {steps} steps · {plan.eval_samples} masks, an image each from "
+                                f"synthesis model {u['synthesis_hash'][:12]} ({u['synthesis'].get('conditioning')}) · "
+                                f"segmenters scored on {u['eval_dataset'] or t.dataset} test")
+    elif plan.task == "synthesis":
+        spec.add_row("synthesizing", f"{plan.sampler} · {steps} steps · one image for each of up to "
+                                     f"{plan.eval_samples} {plan.eval_split} masks · seed {plan.sample_seed}")
     else:
         spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} samples · "
                                  f"seed {plan.sample_seed}")
@@ -274,16 +282,20 @@ def run(
                                      "classifier-free, classifier-guidance, controlnet, concat."),
     guidance_scale: float = typer.Option(None, "--guidance-scale", "-s", help="Guidance scale (classifier(-free) "
                                          "guidance), or the ControlNet conditioning scale."),
-    task: str = typer.Option(None, "--task", help="generation (default) or segmentation (default for controlnet "
-                             "and concat)."),
+    task: str = typer.Option(None, "--task", help="generation (default), segmentation (default for controlnet "
+                             "and concat), synthesis (mask-to-image) or utility (downstream segmentation gain)."),
     ensemble_k: int = typer.Option(None, "--ensemble-k", "-k", help="Segmentation: samples per image (majority "
                                    "vote)."),
-    preset: str = preset_option(None, "Default: quick; segmentation for segmentation runs."),
+    preset: str = preset_option(None, "Default: quick; segmentation / synthesis for those tasks."),
     config_file: str = config_option(),
     sets: list[str] = set_option(),
     steps: int = typer.Option(None, "--steps", help="Sampling (inference) steps."),
     train_steps: int = typer.Option(None, "--train-steps", help="Training steps (overrides the preset)."),
-    num_samples: int = typer.Option(None, "--num-samples", "-n", help="Samples generated and evaluated."),
+    num_samples: int = typer.Option(None, "--num-samples", "-n", help="Samples generated and evaluated (utility: "
+                                    "synthetic pairs)."),
+    eval_dataset: str = typer.Option(None, "--eval-dataset", help="Utility: the data set whose test split scores "
+                                     "the segmenters (cross-data-set evaluation; default the run's)."),
+    eval_data_root: str = typer.Option(None, "--eval-data-root", help="Utility: the folder of --eval-dataset."),
     seed: int = typer.Option(None, "--seed", help="Seed of training and sampling."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     out: Path = typer.Option(None, "--out", help="Folder for run artefacts (default: next to the results store)."),
@@ -303,7 +315,8 @@ def run(
         autoencoder=autoencoder, dataset=dataset,
         data_root=data_root, backbone=backbone, conditioning=conditioning, task=task, steps=steps,
         train_steps=train_steps,
-        num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k)
+        num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k,
+        eval_dataset=eval_dataset, eval_data_root=eval_data_root)
     plan = pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root))
     store = ResultStore(results)
     out_root = out or store.path.parent
@@ -337,7 +350,7 @@ def compare(
     backbone: str = typer.Option(None, "--backbone", help="Comma-separated backbones."),
     conditioning: str = typer.Option(None, "--conditioning", help="Comma-separated conditioning methods."),
     guidance_scale: str = typer.Option(None, "--guidance-scale", "-s", help="Comma-separated guidance scales."),
-    task: str = typer.Option(None, "--task", help="generation (default) or segmentation."),
+    task: str = typer.Option(None, "--task", help="generation (default), segmentation, synthesis or utility."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
     preset: str = preset_option(None, "Default: quick; segmentation for segmentation runs."),

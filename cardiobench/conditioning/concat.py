@@ -1,7 +1,9 @@
-"""Image-conditioned segmentation by concatenation (the MedSegDiff-style baseline, Wu et al. 2023).
+"""Conditioning on a paired map by concatenation (the MedSegDiff-style baseline, Wu et al. 2023).
 
-The MRI slice is concatenated to ``x_t`` as an extra input channel, and the U-Net is trained from scratch to
-denoise the mask given the image: ``m = net([x_t, image], t)``. One network evaluation per step.
+Segmentation: the MRI slice is concatenated to ``x_t`` as an extra input channel, and the U-Net is trained from
+scratch to denoise the mask given the image: ``m = net([x_t, image], t)``. Synthesis (mask-to-image, as in
+segmentation-guided diffusion, Konz et al. 2024): the one-hot label map is concatenated to the noisy image.
+The map's channel count is the paired map's (``cardiobench.data.pairs``). One network evaluation per step.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ def require_images(cond: Condition, method: str) -> torch.Tensor:
 
 
 class Concat(ConditioningMethod):
-    """Segmentation baseline: the MRI image as extra input channels of the U-Net (trained from scratch)."""
+    """The paired map (MRI image, or label map for synthesis) as extra input channels of the U-Net, from scratch."""
 
     name = "concat"
     has_scale = False
     condition = "image"
-    tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    tasks: ClassVar[tuple[str, ...]] = ("segmentation", "synthesis")
     #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
     image_channels = 1

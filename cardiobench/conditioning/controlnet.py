@@ -1,4 +1,8 @@
-"""ControlNet (Zhang, Rao & Agrawala 2023) on top of a trained, frozen U-Net: image-conditioned segmentation.
+"""ControlNet (Zhang, Rao & Agrawala 2023) on top of a trained, frozen U-Net: segmentation or synthesis.
+
+The frozen base is the unconditional model of the same spec: a mask generator for segmentation (the hint is the
+MRI slice), an image generator for mask-to-image synthesis (the hint is the one-hot label map, ``NUM_CLASSES``
+channels; see ``cardiobench.data.pairs``).
 
 ``ControlNetModel`` holds
 
@@ -128,7 +132,7 @@ class ControlNetModel(nn.Module):
 
 
 class ControlNet(ConditioningMethod):
-    """ControlNet on the trained unconditional mask model of the same spec: image-conditioned segmentation.
+    """ControlNet on the trained unconditional model of the same spec: segmentation or mask-to-image synthesis.
 
     Options: ``base_steps`` (training length of the base model; ``None`` = the same ``steps``/``epochs`` as
     this training), ``base_dataset_options`` (the base model's data-set options; ``None`` = this training's,
@@ -139,7 +143,7 @@ class ControlNet(ConditioningMethod):
 
     name = "controlnet"
     condition = "image"
-    tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    tasks: ClassVar[tuple[str, ...]] = ("segmentation", "synthesis")
     #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
     image_channels = 1

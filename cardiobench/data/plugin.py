@@ -9,6 +9,8 @@ from cardiobench.data.acdc import ACDCSource
 from cardiobench.data.acdc_h5 import ACDCH5Source
 from cardiobench.data.nifti_pairs import ROOT_ENV as NIFTI_PAIRS_ROOT_ENV
 from cardiobench.data.nifti_pairs import NiftiPairsSource
+from cardiobench.data.pairs_npz import ROOT_ENV as PAIRS_ROOT_ENV
+from cardiobench.data.pairs_npz import PairsSource
 from cardiobench.data.phantom import PhantomSource
 from cardiobench.data.source import check_options
 from cardiobench.hookspecs import hookimpl
@@ -45,6 +47,12 @@ def nifti_pairs(size: int = 64, data_root: str | os.PathLike | None = None, seed
     return NiftiPairsSource(size=size, seed=seed, data_root=data_root, **options)
 
 
+def pairs(size: int = 64, data_root: str | os.PathLike | None = None, seed: int = 0, **options: Any):
+    """Generated (image, mask) pairs written by a utility run (pairs.npz): train on synthetic data."""
+    check_options(PairsSource, "pairs", options)
+    return PairsSource(size=size, seed=seed, data_root=data_root, **options)
+
+
 @hookimpl
 def register_datasets(register):
     register("phantom", phantom, needs_data=False, default=True)
@@ -63,3 +71,6 @@ def register_datasets(register):
     # --data-root alone never picks it (and acdc, registered first, stays the fallback that says what a folder
     # lacks); name it with --dataset nifti-pairs. Real scans, often without pathology groups: the SSL ruler.
     register("nifti-pairs", nifti_pairs, needs_data=True, root_env=NIFTI_PAIRS_ROOT_ENV, evaluator_objective="ssl")
+    # pairs: generated pairs written by a utility run (cardiobench.data.pairs_npz); the mask ruler of the data set
+    # they were generated from is not theirs to borrow, so they get the default one
+    register("pairs", pairs, needs_data=True, root_env=PAIRS_ROOT_ENV, root_markers=("pairs.npz",))

@@ -1,6 +1,6 @@
-"""The built-in representations (``onehot``, ``bits``, ``latent``), noise processes (``gaussian``, ``blurring``:
-linear-Gaussian; ``d3pm``: categorical) and samplers (``ddpm``, ``ddim``, ``dpm-solver++``; ``d3pm``), registered
-through the same hooks a third-party plugin uses."""
+"""The built-in representations (``onehot``, ``bits``, ``latent``; ``mri``: the image, for synthesis), noise
+processes (``gaussian``, ``blurring``: linear-Gaussian; ``d3pm``: categorical) and samplers (``ddpm``, ``ddim``,
+``dpm-solver++``; ``d3pm``), registered through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cardiobench.diffusion.ddim import DDIMSampler
 from cardiobench.diffusion.ddpm import DDPMSampler
 from cardiobench.diffusion.dpm_solver import DPMSolverSampler
 from cardiobench.diffusion.gaussian import GaussianProcess
+from cardiobench.diffusion.intensity import IntensityRepresentation
 from cardiobench.diffusion.latent import LatentRepresentation
 from cardiobench.diffusion.representation import OneHotRepresentation
 from cardiobench.hookspecs import hookimpl
@@ -24,6 +25,7 @@ def register_representations(register):
     register("onehot", OneHotRepresentation)
     register("bits", AnalogBitsRepresentation, families=(FAMILY,))
     register("latent", LatentRepresentation, families=(FAMILY,), autoencoder=True)
+    register("mri", IntensityRepresentation, families=(FAMILY,), diffuses="image")
 
 
 @hookimpl

@@ -38,7 +38,7 @@ from cardiobench.factories import (
     resolve_spec,
     unbounded_sampler_options,
 )
-from cardiobench.paths import atomic_write_bytes, atomic_write_image
+from cardiobench.paths import atomic_write_bytes, atomic_write_image, cache_dir, check_writable_dir
 from cardiobench.plugins import check_compatible, get_component, registry
 from cardiobench.progress import Progress
 from cardiobench.progress import resolve as resolve_progress
@@ -134,9 +134,23 @@ def _representation_of(cfg: dict[str, dict[str, Any]]) -> tuple[str, dict[str, A
     autoencoder (``autoencoder.name``), one that diffuses its latent, with the autoencoder's spec as its option
     ``autoencoder`` (``cardiobench.autoencoders.runs``)."""
     diff = cfg["diffusion"]
-    name = diff.get("representation") or "onehot"
+    default = TrainSpec.__dataclass_fields__["representation"].default
+    name = diff.get("representation") or default
     options = dict(diff.get("representation_options") or {})
     autoencoder = autoencoder_spec_from_config(cfg)
+    task = cfg.get("run", {}).get("task", "generation")
+    images = [c.name for c in registry("representation") if c.metadata.get("diffuses") == "image"]
+    if task == "synthesis":
+        if autoencoder is not None:
+            raise IncompatibleError("synthesis in an autoencoder's latent is not built yet: the autoencoders encode "
+                                    "label maps", "drop --autoencoder for --task synthesis")
+        if name == default and images:  # synthesis diffuses the image: the default becomes the image one
+            name = images[0]
+    if (name in images) != (task == "synthesis"):
+        raise IncompatibleError(
+            f"representation {name!r} " + ("diffuses MRI images: it belongs to --task synthesis" if name in images
+                                           else "diffuses label maps; synthesis diffuses the MRI image"),
+            "drop --representation" if task == "synthesis" else "use --task synthesis, or another representation")
     if autoencoder is not None:
         name = latent_representation(diff.get("representation"), TrainSpec.__dataclass_fields__["representation"]
                                      .default)
@@ -209,6 +223,8 @@ class RunPlan:
     eval_split: str = "test"
     #: the sampler's every option as built (defaults included), so a changed default changes the run hash
     sampler_config: dict[str, Any] = field(default_factory=dict)
+    #: the utility task's settings (config section ``utility``, the synthesis model's train hash resolved)
+    utility: dict[str, Any] = field(default_factory=dict)
 
     @property
     def train_hash(self) -> str:
@@ -235,6 +251,10 @@ class RunPlan:
                                     "guidance_scale": self.guidance_scale}
         if self.task == "segmentation":
             spec["eval"].update(ensemble_k=self.ensemble_k, split=self.eval_split)
+        elif self.task == "synthesis":
+            spec["eval"].update(split=self.eval_split)
+        elif self.task == "utility":
+            spec["utility"] = self.utility
         return spec
 
     @property
@@ -285,13 +305,16 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     if method:
         comp = get_component("conditioning", method)
         condition = comp.metadata.get("condition")
-    if task == "segmentation" and condition != "image":
+    if task in ("segmentation", "synthesis") and condition != "image":
         image_methods = [c.name for c in registry("conditioning") if c.metadata.get("condition") == "image"
-                         and "segmentation" in tuple(c.metadata.get("tasks", ("segmentation",)))]
+                         and task in tuple(c.metadata.get("tasks", (task,)))]
+        what = "an image-conditioning" if task == "segmentation" else "a map-conditioning (the label map)"
         raise IncompatibleError(
-            "segmentation needs an image-conditioning method" + (f"; {method!r} conditions on {condition}s"
-                                                                 if method else ""),
+            f"{task} needs {what} method" + (f"; {method!r} conditions on {condition}s" if method else ""),
             "add " + " or ".join(f"--conditioning {m}" for m in image_methods))
+    if task == "utility" and condition == "image":
+        raise IncompatibleError(f"utility measures a mask generator; {method!r} conditions on images",
+                                "drop --conditioning, or use a label method (classifier-free)")
     noise, sampler = cfg["diffusion"]["noise"], cfg["sample"]["sampler"]
     # the representation as resolved: an autoencoder turns the configured one into its latent
     check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task,
@@ -320,6 +343,7 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         raise IncompatibleError(f"{method} conditions on images at the label map's resolution, which representation "
                                 f"{train.representation!r} does not diffuse at", "use a pixel-space representation")
     sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options_of(cfg))
+    utility = _utility_settings(cfg, root_flag) if task == "utility" else {}
     return RunPlan(
         task=task,
         train=train,
@@ -340,7 +364,38 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         guidance_scale=scale if has_scale else None,
         ensemble_k=int(cfg["eval"]["ensemble_k"]) if task == "segmentation" else 1,
         eval_split=cfg["eval"]["split"],
+        utility=utility,
     )
+
+
+def synthesis_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The configuration of the mask-to-image model a utility run pairs its masks with: the ``synthesis`` preset on
+    the run's data, with ``utility.synthesis`` as the method (and ``utility.synthesis_steps`` if set)."""
+    data, util = cfg["data"], cfg["utility"]
+    overrides = {"data.dataset": data["dataset"], "data.resolution": data["resolution"], "data.seed": data["seed"],
+                 "data.options": data.get("options"), "data.data_root": data["data_root"],
+                 "conditioning.method": util["synthesis"], "train.steps": util["synthesis_steps"],
+                 "run.device": cfg["run"]["device"]}
+    return resolve("synthesis", None, {k: v for k, v in overrides.items() if v is not None}, [])
+
+
+def _utility_settings(cfg: dict[str, dict[str, Any]], root_flag: str) -> dict[str, Any]:
+    """The utility task's settings as they enter the run spec, checked before any work: the synthesis model's plan
+    (its method must serve synthesis), the evaluation data set (selected like ``--dataset``)."""
+    util = cfg["utility"]
+    if cfg["eval"]["num_samples"] < MIN_GENERATION_SAMPLES:
+        raise cfgmod.ConfigError(f"eval.num_samples (--num-samples) is the number of synthetic pairs and must be "
+                                 f">= {MIN_GENERATION_SAMPLES}, got {cfg['eval']['num_samples']}",
+                                 "e.g. --num-samples 512")
+    synthesis = plan_from_config(synthesis_config(cfg), root_flag=root_flag)
+    eval_dataset = util["eval_dataset"]
+    if eval_dataset or util["eval_data_root"]:
+        eval_dataset = select_dataset(eval_dataset, util["eval_data_root"], flag="--eval-data-root")
+    return {"synthesis": synthesis.train.to_dict(), "synthesis_hash": synthesis.train_hash,
+            "synthesis_sampler": synthesis.sampler, "synthesis_steps": synthesis.sample_steps,
+            "few_patients": util["few_patients"], "eval_dataset": eval_dataset,
+            "eval_options": dict(util.get("eval_options") or {}),
+            **({"segmenter": dict(util["segmenter"])} if util.get("segmenter") else {})}
 
 
 def resolve(preset: str | None, config_file: str | None, overrides: dict[str, Any], sets: list[str]
@@ -361,9 +416,16 @@ def task_of(conditioning: str | None) -> str | None:
     return None
 
 
+def _serves(conditioning: str, task: str) -> bool:
+    """Whether every method named in ``conditioning`` (comma-separated) applies to ``task``."""
+    names = [c.strip() for c in conditioning.split(",") if c.strip()]
+    return all(task in tuple(get_component("conditioning", n).metadata.get("tasks", (task,))) for n in names)
+
+
 def default_preset(task: str | None) -> str:
-    """The preset of a run that names none: ``segmentation`` for segmentation runs, else the default (quick)."""
-    return "segmentation" if task == "segmentation" else cfgmod.DEFAULT_PRESET
+    """The preset of a run that names none: ``segmentation`` / ``synthesis`` for those tasks, else the default
+    (quick)."""
+    return task if task in ("segmentation", "synthesis") else cfgmod.DEFAULT_PRESET
 
 
 #: the options of ``cardiobench run`` / ``cardiobench.run`` -> the configuration key each sets
@@ -373,6 +435,7 @@ RUN_OPTION_KEYS: dict[str, str] = {
     "steps": "sample.steps", "train_steps": "train.steps", "num_samples": "eval.num_samples", "seed": "train.seed",
     "device": "run.device", "guidance_scale": "conditioning.guidance_scale", "ensemble_k": "eval.ensemble_k",
     "representation": "diffusion.representation", "autoencoder": "autoencoder.name",
+    "eval_dataset": "utility.eval_dataset", "eval_data_root": "utility.eval_data_root",
 }
 
 
@@ -426,7 +489,12 @@ def run_config(preset: str | None = None, config_file: str | None = None, sets: 
         raise CardiobenchError(f"unknown run option(s): {', '.join(unknown)}",
                                f"use: {', '.join(RUN_OPTION_KEYS)} (or sets=['key=value'])")
     options = {k: v for k, v in options.items() if v is not None}
-    options.setdefault("task", task_of(options.get("conditioning")))
+    implied = task_of(options.get("conditioning"))
+    if implied is not None and "task" not in options:
+        # a preset (or config file) that names a task the methods also serve keeps it: --preset synthesis with
+        # --conditioning concat synthesizes; otherwise the methods' task (concat alone: segmentation)
+        named = [cfgmod.load_preset(p)["run"]["task"] for p in (preset, config_file) if p]
+        options["task"] = next((t for t in reversed(named) if _serves(options["conditioning"], t)), implied)
     preset = preset or default_preset(options.get("task"))
     overrides = {RUN_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
     if "seed" in options:
@@ -483,7 +551,8 @@ def _write_gif(frames: Any, path: Path, *, nrow: int) -> None:
     atomic_write_image(path, images[0], save_all=True, append_images=images[1:], duration=120, loop=0)
 
 
-def _data_options(plan: RunPlan) -> dict[str, Any]:
+def data_options(plan: RunPlan) -> dict[str, Any]:
+    """The options the run's data set is opened with: its spec's options, the data root and a non-zero seed."""
     return {**plan.train.dataset_options, **({"data_root": plan.data_root} if plan.data_root else {}),
             **({"seed": plan.train.data_seed} if plan.train.data_seed else {})}
 
@@ -514,7 +583,7 @@ def _class_rows(labels: Any, per_class: int) -> tuple[Any, list[str]]:
     return idx, [GROUPS[c] for c in classes]
 
 
-def _draw_samples(plan: RunPlan, checkpoint: Path, *, progress: Progress | None,
+def draw_samples(plan: RunPlan, checkpoint: Path, *, progress: Progress | None,
                   frames: Any = None) -> tuple[Any, Any]:
     """``(guidance, samples)``: the run's samples, drawn in one process or sharded over the ranks of torchrun
     (every rank calls this; the masks are gathered). A classifier guidance needs is trained by rank 0 first."""
@@ -539,7 +608,7 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
 
     frames = _gif_frames(plan) if gif else None
     t1 = time.perf_counter()
-    guidance, samples = _draw_samples(plan, checkpoint, progress=progress, frames=frames)
+    guidance, samples = draw_samples(plan, checkpoint, progress=progress, frames=frames)
     t_sample = time.perf_counter() - t1 - (frames.seconds if frames is not None else 0.0)
     files = write_samples(samples, out_dir)
     grid = out_dir / "grid.png"
@@ -561,7 +630,7 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
         t_gif = time.perf_counter() - t_gif + frames.seconds
     progress.log(f"[bold]evaluate[/] {len(samples.masks)} samples against the {plan.train.dataset} test split")
     t2 = time.perf_counter()
-    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=_data_options(plan) or None,
+    evaluation = evaluate_generation(samples.masks, plan.train.dataset, data_options=data_options(plan) or None,
                                      metrics=plan.metrics or None, device=str(samples.device), seed=plan.sample_seed,
                                      labels=samples.labels, log=progress.log if progress.enabled else None)
     timings = {"sample_s": round(t_sample, 3),
@@ -575,20 +644,13 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
     """Segment test images with a k-sample ensemble, write the artefacts and evaluate Dice/HD95."""
     import numpy as np
 
-    from cardiobench.data import open_dataset
     from cardiobench.engine.segment import PREDICTIONS_NAME, segment, write_segmentations
     from cardiobench.metrics.api import evaluate_segmentation
     from cardiobench.metrics.ensemble import ensemble_summary
     from cardiobench.viz import save_segmentation_grid
 
     t = plan.train
-    source = open_dataset(t.dataset, size=t.resolution, **_data_options(plan))
-    split = source.load(plan.eval_split)
-    if len(split) == 0:
-        raise CardiobenchError(f"the {plan.eval_split} split of {t.dataset!r} is empty", "use --set eval.split=val")
-    n = min(plan.eval_samples, len(split))
-    pick = np.unique(np.linspace(0, len(split) - 1, n).round().astype(int))  # evenly over patients and slices
-    cases = split.subset(pick)
+    source, cases = eval_cases(plan)
     t1 = time.perf_counter()
     result = segment(checkpoint, cases.images, k=plan.ensemble_k, sampler=plan.sampler, steps=plan.sample_steps,
                      sampler_options=plan.sampler_options, seed=plan.sample_seed, batch_size=plan.sample_batch,
@@ -619,6 +681,23 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
     return evaluation, {"segmentations": str(pred_path), "segmentation_grid": str(grid)}, timings
 
 
+def eval_cases(plan: RunPlan) -> tuple[Any, Any]:
+    """``(source, cases)``: the data set and up to ``eval.num_samples`` pairs of its evaluation split, spread evenly
+    over its patients and slices (segmentation: the images segmented; synthesis: the masks drawn for)."""
+    import numpy as np
+
+    from cardiobench.data import open_dataset
+
+    t = plan.train
+    source = open_dataset(t.dataset, size=t.resolution, **data_options(plan))
+    split = source.load(plan.eval_split)
+    if len(split) == 0:
+        raise CardiobenchError(f"the {plan.eval_split} split of {t.dataset!r} is empty", "use --set eval.split=val")
+    n = min(plan.eval_samples, len(split))
+    pick = np.unique(np.linspace(0, len(split) - 1, n).round().astype(int))
+    return source, split.subset(pick)
+
+
 def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tuple[str, dict[str, Any] | None] | None:
     """``(evaluator id, validity)`` of the domain evaluator a generation run will be measured with, found (or
     trained) before any training or sampling; ``validity`` has the shape of ``meta["ruler_validity"]``.
@@ -631,7 +710,7 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
     from cardiobench.metrics.evaluator import get_evaluator
     from cardiobench.metrics.validity import check_strict, ruler_validity
 
-    ev = get_evaluator(plan.train.dataset, _data_options(plan) or None, log=log)
+    ev = get_evaluator(plan.train.dataset, data_options(plan) or None, log=log)
     validity = ruler_validity(ev.validity)
     if strict:
         check_strict(ev.id, validity)
@@ -658,7 +737,7 @@ def run_context(task: str, meta: dict[str, Any], reference: dict[str, Any] | Non
     """What a run's numbers need to be read right (``RunRecord.context``), from the evaluation's ``meta``: the
     samples scored (segmentation: test images), the distance unit, the ruler's validity record if any, and the
     real-vs-real reference values (generation), so a re-printed run keeps its reference column."""
-    n = meta.get("n_images", meta.get("n_cases")) if task == "segmentation" else meta.get("n_samples")
+    n = meta.get("n_samples") if task == "generation" else meta.get("n_images", meta.get("n_cases"))
     context = {"n_samples": None if n is None else int(n), "distance_unit": meta.get("distance_unit", "mm"),
                "ruler_validity": meta.get("ruler_validity"), "reference": reference or None}
     return {k: v for k, v in context.items() if v is not None}
@@ -677,8 +756,6 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     store.check_writable()  # a store this run could not write to (newer schema, read-only) is refused before any work
     spec_hash = plan.spec_hash
     out_dir = Path(out_root) / "runs" / spec_hash[:12]
-    from cardiobench.paths import cache_dir, check_writable_dir
-
     for folder, what in ((cache_dir(), "cache folder (CARDIOBENCH_CACHE_DIR)"), (out_dir, "run folder")):
         check_writable_dir(folder, what)  # read-only or full: said now, not after training
     if not force and not retrain:
@@ -697,12 +774,17 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     trained, train_status = _ensure_trained(plan, retrain=retrain, progress=progress)  # data parallel under torchrun
     t_train = time.perf_counter() - t0 - t_autoencoder
     if not distributed.is_main():  # under torchrun: this rank helps sample; rank 0 evaluates, writes and stores
-        if plan.task == "generation":
-            _draw_samples(plan, trained.checkpoint, progress=None)
+        if plan.task in ("generation", "utility"):
+            draw_samples(plan, trained.checkpoint, progress=None)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     if plan.task == "segmentation":
         evaluation, artefacts, timings = _segmentation(plan, trained.checkpoint, out_dir, progress=progress)
+    elif plan.task in ("synthesis", "utility"):
+        from cardiobench.engine import paired_tasks
+
+        run_task = paired_tasks.synthesis if plan.task == "synthesis" else paired_tasks.utility
+        evaluation, artefacts, timings = run_task(plan, trained.checkpoint, out_dir, progress=progress)
     else:
         evaluation, artefacts, timings = _generation(plan, trained.checkpoint, out_dir, gif=gif, progress=progress)
     if trained.loss_curve is not None and Path(trained.loss_curve).is_file():

@@ -19,12 +19,19 @@ import numpy as np
 import torch
 
 from cardiobench.conditioning.base import Condition
-from cardiobench.data.tensors import images_to_tensor
+from cardiobench.data.pairs import condition_maps
+from cardiobench.data.pairs import diffuses as diffuses_of
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.engine.runner import draw
 from cardiobench.engine.sample import load_model, make_model_fn
 from cardiobench.errors import CardiobenchError, IncompatibleError
-from cardiobench.factories import build_conditioning, build_sampler, build_variable, resolve_device
+from cardiobench.factories import (
+    build_conditioning,
+    build_sampler,
+    build_variable,
+    resolve_device,
+    unbounded_sampler_options,
+)
 from cardiobench.paths import atomic_write_bytes
 from cardiobench.plugins import check_compatible
 from cardiobench.progress import Progress
@@ -43,6 +50,74 @@ class SegmentResult:
     device: str
     checkpoint: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def draw_given(
+    checkpoint: str | os.PathLike,
+    given: np.ndarray,
+    *,
+    diffuses: str,
+    k: int = 1,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    sampler_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    guidance_scale: float = 1.0,
+    use_ema: bool = True,
+    device: str = "auto",
+    progress: Progress | None = None,
+    label: str = "segment",
+) -> tuple[np.ndarray, dict[str, Any], str]:
+    """The other half of each given pair, ``k`` draws each, from a model conditioned on a paired map.
+
+    ``given`` (N, H, W): the condition half (MRI images in [0, 1] for a model that diffuses label maps, uint8
+    label maps for one that diffuses images; ``diffuses`` says which the caller expects, so a checkpoint of the
+    other kind is a one-line error). Returns ``((N, k, H, W) uint8 draws, meta, device)``. Seeded like
+    ``cardiobench sample``: one CPU generator for the initial and every step's noise.
+    """
+    if k < 1:
+        raise CardiobenchError(f"the ensemble size k must be >= 1, got {k}",
+                               "e.g. --ensemble-k 5 (config key eval.ensemble_k)")
+    if batch_size < 1:
+        raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
+    given = np.asarray(given)
+    if given.ndim != 3:
+        raise CardiobenchError(f"the given {'images' if diffuses == 'mask' else 'label maps'} must be (N, H, W), "
+                               f"got shape {given.shape}")
+    dev = resolve_device(device)
+    model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
+    method = build_conditioning(tspec)
+    task = "segmentation" if diffuses == "mask" else "synthesis"
+    if method is None or method.condition != "image":
+        raise IncompatibleError(f"checkpoint {checkpoint} is not image-conditioned "
+                                f"(conditioning: {tspec.conditioning or 'none'})",
+                                f"train a {task} model: --task {task} --conditioning controlnet|concat")
+    variable = build_variable(tspec, process)
+    if diffuses_of(variable.representation) != diffuses:
+        other = "synthesis (it draws images)" if diffuses == "mask" else "segmentation (it draws label maps)"
+        raise IncompatibleError(f"checkpoint {checkpoint} is a {other} model, not a {task} model",
+                                f"use a checkpoint trained with --task {task}")
+    check_compatible(noise=tspec.noise, sampler=sampler, conditioning=tspec.conditioning, task=task)
+    if given.shape[1:] != (tspec.resolution, tspec.resolution):
+        raise CardiobenchError(f"the given maps are {given.shape[1]}x{given.shape[2]}, the model was trained at "
+                               f"{tspec.resolution}x{tspec.resolution}", "resize them or use --resolution")
+    smp = build_sampler(sampler, process, unbounded_sampler_options(sampler, variable.representation,
+                                                                    sampler_options), steps)
+    maps = condition_maps(variable.representation, given)
+    generator = torch.Generator().manual_seed(seed)
+    per_batch = max(1, batch_size // k)  # given maps per batch; each repeated k times
+    n = len(given)
+
+    def model_fn_for(start: int, stop: int) -> tuple[ModelFn, bool]:  # start, stop count copies
+        cond = Condition(images=maps[start // k:stop // k].to(dev)).repeat(k)
+        return make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, process=process)
+
+    flat = draw(variable, smp, model_fn_for, n * k, batch_size=per_batch * k, generator=generator, device=dev,
+                progress=progress, label=label, unit_name="images", per_item=k)
+    meta = {"train_hash": state["spec_hash"], "conditioning": tspec.conditioning, "k": k, "sampler": sampler,
+            "steps": steps, "seed": seed, "guidance_scale": guidance_scale}
+    return flat.reshape(n, k, *flat.shape[1:]), meta, str(dev)
 
 
 def segment(
@@ -66,44 +141,16 @@ def segment(
     """
     from cardiobench.metrics.ensemble import majority_vote
 
-    if k < 1:
-        raise CardiobenchError(f"the ensemble size k must be >= 1, got {k}",
-                               "e.g. --ensemble-k 5 (config key eval.ensemble_k)")
-    if batch_size < 1:
-        raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
     imgs = np.asarray(images, dtype=np.float32)
     if imgs.ndim != 3:
         raise CardiobenchError(f"images must be (N, H, W), got shape {imgs.shape}")
-    dev = resolve_device(device)
-    model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
-    method = build_conditioning(tspec)
-    if method is None or method.condition != "image":
-        raise IncompatibleError(f"checkpoint {checkpoint} is not image-conditioned "
-                                f"(conditioning: {tspec.conditioning or 'none'})",
-                                "train a segmentation model: --task segmentation --conditioning controlnet|concat")
-    check_compatible(noise=tspec.noise, sampler=sampler, conditioning=tspec.conditioning, task="segmentation")
-    if imgs.shape[1:] != (tspec.resolution, tspec.resolution):
-        raise CardiobenchError(f"images are {imgs.shape[1]}x{imgs.shape[2]}, the model was trained at "
-                               f"{tspec.resolution}x{tspec.resolution}", "resize the images or use --resolution")
-    smp = build_sampler(sampler, process, sampler_options, steps)
-    variable = build_variable(tspec, process)
-    generator = torch.Generator().manual_seed(seed)
-    per_batch = max(1, batch_size // k)  # images per batch; each repeated k times
-    n = len(imgs)
-
-    def model_fn_for(start: int, stop: int) -> tuple[ModelFn, bool]:  # start, stop count image copies
-        cond = Condition(images=images_to_tensor(imgs[start // k:stop // k]).to(dev)).repeat(k)
-        return make_model_fn(model, tspec, cond, guidance_scale=guidance_scale, process=process)
-
     t0 = time.perf_counter()
-    flat = draw(variable, smp, model_fn_for, n * k, batch_size=per_batch * k, generator=generator, device=dev,
-                progress=progress, label="segment", unit_name="images", per_item=k)
-    out = flat.reshape(n, k, *flat.shape[1:])
+    out, meta, dev = draw_given(checkpoint, imgs, diffuses="mask", k=k, sampler=sampler, steps=steps,
+                                sampler_options=sampler_options, seed=seed, batch_size=batch_size,
+                                guidance_scale=guidance_scale, use_ema=use_ema, device=device, progress=progress)
     votes, uncertainty = majority_vote(out)
-    meta = {"train_hash": state["spec_hash"], "conditioning": tspec.conditioning, "k": k, "sampler": sampler,
-            "steps": steps, "seed": seed, "guidance_scale": guidance_scale}
     return SegmentResult(votes=votes, uncertainty=uncertainty, samples=out, seconds=time.perf_counter() - t0,
-                         device=str(dev), checkpoint=str(checkpoint), meta=meta)
+                         device=dev, checkpoint=str(checkpoint), meta=meta)
 
 
 def write_segmentations(result: SegmentResult, path: str | os.PathLike) -> Path:

@@ -36,7 +36,7 @@ import torch
 from cardiobench import __version__, distributed
 from cardiobench.conditioning.base import Condition
 from cardiobench.data import open_dataset
-from cardiobench.data.tensors import images_to_tensor
+from cardiobench.data.pairs import diffused_items, paired_maps
 from cardiobench.engine.checkpoints import (
     CHECKPOINT_NAME,
     cached_checkpoint_path,
@@ -214,10 +214,12 @@ class Trainer:
         if train.masks.shape[1:] != (s.resolution, s.resolution):
             raise DataError(f"data set {s.dataset!r} gave {train.masks.shape[1:]} slices, expected "
                             f"{s.resolution}x{s.resolution}")
-        self._masks = torch.from_numpy(train.masks.astype("uint8"))
+        representation = self.variable.representation
+        # what is diffused (label maps, or the images of a synthesis model) and the paired spatial condition
+        self._masks = torch.from_numpy(diffused_items(representation, train.masks, train.images))
         self._labels = torch.as_tensor(train.groups, dtype=torch.long)
         if self.method is not None and self.method.condition == "image":
-            self._images = images_to_tensor(train.images)
+            self._images = paired_maps(representation, train.masks, train.images)
 
     def condition(self, index: torch.Tensor) -> Condition:
         """The condition of the training items ``index`` (on the training device)."""

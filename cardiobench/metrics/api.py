@@ -367,3 +367,4 @@ def evaluate_segmentation(
             "seconds": timings,
         },
     }
+

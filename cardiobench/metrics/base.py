@@ -36,10 +36,14 @@ class MetricContext:
     target:    (N, H, W) ground truth (segmentation)
     real:      (R, H, W) real masks the samples are compared with: the test split (generation)
     train:     (T, H, W) training masks (generation: memorisation)
-    evaluator: the domain evaluator (``cardiobench.metrics.evaluator.Evaluator``), generation only
+    evaluator: the domain evaluator (``cardiobench.metrics.evaluator.Evaluator``), generation; the image ruler
+               (``cardiobench.metrics.image_ruler.ImageEvaluator``), synthesis
     labels:    (N,) int64 class requested for each mask (index into ``cardiobench.data.GROUPS``);
                ``None`` for unconditional generation (conditional metrics then report nothing)
     real_labels: (R,) int64 pathology group of each ``real`` mask
+    images:    (N, H, W) float32 in [0, 1], generated MRI slices (synthesis: ``masks`` are their conditions)
+    real_images: (N, H, W) float32 in [0, 1], the real slices of the same ``masks`` (synthesis)
+    segmenter: the reference segmenter (``cardiobench.downstream.segmenter.Segmenter``), synthesis only
     device:    where tensors may go (``"cpu"``, ``"cuda"``, ...), from the engine
     options:   e.g. ``feature_extractor``, ``inception_weights``, ``kid_subset_size``
     settings:  what a metric actually used (adapted sizes...), merged into the result's metadata
@@ -54,6 +58,9 @@ class MetricContext:
     evaluator: Any = None
     labels: np.ndarray | None = None
     real_labels: np.ndarray | None = None
+    images: np.ndarray | None = None
+    real_images: np.ndarray | None = None
+    segmenter: Any = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)

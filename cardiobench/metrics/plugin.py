@@ -19,6 +19,8 @@ from typing import ClassVar
 from cardiobench.hookspecs import hookimpl
 from cardiobench.metrics.base import CONDITIONAL_KEYS, METRIC_DIRECTIONS, MetricContext
 from cardiobench.metrics.segmentation import STRUCTURE_KEYS
+from cardiobench.metrics.synthesis import FaithfulnessMetric, ImageFidelityMetric
+from cardiobench.metrics.utility import UtilityMetric
 
 
 def _directions(names) -> dict[str, str]:
@@ -175,7 +177,8 @@ class HD95Metric:
         return {k: v for k, v in out.items() if k.startswith("hd95_") and k != "hd95_unit"}
 
 
-BUILTIN_METRICS = (FidelityMetric, ConditionalMetric, AnatomyMetric, MemorisationMetric, DiceMetric, HD95Metric)
+BUILTIN_METRICS = (FidelityMetric, ConditionalMetric, AnatomyMetric, MemorisationMetric, DiceMetric, HD95Metric,
+                   ImageFidelityMetric, FaithfulnessMetric, UtilityMetric)
 
 
 @hookimpl

@@ -220,7 +220,8 @@ class Board:
         """What every number here is measured on and in, e.g. ``256 samples · distances in px``; "" for throughput."""
         if self.task not in QUALITY_TASKS:
             return ""
-        what = "test images" if self.task == "segmentation" else "samples"
+        what = {"segmentation": "test images", "synthesis": "test masks", "utility": "test slices"}.get(self.task,
+                                                                                                        "samples")
         count = f"{self.n_samples:,} {what}" if self.n_samples is not None else f"{what} count unknown"
         return f"{count} · distances in {self.distance_unit or 'mm'}"
 
@@ -248,7 +249,7 @@ class LeaderboardError(CardiobenchError):
 
 # -- what the numbers are measured on and in (RunRecord.context) --------------------------------
 #: tasks whose boards are split by sample count and distance unit (throughput is split by device only)
-QUALITY_TASKS: tuple[str, ...] = ("generation", "segmentation")
+QUALITY_TASKS: tuple[str, ...] = ("generation", "segmentation", "synthesis", "utility")
 
 
 def is_distance_metric(name: str) -> bool:
@@ -389,6 +390,10 @@ _IDENTITY: dict[str, tuple[tuple[str, str], ...]] = {
                    ("conditioning", "conditioning"), ("seeds", "seeds")),
     "segmentation": (("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"), ("backbone", "backbone"),
                      ("conditioning", "conditioning"), ("seeds", "seeds")),
+    "synthesis": (("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"), ("backbone", "backbone"),
+                  ("conditioning", "conditioning"), ("seeds", "seeds")),
+    "utility": (("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"), ("backbone", "backbone"),
+                ("conditioning", "conditioning"), ("seeds", "seeds")),
     "throughput": (("backbone", "backbone"), ("noise", "noise"), ("sampler", "sampler"), ("steps", "steps"),
                    ("batch", "batch"),
                    ("dtype", "dtype"), ("resolution", "res")),

@@ -39,7 +39,7 @@ from cardiobench.errors import CardiobenchError
 RESULTS_ENV = "CARDIOBENCH_RESULTS"
 DEFAULT_RESULTS_PATH = Path("cardiobench-results") / "results.db"
 
-TASKS: tuple[str, ...] = ("generation", "segmentation", "throughput")
+TASKS: tuple[str, ...] = ("generation", "segmentation", "synthesis", "utility", "throughput")
 #: ok: finished and measured; failed: stopped with an error (kept for the record, never ranked)
 STATUSES: tuple[str, ...] = ("ok", "failed")
 DIRECTIONS: tuple[str, ...] = ("lower", "higher")

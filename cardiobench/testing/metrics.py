@@ -20,6 +20,12 @@ returns a flat dict of finite-or-NaN floats whose keys all have a direction; the
 does not modify its inputs. Generation metrics that need the domain evaluator (``needs_evaluator = True``, or
 registration metadata ``uses_evaluator=True``) get one trained on the context's masks (a few seconds); those
 registered with ``needs_labels=True`` get class labels in the context.
+
+Contexts of the paired tasks: ``synthesis`` has ``images`` (generated slices) and ``real_images`` made from the
+masks (grey levels per structure, smoothed, with noise), a tiny image ruler as ``evaluator`` when the metric is
+registered with ``uses_image_ruler=True`` and a tiny reference segmenter when ``uses_segmenter=True``;
+``utility`` has the same ``images`` and options ``real_train`` / ``eval_test`` (small ``SliceSet``s),
+``few_patients`` and ``segmenter`` (a 3-step recipe).
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cardiobench.data.base import GROUPS, SliceSet
+from cardiobench.downstream.segmenter import SegmenterSpec, train_segmenter
 from cardiobench.metrics.base import DIRECTIONS, TASKS, MetricContext
+from cardiobench.metrics.image_ruler import ImageEvaluatorConfig, train_image_evaluator
 
 
 def contract_masks(n: int = 12, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -91,9 +100,22 @@ class MetricContract:
             train=contract_masks(16, self.size, seed=3) if task == "generation" else None,
             evaluator=evaluator,
         )
-        if self._metadata("needs_labels", self.needs_labels):
-            from cardiobench.data.base import GROUPS
+        if task in ("synthesis", "utility"):
+            ctx.images, ctx.real_images = contract_images(masks, seed=4), contract_images(masks, seed=5)
+        if task == "synthesis":
+            if self._metadata("uses_image_ruler", None):
+                ctx.evaluator = _tiny_image_evaluator(self.size)
+            if self._metadata("uses_segmenter", None):
+                ctx.segmenter = _tiny_segmenter(self.size)
+        if task == "utility":
+            ctx.options.update(real_train=contract_slices(24, self.size, seed=6),
+                               eval_test=contract_slices(8, self.size, seed=7), few_patients=2,
+                               segmenter=dict(TINY_SEGMENTER))
+        return self._with_labels(ctx)
 
+    def _with_labels(self, ctx: MetricContext) -> MetricContext:
+        masks = ctx.masks
+        if self._metadata("needs_labels", self.needs_labels):
             ctx.labels = np.arange(len(masks)) % len(GROUPS)
             if ctx.real is not None:
                 ctx.real_labels = np.arange(len(ctx.real)) % len(GROUPS)
@@ -147,6 +169,43 @@ class MetricContract:
 
 
 _EVALUATORS: dict[int, Any] = {}
+#: the segmenter recipe of the contract's synthesis and utility contexts: a few steps of a narrow network
+TINY_SEGMENTER: dict[str, Any] = {"steps": 3, "batch_size": 8, "features": [4, 4, 8, 8, 8, 4]}
+
+
+def contract_images(masks: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, H, W) float32 images in [0, 1] that show ``masks``: a grey level per structure, smoothed, plus noise."""
+    from scipy.ndimage import gaussian_filter
+
+    levels = np.array([0.1, 0.45, 0.3, 0.8], dtype=np.float32)
+    x = gaussian_filter(levels[masks], sigma=(0, 0.8, 0.8))
+    x = x + np.random.default_rng(seed).normal(0.0, 0.03, x.shape)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def contract_slices(n: int, size: int, seed: int = 0):
+    """A ``SliceSet`` of ``n`` contract masks with their images, one slice per patient, cycling the groups."""
+    masks = contract_masks(n, size, seed=seed)
+    return SliceSet(masks=masks, images=contract_images(masks, seed=seed), groups=np.arange(n) % len(GROUPS),
+                    patients=np.array([f"p{i:03d}" for i in range(n)]), phases=np.full(n, "ED"),
+                    slice_index=np.zeros(n, dtype=np.int64), spacing=np.ones((n, 2), dtype=np.float32))
+
+
+def _tiny_image_evaluator(size: int):
+    """A 1-epoch image ruler on contract images (cached per size)."""
+    key = -size  # beside the mask evaluators of ``_EVALUATORS``
+    if key not in _EVALUATORS:
+        slices = contract_slices(40, size, seed=8)
+        _EVALUATORS[key] = train_image_evaluator(slices.images, slices.groups, ImageEvaluatorConfig(
+            size=size, width=8, features=16, epochs=1, batch_size=16, probe_epochs=5))
+    return _EVALUATORS[key]
+
+
+def _tiny_segmenter(size: int):
+    """A 3-step reference segmenter on contract pairs (not cached on disk)."""
+    slices = contract_slices(16, size, seed=9)
+    return train_segmenter(slices.images, slices.masks, SegmenterSpec(resolution=size, **TINY_SEGMENTER),
+                           device="cpu", cache=False)
 
 
 def _tiny_evaluator(size: int):

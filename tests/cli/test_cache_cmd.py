@@ -125,15 +125,18 @@ def test_unknown_kind_is_a_one_line_error(cache):
     result = invoke("cache", "clear", "models", "--yes")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "unknown cache kind 'models'" in result.stderr
-    assert "data, checkpoints, evaluators, classifiers" in result.stderr
+    assert "data, checkpoints, evaluators, classifiers, autoencoders, segmenters" in result.stderr
 
 
 def test_what_cardiobench_writes_is_what_cache_counts(monkeypatch, tmp_path):
     """The writers' file names match the patterns cache info counts and cache clear removes."""
+    from cardiobench.autoencoders.train import AUTOENCODERS
     from cardiobench.conditioning.classifier import classifier_cache_path
     from cardiobench.data import open_dataset
+    from cardiobench.downstream.segmenter import SegmenterSpec, segmenter_cache_path
     from cardiobench.engine.checkpoints import cached_checkpoint_path
     from cardiobench.metrics.evaluator import EvaluatorConfig, cache_path
+    from cardiobench.metrics.image_ruler import ImageEvaluatorConfig, image_cache_path
 
     monkeypatch.setenv("CARDIOBENCH_CACHE_DIR", str(tmp_path / "c"))
     written = {
@@ -141,6 +144,8 @@ def test_what_cardiobench_writes_is_what_cache_counts(monkeypatch, tmp_path):
         "evaluators": cache_path("phantom", "cd" * 32, EvaluatorConfig()),
         "classifiers": classifier_cache_path("ef" * 32),
         "data": open_dataset("phantom", size=16).cache_path(),
+        "autoencoders": AUTOENCODERS.cache_path("01" * 32),
+        "segmenters": segmenter_cache_path(SegmenterSpec(data="x")),
     }
     for kind, path in written.items():
         if kind == "checkpoints":
@@ -148,6 +153,9 @@ def test_what_cardiobench_writes_is_what_cache_counts(monkeypatch, tmp_path):
         else:
             path.write_bytes(b"x")
         assert KINDS[kind].entries(path.parent) == [path], kind
+    image_ruler = image_cache_path("phantom", "cd" * 32, ImageEvaluatorConfig())  # beside the mask rulers
+    image_ruler.write_bytes(b"x")
+    assert KINDS["evaluators"].entries(image_ruler.parent) == sorted([written["evaluators"], image_ruler])
     assert {k["kind"]: k["entries"] for k in info_json()["kinds"]} == {
-        "data": 1, "checkpoints": 1, "evaluators": 1, "classifiers": 1}
+        "data": 1, "checkpoints": 1, "evaluators": 2, "classifiers": 1, "autoencoders": 1, "segmenters": 1}
     assert os.listdir(tmp_path / "c")  # sanity: the writers used the cache folder

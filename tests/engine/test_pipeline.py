@@ -110,7 +110,7 @@ def test_select_dataset_follows_registration_metadata_not_names(tmp_path, regist
     msg = str(exc.value)
     assert f"--data-root {tmp_path} was given, but data set 'made-up' reads no files" in msg
     assert ("drop --data-root to use made-up, or choose a data set that reads files with --dataset "
-            "(acdc, acdc-h5, nifti-pairs, on-disk)") in msg
+            "(acdc, acdc-h5, nifti-pairs, on-disk, pairs)") in msg
     (tmp_path / "plain.txt").write_text("x")
     with pytest.raises(CardiobenchError, match="data.data_root .*plain.txt is a file, not a folder"):
         pipeline.select_dataset("on-disk", tmp_path / "plain.txt", flag="data.data_root")
