@@ -23,6 +23,7 @@ import torch
 from cardiobench import __version__, distributed
 from cardiobench.conditioning.base import Condition, ConditioningMethod
 from cardiobench.data.base import GROUPS
+from cardiobench.data.pairs import diffuses
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.engine.checkpoints import damaged, load_checkpoint
 from cardiobench.engine.runner import FrameRecorder, draw
@@ -171,6 +172,11 @@ def sample(
         checkpoint = state.get("path", "(in memory)")
     else:
         model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
+    variable = build_variable(tspec, process)
+    if diffuses(variable.representation) != "mask":
+        raise IncompatibleError(f"checkpoint {checkpoint} draws MRI images ({tspec.representation}), not label maps",
+                                "draw images for given masks with `cardiobench run --task synthesis` "
+                                "(cardiobench.engine.synthesize)")
     check_compatible(noise=tspec.noise, sampler=sampler,
                      conditioning=guidance.name if guidance is not None else tspec.conditioning, task="generation")
     method = guidance if guidance is not None else build_conditioning(tspec)
@@ -188,7 +194,6 @@ def sample(
                                 "train with --conditioning classifier-free, or steer it with a noisy classifier "
                                 "(`cardiobench sample --classifier FILE`, "
                                 "`cardiobench run --conditioning classifier-guidance`)")
-    variable = build_variable(tspec, process)
     sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options)
     sspec = SampleSpec(train_hash=state["spec_hash"], sampler=sampler, sampler_options=dict(sampler_options or {}),
                        steps=steps, num_samples=num_samples, seed=seed, use_ema=use_ema,

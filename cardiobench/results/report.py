@@ -39,7 +39,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -614,6 +614,39 @@ def _references(rows: Sequence[RunRecord], results_dir: str | os.PathLike | None
             for ref, ids in found.values()], per_run
 
 
+#: the utility figures a generator's row on its generation board shows (from its latest utility run)
+UTILITY_FIGURES: tuple[str, ...] = ("utility_gain_few", "utility_gain_all", "utility_synth_ratio")
+
+
+def _sampling(run: RunRecord) -> tuple:
+    sample = (run.spec or {}).get("sample") or {}
+    return (run.spec or {}).get("train_hash"), sample.get("sampler"), sample.get("steps"), sample.get("seed")
+
+
+def with_utility(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """``runs`` with each generation row given the utility figures (``UTILITY_FIGURES``) of the latest utility run
+    of the same generator: same data set, train hash, sampler, steps and sample seed. The rows are copies; the
+    store is not changed. A generation row without a utility run is returned as it is."""
+    latest: dict[tuple, RunRecord] = {}
+    for run in runs:
+        if run.task == "utility":
+            key = (run.dataset, *_sampling(run))
+            if key not in latest or (run.id or 0) > (latest[key].id or 0):
+                latest[key] = run
+    if not latest:
+        return list(runs)
+    out = []
+    for run in runs:
+        found = latest.get((run.dataset, *_sampling(run))) if run.task == "generation" else None
+        if found is None:
+            out.append(run)
+            continue
+        extra = {k: found.metrics[k] for k in UTILITY_FIGURES if k in found.metrics}
+        out.append(replace(run, metrics={**run.metrics, **extra},
+                           directions={**run.directions, **{k: found.directions.get(k, "higher") for k in extra}}))
+    return out
+
+
 def build_boards(
     runs: Iterable[RunRecord],
     *,
@@ -650,6 +683,7 @@ def build_boards(
     runs = [r for r in runs if r.status == "ok"]
     if latest_only:
         runs = latest_per_spec(runs)
+    runs = with_utility(runs)
     meta = registry_meta() if meta is None else meta
     if sort is not None:
         names = available_metrics(runs)

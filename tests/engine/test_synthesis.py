@@ -9,6 +9,7 @@ import torch
 from cardiobench.data import open_dataset
 from cardiobench.engine import pipeline
 from cardiobench.engine.checkpoints import load_checkpoint
+from cardiobench.engine.sample import sample
 from cardiobench.engine.segment import segment
 from cardiobench.engine.synthesize import synthesize
 from cardiobench.engine.train import resolve_spec, train
@@ -60,6 +61,8 @@ def test_segmentation_and_synthesis_checkpoints_are_not_mixed_up(tiny_spec):
         synthesize(segmentation.checkpoint, masks, steps=2, device="cpu")
     with pytest.raises(CardiobenchError, match="labels outside"):
         synthesize(synthesis.checkpoint, masks + 5, steps=2, device="cpu")
+    with pytest.raises(IncompatibleError, match="draws MRI images .*--task synthesis"):
+        sample(synthesis.checkpoint, num_samples=2, steps=2, device="cpu")
 
 
 @pytest.mark.parametrize(("options", "message"), [

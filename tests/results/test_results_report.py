@@ -406,3 +406,26 @@ def test_ruler_flag_line():
     assert report.ruler_flag(run) == "ruler FLAGGED: ordering broken"
     run.context["ruler_validity"] = "garbage"
     assert report.ruler_flag(run) is None
+
+
+def test_a_generator_row_shows_the_utility_figures_of_its_latest_utility_run():
+    sample = {"sampler": "ddim", "steps": 50, "seed": 0}
+    spec = {"train_hash": "t1", "sample": sample}
+    util = {"utility_gain_few": 0.04, "utility_gain_all": 0.01, "utility_synth_ratio": 0.8,
+            "utility_real_all_dice": 0.9}
+    runs = numbered([
+        gen("gaussian", "ddim", {"fid": 3.0}, spec=spec),
+        gen("blurring", "ddim", {"fid": 2.0}, spec={"train_hash": "t2", "sample": sample}),
+        RunRecord(task="utility", dataset="phantom", noise="gaussian", sampler="ddim", backbone="unet", spec=spec,
+                  metrics={**util, "utility_gain_few": 0.01}, evaluator_id="seg-x", directions={}),
+        RunRecord(task="utility", dataset="phantom", noise="gaussian", sampler="ddim", backbone="unet", spec=spec,
+                  metrics=util, evaluator_id="seg-x", directions={"utility_gain_few": "higher"}),
+        gen("gaussian", "ddim", {"fid": 4.0}, spec={"train_hash": "t1", "sample": {**sample, "steps": 10}}),
+    ])
+    out = {r.id: r for r in report.with_utility(runs)}
+    assert {k: out[1].metrics[k] for k in report.UTILITY_FIGURES} == {k: util[k] for k in report.UTILITY_FIGURES}
+    assert "utility_real_all_dice" not in out[1].metrics and out[1].directions["utility_gain_few"] == "higher"
+    assert "utility_gain_few" not in out[2].metrics and "utility_gain_few" not in out[5].metrics  # other generators
+    assert "utility_gain_few" not in runs[0].metrics  # copies: the stored row is unchanged
+    board = next(b for b in report.build_boards(runs) if b.task == "generation")
+    assert "utility_gain_few" in [m.name for m in board.metrics]
