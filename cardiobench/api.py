@@ -54,7 +54,8 @@ def run(noise: str | None = None, sampler: str | None = None, *, preset: str | N
     ``options`` are the CLI's typed options by their Python names: ``dataset``, ``data_root``, ``backbone``,
     ``conditioning``, ``guidance_scale``, ``task``, ``steps`` (sampling), ``train_steps``, ``num_samples``,
     ``seed``, ``device``, ``ensemble_k``, ``autoencoder`` (latent diffusion: an autoencoder plugin, trained
-    first if needed, or a trained autoencoder file; docs/latent.md). ``sets``: ``["key=value", ...]`` as
+    first if needed, or a trained autoencoder file; docs/latent.md), ``eval_dataset`` / ``eval_data_root``
+    (``task="utility"``; ``task="synthesis"`` and ``"utility"``: docs/synthesis.md). ``sets``: ``["key=value", ...]`` as
     ``--set``. ``results``: the store (default as the CLI: ``$CARDIOBENCH_RESULTS`` or
     ``./cardiobench-results/results.db``). A finished identical run is returned from the store unless ``force``.
     """

@@ -26,7 +26,8 @@ __all__ = ["FaithfulnessMetric", "ImageFidelityMetric", "SYNTHESIS_DIRECTIONS"]
 
 #: every value the synthesis metrics report -> its direction
 SYNTHESIS_DIRECTIONS: dict[str, str] = {
-    "image_fid": "lower", "image_kid": "lower", "image_fid_relative": "lower", "image_fid_real": "none",
+    "image_fid": "lower", "image_kid": "lower", "image_kid_std": "none", "image_fid_relative": "lower",
+    "image_fid_real": "none",
     **{f"faithful_dice_{k}": "higher" for k in STRUCTURE_KEYS}, "faithful_dice_mean": "higher",
     "faithful_ceiling_dice_mean": "none", "faithful_ratio": "higher",
 }

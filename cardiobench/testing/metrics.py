@@ -36,7 +36,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cardiobench.data.base import GROUPS, SliceSet
+from cardiobench.downstream import segmenter as segmenters
 from cardiobench.downstream.segmenter import SegmenterSpec, train_segmenter
+from cardiobench.metrics import image_ruler
 from cardiobench.metrics.base import DIRECTIONS, TASKS, MetricContext
 from cardiobench.metrics.image_ruler import ImageEvaluatorConfig, train_image_evaluator
 
@@ -221,3 +223,10 @@ def _tiny_evaluator(size: int):
         ev.save(tempfile.mkdtemp(prefix="cardiobench-contract-") + "/evaluator.pt")
         _EVALUATORS[size] = ev
     return _EVALUATORS[size]
+
+
+def use_tiny_rulers(monkeypatch) -> None:
+    """Make synthesis evaluations use the contract's tiny image ruler and reference segmenter (seconds, not
+    minutes) for one test: ``use_tiny_rulers(monkeypatch)`` in a fixture or test."""
+    monkeypatch.setattr(segmenters, "reference_segmenter", lambda dataset, size, *a, **k: _tiny_segmenter(size))
+    monkeypatch.setattr(image_ruler, "get_image_evaluator", lambda dataset, *a, size, **k: _tiny_image_evaluator(size))

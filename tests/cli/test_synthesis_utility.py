@@ -31,12 +31,7 @@ def _shared_cache(monkeypatch, module_cache):
 
 @pytest.fixture
 def tiny_rulers(monkeypatch):
-    import cardiobench.downstream.segmenter as seg
-    import cardiobench.metrics.image_ruler as ruler
-
-    monkeypatch.setattr(seg, "reference_segmenter", lambda dataset, size, *a, **k: contract._tiny_segmenter(size))
-    monkeypatch.setattr(ruler, "get_image_evaluator",
-                        lambda dataset, *a, size, **k: contract._tiny_image_evaluator(size))
+    contract.use_tiny_rulers(monkeypatch)
 
 
 @pytest.mark.usefixtures("tiny_rulers")
