@@ -28,6 +28,7 @@ from cardiobench.autoencoders.runs import (
     latent_representation,
     prepare_for_run,
 )
+from cardiobench.downstream.segmenter import SegmenterSpec
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
 from cardiobench.factories import (
     accepted_options,
@@ -343,6 +344,8 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
         raise IncompatibleError(f"{method} conditions on images at the label map's resolution, which representation "
                                 f"{train.representation!r} does not diffuse at", "use a pixel-space representation")
     sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options_of(cfg))
+    if task in ("synthesis", "utility"):
+        _check_segmenter(task, cfg)
     utility = _utility_settings(cfg, root_flag) if task == "utility" else {}
     return RunPlan(
         task=task,
@@ -377,6 +380,18 @@ def synthesis_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
                  "conditioning.method": util["synthesis"], "train.steps": util["synthesis_steps"],
                  "run.device": cfg["run"]["device"]}
     return resolve("synthesis", None, {k: v for k, v in overrides.items() if v is not None}, [])
+
+
+def _check_segmenter(task: str, cfg: dict[str, dict[str, Any]]) -> None:
+    """The fixed segmenter of the synthesis (faithfulness) and utility tasks fits the run's resolution and options:
+    checked before any training, not after it."""
+    options = dict(cfg["utility"].get("segmenter") or {}) if task == "utility" else {}
+    try:
+        SegmenterSpec(resolution=int(cfg["data"]["resolution"]), **options)
+    except TypeError as exc:
+        raise CardiobenchError(f"utility.segmenter: {exc}", "see the recipe's fields in docs/synthesis.md") from None
+    except CardiobenchError as exc:
+        raise CardiobenchError(f"--task {task} scores with the fixed segmenter: {exc.message}") from None
 
 
 def _utility_settings(cfg: dict[str, dict[str, Any]], root_flag: str) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def test_segmentation_and_synthesis_checkpoints_are_not_mixed_up(tiny_spec):
     ({"task": "synthesis", "conditioning": "concat", "representation": "bits"}, "synthesis diffuses the MRI image"),
     ({"task": "synthesis", "conditioning": "concat", "autoencoder": "vae"}, "not built yet"),
     ({"task": "utility", "conditioning": "concat"}, "utility measures a mask generator"),
+    ({"task": "utility"}, "scores with the fixed segmenter: .*multiple of 16 and >= 32, got 16"),  # tiny: 16 px
+    ({"task": "synthesis", "conditioning": "concat"}, "scores with the fixed segmenter"),
+    ({"task": "utility", "sets": ["data.resolution=32", "utility.segmenter={stepz=3}"]}, "utility.segmenter: .*stepz"),
 ])
 def test_bad_synthesis_and_utility_combinations_are_refused_before_any_work(options, message):
     cfg, _ = pipeline.run_config(preset="tiny", **options)
@@ -103,5 +106,5 @@ def test_a_utility_plan_names_its_synthesis_model_and_evaluation_data():
     assert pipeline.plan_from_config(other).spec_hash != plan.spec_hash
     with pytest.raises(CardiobenchError, match="--eval-data-root .* does not exist"):
         bad, _ = pipeline.run_config(preset="tiny", task="utility", eval_dataset="acdc",
-                                     eval_data_root="/nonexistent/acdc")
+                                     eval_data_root="/nonexistent/acdc", sets=["data.resolution=32"])
         pipeline.plan_from_config(bad)
