@@ -7,10 +7,10 @@
       pairs.json           provenance: format, size, the generator's and the synthesis model's hashes, seed ...
 
 ``write_pairs`` writes both files atomically. ``PairsSource`` reads them back as a data set: every pair is its
-own "patient" (a generated slice belongs to no patient), split three ways (70 / 10 / 20 %, stratified by
-pathology group and seeded like ``acdc``'s split), with the pixel as the distance unit. The slices are used at
-the size they were generated at: another ``--resolution`` is a one-line error, because resizing generated
-slices again would train on something no generator drew.
+own "patient" (a generated slice belongs to no patient), split three ways like ``acdc`` (20 % of each
+pathology group for test, then 20 % of the rest for validation: 64 / 16 / 20 %, seeded), with the pixel as the
+distance unit. The slices are used at the size they were generated at: another ``--resolution`` is a one-line
+error, because resizing generated slices again would train on something no generator drew.
 """
 
 from __future__ import annotations
