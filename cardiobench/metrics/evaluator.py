@@ -193,15 +193,21 @@ def to_input(labels: torch.Tensor, size: int) -> torch.Tensor:
     return F.one_hot(lab, NUM_CLASSES).permute(0, 3, 1, 2).float()
 
 
-def weights_digest(config: EvaluatorConfig, state_dict: dict[str, torch.Tensor]) -> str:
-    """sha256 (hex) of the configuration and every tensor's name, dtype, shape and bytes, in key order."""
-    h = hashlib.sha256()
-    h.update(json.dumps(config_identity(config), sort_keys=True).encode())
+def hash_tensors(h: Any, state_dict: dict[str, torch.Tensor]) -> Any:
+    """Feed every tensor's name, dtype, shape and bytes, in key order, to the hash ``h``; returns ``h``. So an id
+    does not depend on how the file was serialised (shared by the mask and the image rulers)."""
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
-    return h.hexdigest()
+    return h
+
+
+def weights_digest(config: EvaluatorConfig, state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) of the configuration and every tensor's name, dtype, shape and bytes, in key order."""
+    h = hashlib.sha256()
+    h.update(json.dumps(config_identity(config), sort_keys=True).encode())
+    return hash_tensors(h, state_dict).hexdigest()
 
 
 def data_fingerprint(masks: np.ndarray, groups: np.ndarray) -> str:

@@ -79,7 +79,7 @@ from cardiobench.engine.store import ArtefactStore
 from cardiobench.errors import CardiobenchError, warn
 from cardiobench.metrics import evaluator as _mask_ruler
 from cardiobench.metrics import validity as _validity
-from cardiobench.metrics.evaluator import load_splits, nt_xent
+from cardiobench.metrics.evaluator import hash_tensors, load_splits, nt_xent
 from cardiobench.metrics.fidelity import FidelityWarning, frechet_distance, real_vs_real_halves, relative_fid
 from cardiobench.progress import Progress
 
@@ -303,11 +303,7 @@ def image_weights_digest(config: ImageEvaluatorConfig, state_dict: dict[str, tor
     h = hashlib.sha256()
     h.update(f"{IMAGE_FORMAT}|".encode())
     h.update(json.dumps(asdict(config), sort_keys=True).encode())
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
+    return hash_tensors(h, state_dict).hexdigest()
 
 
 def image_fingerprint(images: np.ndarray, groups: np.ndarray) -> str:
