@@ -45,6 +45,10 @@ MAX_SEED = 2**32 - 1
 #: largest slice side, in pixels (ACDC's native slices are at most 512 px wide; a 100000 px phantom alone
 #: would need 37 GiB per slice)
 MAX_RESOLUTION = 512
+#: the most slices a volume may be resampled to (``data.depth``)
+MAX_DEPTH = 128
+#: ``--dims 3`` without a depth from the preset or ``--depth``: the CPU volume shape's (32 x 32 x 8)
+DEFAULT_DEPTH = 8
 
 
 class ConfigError(CardiobenchError):
@@ -79,6 +83,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "data_root": Key("str", None, "folder of the real data (e.g. ACDC); unset for the embedded phantom"),
         "resolution": Key("int", 32, "side length of the square slices, in pixels", min=8, max=MAX_RESOLUTION),
         "seed": Key("int", 0, "seed of the data set (phantom generation, splits)", min=0, max=MAX_SEED),
+        "depth": Key("int", None, "slices per volume: set for 3-D volumes (--dims 3), unset or 0 for 2-D slices",
+                     min=0, max=MAX_DEPTH),
         "options": _OPTIONS,
     },
     "model": {

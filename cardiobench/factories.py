@@ -15,14 +15,14 @@ import torch
 
 from cardiobench.data.pairs import map_channels
 from cardiobench.distributed import env_world_size
-from cardiobench.errors import CardiobenchError
-from cardiobench.plugins import get_component
+from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.plugins import get_component, registry
 from cardiobench.specs import TrainSpec
 
 __all__ = [
     "accepted_options", "unbounded_sampler_options",
     "build_conditioning", "build_model", "build_process", "build_representation", "build_sampler",
-    "build_variable", "create", "model_channels", "resolve_device", "resolve_spec",
+    "build_variable", "check_spatial_dims", "create", "model_channels", "resolve_device", "resolve_spec",
 ]
 
 #: the page that documents each kind's options
@@ -70,8 +70,9 @@ def build_variable(spec: TrainSpec, process: Any = None) -> Any:
     """The spec's ``DiffusedVariable``: representation + noise process at the spec's resolution."""
     from cardiobench.diffusion.representation import DiffusedVariable
 
+    shape = spec.spatial_shape if spec.spatial_dims == 3 else spec.resolution
     return DiffusedVariable(build_representation(spec), process if process is not None else build_process(spec),
-                            spec.resolution)
+                            shape)
 
 
 def model_channels(spec: TrainSpec) -> tuple[int, int]:
@@ -98,9 +99,12 @@ def build_model(spec: TrainSpec) -> torch.nn.Module:
     """The network of ``spec`` (the backbone, shaped by its conditioning method), initialised from ``spec.seed``
     without touching the caller's global RNG."""
     cin, cout = model_channels(spec)
+    dims = check_spatial_dims("backbone", spec.backbone, spec.spatial_dims)
+    geometry = {"spatial_dims": dims} if dims != 2 else {}  # 2-D backbones are called as they always were
 
     def make_backbone(in_channels: int, out_channels: int, **extra: Any) -> torch.nn.Module:
-        return create("backbone", spec.backbone, in_channels, out_channels, **{**spec.backbone_options, **extra})
+        return create("backbone", spec.backbone, in_channels, out_channels,
+                      **{**spec.backbone_options, **geometry, **extra})
 
     method = build_conditioning(spec)
     with torch.random.fork_rng(devices=[]):
@@ -109,6 +113,19 @@ def build_model(spec: TrainSpec) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise CardiobenchError(f"backbone {spec.backbone!r} did not return a torch.nn.Module")
     return model
+
+
+def check_spatial_dims(kind: str, name: str, dims: int) -> int:
+    """``dims`` if component ``name`` of ``kind`` registered it in its ``spatial_dims`` metadata (absent: 2-D only);
+    else an ``IncompatibleError`` naming the component and what it supports."""
+    supported = tuple(get_component(kind, name).metadata.get("spatial_dims", (2,)))
+    if dims not in supported:
+        others = [c.name for c in registry(kind) if dims in tuple(c.metadata.get("spatial_dims", (2,)))]
+        raise IncompatibleError(f"{_NOUN.get(kind, kind)} {name!r} works on {' and '.join(f'{d}-D' for d in supported)}"
+                                f" data, not {dims}-D",
+                                f"use one that does ({', '.join(others) or 'none installed'})" if others else
+                                "use 2-D data (drop --dims 3)")
+    return dims
 
 
 def build_sampler(name: str, process: Any, options: dict[str, Any] | None = None, steps: int | None = None) -> Any:

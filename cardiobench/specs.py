@@ -104,6 +104,23 @@ class DataNoiseSpec(_Spec):
         if self.resolution < 8:
             raise CardiobenchError(f"resolution must be >= 8, got {self.resolution}")
 
+    @property
+    def depth(self) -> int | None:
+        """Slices per volume of a volumetric spec (the data set option ``depth``), ``None`` for 2-D slices."""
+        depth = self.dataset_options.get("depth")
+        return None if depth is None else int(depth)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Spatial shape of one item: ``(resolution, resolution)``, or ``(depth, resolution, resolution)``."""
+        side = (self.resolution, self.resolution)
+        return side if self.depth is None else (self.depth, *side)
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 (slices) or 3 (volumes)."""
+        return len(self.spatial_shape)
+
 
 @dataclass(frozen=True)
 class TrainSpec(DataNoiseSpec):

@@ -196,6 +196,24 @@ def save_grid(path: str | os.PathLike, masks: Any, images: Any = None, **kwargs:
     return atomic_write_image(path, mask_grid(masks, images=images, **kwargs))
 
 
+def volume_grid(volumes: Any, images: Any = None, row_labels: Sequence[str] | None = None, **kwargs: Any
+                ) -> Image.Image:
+    """Label volumes (N, D, H, W) as a grid with one volume per row, its D slices base (left) to apex (right);
+    ``images`` (N, D, H, W) optionally beside each slice. Rows are labelled ``row_labels`` (default: "#i")."""
+    v = np.asarray(volumes)
+    if v.ndim != 4:
+        raise ValueError(f"volumes must be (N, D, H, W) label maps, got shape {v.shape}")
+    n, d = v.shape[:2]
+    flat_images = None if images is None else np.asarray(images).reshape(n * d, *v.shape[2:])
+    labels = list(row_labels) if row_labels is not None else [f"#{i}" for i in range(n)]
+    return mask_grid(v.reshape(n * d, *v.shape[2:]), nrow=d, images=flat_images, row_labels=labels, **kwargs)
+
+
+def save_volume_grid(path: str | os.PathLike, volumes: Any, images: Any = None, **kwargs: Any) -> Path:
+    """Write ``volume_grid(volumes, images, **kwargs)`` to ``path``."""
+    return atomic_write_image(path, volume_grid(volumes, images=images, **kwargs))
+
+
 #: column titles of ``segmentation_grid``
 SEGMENTATION_COLUMNS: tuple[str, ...] = ("image", "ground truth", "prediction", "uncertainty")
 
@@ -354,6 +372,8 @@ __all__ = [
     "mask_grid",
     "overlay",
     "save_grid",
+    "save_volume_grid",
+    "volume_grid",
     "save_segmentation_grid",
     "save_synthesis_grid",
     "segmentation_grid",

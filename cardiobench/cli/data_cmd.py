@@ -13,7 +13,7 @@ from rich.table import Table
 
 from cardiobench.cli.options import command_group
 from cardiobench.cli.output import console, print_json
-from cardiobench.config import SCHEMA
+from cardiobench.config import DEFAULT_DEPTH, SCHEMA
 from cardiobench.data import DEFAULT_DATASET, GROUPS, SPLITS, open_dataset
 from cardiobench.errors import CardiobenchError
 from cardiobench.hookspecs import hookimpl
@@ -50,6 +50,17 @@ def parse_dataset_options(items: list[str] | None) -> dict[str, Any]:
         key, value = parse_set(item)
         out[key] = value
     return out
+
+
+def volume_options(dims: int, depth: int | None) -> dict[str, Any]:
+    """The data set options of ``--dims`` / ``--depth``: ``{"depth": D}`` for volumes, ``{}`` for slices."""
+    if dims not in (2, 3):
+        raise CardiobenchError(f"--dims must be 2 (slices) or 3 (volumes), got {dims}")
+    if dims == 2:
+        if depth is not None:
+            raise CardiobenchError(f"--depth {depth} describes volumes, but --dims is 2", "add --dims 3")
+        return {}
+    return {"depth": DEFAULT_DEPTH if depth is None else depth}
 
 
 def _open(
@@ -123,10 +134,13 @@ def info(
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild without reading or writing the cache."),
     dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help=OPT_HELP),
+    dims: int = typer.Option(2, "--dims", help="2: slices; 3: whole stacks as volumes of --depth slices."),
+    depth: int = typer.Option(None, "--depth", help="Volumes: slices per volume (default 8 with --dims 3)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
-    """Patients and slices per split and group, class frequencies, native shapes and spacings."""
-    name, source = _open(dataset, data_root, size, seed, skip_bad, no_cache, parse_dataset_options(dataset_opt))
+    """Patients and slices (or volumes) per split and group, class frequencies, native shapes and spacings."""
+    name, source = _open(dataset, data_root, size, seed, skip_bad, no_cache,
+                         parse_dataset_options(dataset_opt) | volume_options(dims, depth))
     desc = _describe(name, source)
     _report_skipped(desc)
     if as_json:
@@ -138,22 +152,30 @@ def info(
 def _print_info(desc: dict[str, Any], size: int) -> None:
     out = console()
     splits = desc["splits"]
-    title = f"{desc['dataset']} - {size}x{size} slices"
+    vol = desc.get("dims") == 3
+    shape = "x".join(map(str, desc.get("item_shape") or (size, size)))
+    title = f"{desc['dataset']} - {shape} {'volumes' if vol else 'slices'}"
     if desc.get("source"):
         title += f" - {desc['source']}"
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     unit = desc.get("spacing_unit") or "mm"
     unit_col = {"mm": "mm/px", "px": "src px/px"}.get(unit, f"{unit}/px")
-    for col in ("split", "patients", "slices", "ED", "ES", *GROUPS, unit_col):
+    counted = ["volumes", "slices"] if vol else ["slices"]
+    spacing_cols = [unit_col, f"slice {unit}"] if vol else [unit_col]
+    for col in ("split", "patients", *counted, "ED", "ES", *GROUPS, *spacing_cols):
         table.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
-    totals = np.zeros(4 + len(GROUPS), dtype=np.int64)
+    totals = np.zeros(3 + len(counted) + len(GROUPS), dtype=np.int64)
     for split, s in splits.items():
-        row = [s["patients"], s["slices"], s["phases"]["ED"], s["phases"]["ES"], *(s["groups"][g] for g in GROUPS)]
+        row = [s["patients"], *(s[c] for c in counted), s["phases"]["ED"], s["phases"]["ES"],
+               *(s["groups"][g] for g in GROUPS)]
         totals += np.asarray(row)
-        sp = s.get("spacing") or s.get("spacing_mm")
-        spacing = f"{sp['median']:.2f}" if sp else "-"
-        table.add_row(split, *map(str, row), spacing)
-    table.add_row("[bold]total[/]", *(f"[bold]{v}[/]" for v in totals), "", end_section=True)
+        cells = []
+        for key in ("spacing", "slice_spacing") if vol else ("spacing",):
+            sp = s.get(key) or (s.get("spacing_mm") if key == "spacing" else None)
+            cells.append(f"{sp['median']:.2f}" if sp else "-")
+        table.add_row(split, *map(str, row), *cells)
+    table.add_row("[bold]total[/]", *(f"[bold]{v}[/]" for v in totals), *([""] * len(spacing_cols)),
+                  end_section=True)
     out.print(table)
 
     freq = Table(title="class frequencies (share of pixels)", header_style="bold", box=box.SIMPLE_HEAD)
@@ -185,6 +207,13 @@ def _print_info(desc: dict[str, Any], size: int) -> None:
         if spacing.get("thickness_min") is not None:
             line += f", slice thickness {spacing['thickness_min']:.1f}-{spacing['thickness_max']:.1f} mm"
         out.print(line)
+    if vol:
+        v = desc.get("volumes") or {}
+        out.print(f"volumes: each stack's labelled slices (base to apex) to {v.get('depth')} slices by "
+                  f"{v.get('depth_mode')}"
+                  + (f", {v['slices_dropped']} source slices beyond the depth dropped"
+                     if v.get("slices_dropped") else "")
+                  + "; one in-plane crop per stack (docs/volumes.md)")
     split = desc.get("split") or {}
     if split.get("detail"):
         out.print(f"split: {split['name']} - {split['detail']}")

@@ -277,6 +277,9 @@ def run(
                                     "docs/latent.md."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
+    dims: int = typer.Option(None, "--dims", help="2: slices (default); 3: whole short-axis stacks as volumes of "
+                             "--depth slices (docs/volumes.md)."),
+    depth: int = typer.Option(None, "--depth", help="Volumes: slices per volume (default: the preset's, else 8)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin (default unet)."),
     conditioning: str = typer.Option(None, "--conditioning", help="Conditioning plugin (none by default): "
                                      "classifier-free, classifier-guidance, controlnet, concat."),
@@ -309,14 +312,15 @@ def run(
     """Train (or reuse), sample, evaluate and store one run; print a summary."""
     _check_options(seed=("train.seed", seed), guidance_scale=("conditioning.guidance_scale", guidance_scale),
                    num_samples=("eval.num_samples", num_samples), steps=("sample.steps", steps),
-                   train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k))
+                   train_steps=("train.steps", train_steps), ensemble_k=("eval.ensemble_k", ensemble_k),
+                   depth=("data.depth", depth))
     cfg, preset = pipeline.run_config(
         preset, config_file, sets, noise=noise, sampler=sampler, representation=representation,
         autoencoder=autoencoder, dataset=dataset,
         data_root=data_root, backbone=backbone, conditioning=conditioning, task=task, steps=steps,
         train_steps=train_steps,
         num_samples=num_samples, seed=seed, device=device, guidance_scale=guidance_scale, ensemble_k=ensemble_k,
-        eval_dataset=eval_dataset, eval_data_root=eval_data_root)
+        eval_dataset=eval_dataset, eval_data_root=eval_data_root, dims=dims, depth=depth)
     plan = pipeline.plan_from_config(cfg, root_flag=_root_flag(data_root))
     store = ResultStore(results)
     out_root = out or store.path.parent

@@ -36,6 +36,7 @@ from cardiobench.conditioning.base import BackboneFactory, Condition, Conditioni
 from cardiobench.conditioning.concat import require_images
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.errors import CardiobenchError, IncompatibleError
+from cardiobench.models.layers import conv_nd
 from cardiobench.specs import TrainSpec
 
 #: what a backbone must provide to take a ControlNet (cardiobench.models.unet.UNet does)
@@ -44,30 +45,35 @@ REQUIRED = ("embed", "encode", "decode", "skip_channels")
 COPIED = ("time_mlp", "class_emb", "init_conv", "downs", "mid")
 
 
-def zero_conv(channels_in: int, channels_out: int, kernel: int = 1) -> nn.Conv2d:
-    conv = nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2)
+def zero_conv(channels_in: int, channels_out: int, kernel: int = 1, spatial_dims: int = 2) -> nn.Conv2d | nn.Conv3d:
+    """A zero-initialised ``kernel``-wide convolution (``nn.Conv3d``, the kernel on every axis, in 3-D)."""
+    conv = conv_nd(spatial_dims)(channels_in, channels_out, kernel, padding=kernel // 2)
     nn.init.zeros_(conv.weight)
     nn.init.zeros_(conv.bias)
     return conv
 
 
 class HintEncoder(nn.Sequential):
-    """Condition image (B, C_img, H, W) -> features (B, dim, H, W) at full resolution; zero at initialisation."""
+    """Condition image (B, C_img, *spatial) -> features (B, dim, *spatial) at full resolution; zero at initialisation.
 
-    def __init__(self, image_channels: int, dim: int, hidden: tuple[int, ...] = (16, 32)):
+    ``spatial_dims=3``: volumes (B, C_img, D, H, W) through 3x3x3 convolutions.
+    """
+
+    def __init__(self, image_channels: int, dim: int, hidden: tuple[int, ...] = (16, 32), spatial_dims: int = 2):
         layers: list[nn.Module] = []
         c = image_channels
         for h in hidden:
-            layers += [nn.Conv2d(c, h, 3, padding=1), nn.SiLU()]
+            layers += [conv_nd(spatial_dims)(c, h, 3, padding=1), nn.SiLU()]
             c = h
-        layers.append(zero_conv(c, dim, kernel=3))
+        layers.append(zero_conv(c, dim, kernel=3, spatial_dims=spatial_dims))
         super().__init__(*layers)
 
 
 class ControlNetModel(nn.Module):
     """A frozen base U-Net steered by a trainable copy of its encoder: ``model(x, t, images, scale=1.0)``.
 
-    Shapes: x (B, C, H, W), t (B,), images (B, C_img, H, W) -> (B, C_out, H, W).
+    Shapes: x (B, C, H, W), t (B,), images (B, C_img, H, W) -> (B, C_out, H, W); for a 3-D base
+    (``base.spatial_dims == 3``) every ``H, W`` is ``D, H, W`` and the hint encoder and zero convolutions are 3-D.
     """
 
     def __init__(self, base: nn.Module, image_channels: int = 1, hint_hidden: tuple[int, ...] = (16, 32)):
@@ -80,9 +86,10 @@ class ControlNetModel(nn.Module):
         self.base = base
         self.control = self._copy_encoder(base)
         channels = list(base.skip_channels())
-        self.hint = HintEncoder(image_channels, channels[0], tuple(hint_hidden))
-        self.zero_skips = nn.ModuleList(zero_conv(c, c) for c in channels)
-        self.zero_mid = zero_conv(channels[-1], channels[-1])
+        nd = getattr(base, "spatial_dims", 2)
+        self.hint = HintEncoder(image_channels, channels[0], tuple(hint_hidden), spatial_dims=nd)
+        self.zero_skips = nn.ModuleList(zero_conv(c, c, spatial_dims=nd) for c in channels)
+        self.zero_mid = zero_conv(channels[-1], channels[-1], spatial_dims=nd)
         self.base.requires_grad_(False)
 
     @staticmethod

@@ -21,7 +21,7 @@ def register_conditioning(register):
     for cls in (ClassifierFreeGuidance, Concat, ControlNet):
         register(cls.name, cls, summary=(cls.__doc__ or "").strip().splitlines()[0], condition=cls.condition,
                  tasks=cls.tasks, families=cls.families, trains_network=cls.trains_network,
-                 has_scale=cls.has_scale)
+                 has_scale=cls.has_scale, spatial_dims=(2, 3))
     register("classifier-guidance", _classifier_guidance, summary=_classifier_guidance.__doc__,
              condition="label", tasks=("generation",), families=("linear-gaussian",), trains_network=False,
-             auxiliary="classifier")
+             auxiliary="classifier")  # its noisy classifier is 2-D: no spatial_dims=(2, 3)

@@ -1,4 +1,4 @@
-"""The contract every data set plugin returns: a ``SliceSet`` of preprocessed 2-D slices."""
+"""The contract every data set plugin returns: a ``SliceSet`` of preprocessed 2-D slices (or 3-D volumes)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ class SliceSet:
     slice_index: (N,) int64, short-axis slice number in the source volume (0 = base)
     spacing:     (N, 2) float32, pixel spacing (rows, cols) after resizing, in the source's ``spacing_unit``:
                  mm, or for a source that stores no spacing ("px") pixels of the source image per pixel
+
+    A set of **volumes** (a data set opened with ``depth=D``, ``cardiobench.data.stacks``) has the same fields
+    with one more spatial axis: ``masks`` and ``images`` (N, D, H, W), base slice first; ``spacing`` (N, 3)
+    (slice, rows, cols); ``slice_index`` the number of source slices the volume was made from. ``dims`` says
+    which; ``slices()`` turns volumes into their N*D short-axis slices.
     """
 
     masks: np.ndarray
@@ -52,6 +57,31 @@ class SliceSet:
     def size(self) -> int:
         """Side length H (= W) of the square slices."""
         return int(self.masks.shape[-1])
+
+    @property
+    def dims(self) -> int:
+        """2 for slices, 3 for volumes."""
+        return int(self.masks.ndim - 1)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Spatial shape of one item: (H, W) or (D, H, W)."""
+        return tuple(int(v) for v in self.masks.shape[1:])
+
+    def slices(self) -> SliceSet:
+        """The short-axis slices: ``self`` for slices; for volumes their N*D slices in order (volume-major), with
+        the volume's group, patient and phase, ``slice_index`` the slice's position in its volume and the
+        in-plane spacing."""
+        if self.dims == 2:
+            return self
+        n, d = self.masks.shape[:2]
+        return SliceSet(
+            masks=self.masks.reshape(n * d, *self.masks.shape[2:]),
+            images=self.images.reshape(n * d, *self.images.shape[2:]),
+            groups=np.repeat(self.groups, d), patients=np.repeat(self.patients, d),
+            phases=np.repeat(self.phases, d), slice_index=np.tile(np.arange(d, dtype=np.int64), n),
+            spacing=np.repeat(np.asarray(self.spacing)[:, 1:], d, axis=0),
+        )
 
     def subset(self, index: np.ndarray | slice | list[int]) -> SliceSet:
         return SliceSet(**{f.name: getattr(self, f.name)[index] for f in fields(self)})

@@ -49,6 +49,7 @@ from cardiobench.data.preprocess import (
     preprocess_volume,
 )
 from cardiobench.data.splits import DEFAULT_VAL_FRACTION, stratified_split
+from cardiobench.data.stacks import DEPTH_MODES, preprocess_stack
 from cardiobench.errors import CardiobenchError, DataError, warn
 from cardiobench.paths import atomic_write_bytes, cache_dir
 
@@ -110,22 +111,24 @@ def check_finite(vol: Volume, patient: Patient) -> None:
     )
 
 
-def empty_sliceset(size: int) -> SliceSet:
+def empty_sliceset(size: int, depth: int | None = None) -> SliceSet:
+    """No slices of ``size`` (or, with ``depth``, no volumes of ``depth x size x size``)."""
+    lead = (0,) if depth is None else (0, depth)
     return SliceSet(
-        masks=np.zeros((0, size, size), np.uint8),
-        images=np.zeros((0, size, size), np.float32),
+        masks=np.zeros((*lead, size, size), np.uint8),
+        images=np.zeros((*lead, size, size), np.float32),
         groups=np.zeros(0, np.int64),
         patients=np.zeros(0, dtype="<U1"),
         phases=np.zeros(0, dtype="<U2"),
         slice_index=np.zeros(0, np.int64),
-        spacing=np.zeros((0, 2), np.float32),
+        spacing=np.zeros((0, 2 if depth is None else 3), np.float32),
     )
 
 
-def concat_slicesets(parts: Sequence[SliceSet], size: int) -> SliceSet:
-    """Concatenate slice sets row-wise (an empty list gives an empty set of ``size``)."""
+def concat_slicesets(parts: Sequence[SliceSet], size: int, depth: int | None = None) -> SliceSet:
+    """Concatenate slice sets row-wise (an empty list gives an empty set of ``size``, ``depth``)."""
     if not parts:
-        return empty_sliceset(size)
+        return empty_sliceset(size, depth)
     names = [f.name for f in fields(SliceSet)]
     return SliceSet(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
 
@@ -148,6 +151,9 @@ def check_options(cls: type, name: str, options: dict[str, Any]) -> None:
 def summarize(sets: dict[str, SliceSet], unit: str = "mm") -> dict[str, Any]:
     """Counts of any data source's splits: patients, slices, per group and phase, class frequencies, spacing.
 
+    For volumes (``SliceSet.dims == 3``) ``volumes`` counts them, ``slices`` counts their slices, ``groups`` and
+    ``phases`` count volumes, ``spacing`` is in-plane and ``slice_spacing`` the distance between their slices.
+
     ``groups`` and ``phases`` count slices; ``patients_by_group`` counts patients. ``spacing`` (min / median /
     max of ``SliceSet.spacing``) carries its ``unit`` (``"mm"``, or ``"px"``: pixels of the source image per
     pixel); it is also given as ``spacing_mm`` when the unit is mm.
@@ -158,9 +164,12 @@ def summarize(sets: dict[str, SliceSet], unit: str = "mm") -> dict[str, Any]:
         counts = np.bincount(s.masks.reshape(-1), minlength=len(LABELS)) if n else np.zeros(len(LABELS), np.int64)
         total = max(int(counts.sum()), 1)
         groups = np.bincount(s.groups, minlength=len(GROUPS)) if n else np.zeros(len(GROUPS), np.int64)
+        vol = s.dims == 3
+        inplane = np.asarray(s.spacing)[:, 1:] if vol else np.asarray(s.spacing)
         out[split] = {
             "patients": int(len(np.unique(s.patients))) if n else 0,
-            "slices": n,
+            **({"volumes": n} if vol else {}),
+            "slices": n * (s.masks.shape[1] if vol else 1),
             "groups": {g: int(groups[i]) for i, g in enumerate(GROUPS)},
             "patients_by_group": {
                 g: int(len(np.unique(s.patients[s.groups == i]))) if n else 0 for i, g in enumerate(GROUPS)
@@ -169,15 +178,19 @@ def summarize(sets: dict[str, SliceSet], unit: str = "mm") -> dict[str, Any]:
             "class_frequencies": {LABELS[k]: round(float(counts[k]) / total, 5) for k in range(len(LABELS))},
             "spacing": (
                 {
-                    "min": round(float(s.spacing.min()), 4),
-                    "median": round(float(np.median(s.spacing)), 4),
-                    "max": round(float(s.spacing.max()), 4),
+                    "min": round(float(inplane.min()), 4),
+                    "median": round(float(np.median(inplane)), 4),
+                    "max": round(float(inplane.max()), 4),
                     "unit": unit,
                 }
                 if n
                 else None
             ),
         }
+        if vol:  # the distance between a volume's slices after resampling to D
+            th = np.asarray(s.spacing)[:, 0]
+            out[split]["slice_spacing"] = ({"min": round(float(th.min()), 4), "median": round(float(np.median(th)), 4),
+                                            "max": round(float(th.max()), 4), "unit": unit} if n else None)
         if unit == "mm":  # the older key, kept for readers of the JSON; never for a unit other than mm
             sp = out[split]["spacing"]
             out[split]["spacing_mm"] = {k: v for k, v in sp.items() if k != "unit"} if sp else None
@@ -220,6 +233,9 @@ class VolumeSource:
         rotation_angles: Sequence[float] | None = None,
         skip_bad: bool = False,
         cache: bool = True,
+        depth: int | None = None,
+        depth_mode: str = "resample",
+        slice_spacing: float | None = None,
     ):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
             raise CardiobenchError(f"size must be an integer >= 8, got {size!r}")
@@ -231,6 +247,19 @@ class VolumeSource:
             raise CardiobenchError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         if isinstance(rotations, bool) or not isinstance(rotations, (int, np.integer)) or rotations < 0:
             raise CardiobenchError(f"rotations (extra rotated copies per slice) must be >= 0, got {rotations!r}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 2):
+            raise CardiobenchError(f"depth (slices per volume) must be an integer >= 2, got {depth!r}",
+                                   "e.g. --dims 3 --depth 8, or leave depth out for 2-D slices")
+        if depth_mode not in DEPTH_MODES:
+            raise CardiobenchError(f"unknown depth_mode {depth_mode!r}", f"use one of: {', '.join(DEPTH_MODES)}")
+        if slice_spacing is not None and (isinstance(slice_spacing, bool) or not isinstance(
+                slice_spacing, (int, float, np.integer, np.floating)) or not float(slice_spacing) > 0):
+            raise CardiobenchError(f"slice_spacing must be a positive number, got {slice_spacing!r}",
+                                   "the distance between source slices, in the data set's spacing unit")
+        #: volumes of ``depth`` slices (``cardiobench.data.stacks``) instead of 2-D slices; None: slices
+        self.depth = None if depth is None else int(depth)
+        self.depth_mode = depth_mode
+        self.slice_spacing = None if slice_spacing is None else float(slice_spacing)
         self.size = int(size)
         self.seed = int(seed)
         self.margin = float(margin)
@@ -275,6 +304,9 @@ class VolumeSource:
             "rotations": self.rotations,
             "rotation_angles": list(self.rotation_angles) if self.rotation_angles else None,
             "skip_bad": self.skip_bad,
+            # volumes only: absent for slices, so the cache names of 2-D sets are unchanged
+            **({"depth": self.depth, "depth_mode": self.depth_mode, "slice_spacing": self.slice_spacing}
+               if self.depth is not None else {}),
         }
 
     def cache_key(self) -> str:
@@ -288,7 +320,8 @@ class VolumeSource:
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
     def cache_path(self) -> Path:
-        return cache_dir("data") / f"{self.name}-{self.size}px-{self.cache_key()[:20]}.npz"
+        shape = f"{self.depth}x{self.size}px" if self.depth is not None else f"{self.size}px"
+        return cache_dir("data") / f"{self.name}-{shape}-{self.cache_key()[:20]}.npz"
 
     def _read_cache(self, path: Path) -> tuple[dict[str, SliceSet], dict[str, Any]] | None:
         if not path.is_file():
@@ -359,6 +392,7 @@ class VolumeSource:
         spacings: list[tuple[float, ...]] = []
         unlabelled: list[str] = []
         unassigned: list[str] = []
+        lost_slices = 0  # volumes, depth_mode "pad": source slices beyond the D kept
         for patient in patients:
             split = split_of.get(patient.id)
             if split is None:  # e.g. not in the split file: not read at all
@@ -380,7 +414,15 @@ class VolumeSource:
                 angles = None
                 if split == "train" and self.rotations:
                     rng = np.random.default_rng([self.seed, zlib.crc32(patient.id.encode()), PHASES.index(vol.phase)])
-                    angles = draw_angles(rng, vol.mask.shape[2], self.rotations, self.rotation_angles)
+                    n_draw = 1 if self.depth is not None else vol.mask.shape[2]  # one angle per copy of a volume
+                    angles = draw_angles(rng, n_draw, self.rotations, self.rotation_angles)
+                if self.depth is not None:
+                    item, dropped = self._stack(vol, patient, angles[0] if angles else ())
+                    lost_slices += dropped
+                    if item is not None:
+                        used[split].add(patient.id)
+                        parts[split].append(item)
+                    continue
                 sl = preprocess_volume(
                     normalize_intensity(vol.image), vol.mask, vol.spacing, self.size, self.margin, angles
                 )
@@ -399,7 +441,7 @@ class VolumeSource:
                         spacing=sl.spacing,
                     )
                 )
-        sets = {s: concat_slicesets(parts[s], self.size) for s in SPLITS}
+        sets = {s: concat_slicesets(parts[s], self.size, self.depth) for s in SPLITS}
         sp = np.asarray(spacings, dtype=np.float64).reshape(-1, 3)
         has_sp, has_th = len(sp) > 0, bool(np.isfinite(sp[:, 2]).any())
         meta = {
@@ -416,8 +458,31 @@ class VolumeSource:
             "unassigned_patients": unassigned,
             "skipped": problems,
             "build_seconds": round(time.perf_counter() - t0, 3),
+            **({"volumes": {"depth": self.depth, "depth_mode": self.depth_mode, "slices_dropped": lost_slices}}
+               if self.depth is not None else {}),
         }
         return sets, meta
+
+    def _stack(self, vol: Volume, patient: Patient, angles: Sequence[float]) -> tuple[SliceSet | None, int]:
+        """One phase as volumes (``cardiobench.data.stacks``): the stack and its rotated copies, and the number of
+        source slices ``depth_mode="pad"`` dropped."""
+        thickness = vol.thickness if vol.thickness is not None else self.slice_spacing
+        if thickness is None:
+            if self.spacing_unit == "mm":
+                raise DataError(f"{vol.source or patient.id}: no slice thickness, so the volume's slice spacing "
+                                "is unknown", "give the data set option slice_spacing (mm between slices)")
+            thickness = 1.0  # "px": the slice axis in source slices
+        stacks = preprocess_stack(normalize_intensity(vol.image), vol.mask, vol.spacing, float(thickness), self.size,
+                                  int(self.depth or 0), self.margin, self.depth_mode, angles)
+        if not stacks:
+            return None, 0
+        n = len(stacks)
+        return SliceSet(
+            masks=np.stack([st.mask for st in stacks]), images=np.stack([st.image for st in stacks]),
+            groups=np.full(n, patient.group, np.int64), patients=np.full(n, patient.id),
+            phases=np.full(n, vol.phase), slice_index=np.array([st.source_slices for st in stacks], np.int64),
+            spacing=np.stack([st.spacing for st in stacks]),
+        ), stacks[0].dropped
 
     def _ensure(self) -> dict[str, SliceSet]:
         if self._sets is not None:
@@ -464,6 +529,9 @@ class VolumeSource:
             "spacing_unit": unit,
             "split": meta.get("split") or {},
             "options": self.options(),
+            "dims": 3 if self.depth is not None else 2,
+            "item_shape": list(next(iter(sets.values())).item_shape),
+            **({"volumes": meta.get("volumes")} if self.depth is not None else {}),
             "splits": splits,
             "native": native,
             "unlabelled_patients": meta.get("unlabelled_patients", []),

@@ -14,10 +14,10 @@ from cardiobench.data.base import NUM_CLASSES
 
 
 def masks_to_onehot(masks: torch.Tensor | np.ndarray, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """(B, H, W) integer labels -> (B, K, H, W) float32 one-hot in {-1, 1}."""
+    """(B, *spatial) integer labels -> (B, K, *spatial) float32 one-hot in {-1, 1} (slices or volumes)."""
     m = torch.as_tensor(np.asarray(masks) if isinstance(masks, np.ndarray) else masks).long()
     onehot = torch.nn.functional.one_hot(m, num_classes)
-    return rearrange(onehot, "b h w k -> b k h w").float() * 2.0 - 1.0
+    return rearrange(onehot, "b ... k -> b k ...").float() * 2.0 - 1.0
 
 
 def onehot_to_masks(x: torch.Tensor) -> torch.Tensor:
@@ -26,6 +26,6 @@ def onehot_to_masks(x: torch.Tensor) -> torch.Tensor:
 
 
 def images_to_tensor(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(B, H, W) images in [0, 1] -> (B, 1, H, W) float32 in [-1, 1]."""
+    """(B, *spatial) images in [0, 1] -> (B, 1, *spatial) float32 in [-1, 1] (slices or volumes)."""
     t = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images).float()
-    return rearrange(t, "b h w -> b 1 h w") * 2.0 - 1.0
+    return rearrange(t, "b ... -> b 1 ...") * 2.0 - 1.0

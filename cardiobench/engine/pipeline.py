@@ -35,6 +35,7 @@ from cardiobench.factories import (
     build_conditioning,
     build_process,
     build_variable,
+    check_spatial_dims,
     create,
     resolve_spec,
     unbounded_sampler_options,
@@ -84,15 +85,17 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
     tables always go through as they are, so a typo there fails loudly in the plugin.
     """
     data, model, diff, train = cfg["data"], cfg["model"], cfg["diffusion"], cfg["train"]
+    depth = volume_depth(cfg)
     noise = get_component("noise", diff["noise"])
     representation, representation_options = _representation_of(cfg)
     generic = {
         "num_timesteps": diff["num_timesteps"],
         "beta_schedule": diff["beta_schedule"],
         "prediction_type": diff["prediction_type"],
-        # the side of the diffused grid: the slice's, or an autoencoder latent's (blurring's DCT runs over it)
-        "image_size": create("representation", representation, **representation_options).shape(
-            data["resolution"])[-1],
+        # the side of the diffused grid: the slice's, or an autoencoder latent's (blurring's DCT runs over it); a
+        # volume's (D, H, W) grid
+        "image_size": _grid_size(create("representation", representation, **representation_options),
+                                 data["resolution"], depth),
     }
     noise_options = {**_accepted(noise.factory, generic), **addressed_options(diff.get("options"), "noise",
                                                                                diff["noise"])}
@@ -110,7 +113,7 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         dataset=data["dataset"],
         resolution=data["resolution"],
         data_seed=data["seed"],
-        dataset_options=dict(data.get("options") or {}),
+        dataset_options={**(data.get("options") or {}), **({"depth": depth} if depth else {})},
         noise=diff["noise"],
         noise_options=noise_options,
         backbone=model["backbone"],
@@ -128,6 +131,39 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         representation=representation,
         representation_options=representation_options,
     )
+
+
+def volume_depth(cfg: dict[str, dict[str, Any]]) -> int | None:
+    """Slices per volume of a volumetric configuration (``data.depth``, or the data set option ``depth``), ``None``
+    for 2-D slices (unset or 0)."""
+    depth = cfg["data"].get("depth") or (cfg["data"].get("options") or {}).get("depth")
+    if depth is not None and depth == 1:
+        raise CardiobenchError("data.depth 1 is a slice, not a volume", "use --depth 8 (or more), or --dims 2")
+    return int(depth) if depth else None
+
+
+#: tasks a volumetric run may do (synthesis and utility measure with 2-D rulers and a 2-D segmenter)
+VOLUME_TASKS: tuple[str, ...] = ("generation", "segmentation")
+
+
+def _check_volumes(cfg: dict[str, dict[str, Any]], task: str) -> None:
+    """A volumetric run (``--dims 3``): the task and every component that sees the volume's geometry support 3-D
+    (registration metadata ``spatial_dims``; absent: 2-D only). One-line ``IncompatibleError`` otherwise."""
+    if task not in VOLUME_TASKS:
+        raise IncompatibleError(f"task {task!r} works on 2-D slices only", f"use --dims 2, or a task of: "
+                                f"{', '.join(VOLUME_TASKS)}")
+    check_spatial_dims("backbone", cfg["model"]["backbone"], 3)
+    check_spatial_dims("representation", _representation_of(cfg)[0], 3)
+    if cfg["conditioning"]["method"]:
+        check_spatial_dims("conditioning", cfg["conditioning"]["method"], 3)
+
+
+def _grid_size(representation: Any, resolution: int, depth: int | None) -> int | list[int]:
+    """The diffused grid a process with an ``image_size`` is built for: the side of a square slice (an int), or a
+    volume's ``[D, H, W]``."""
+    if depth is None:
+        return int(representation.shape(resolution)[-1])
+    return [int(v) for v in representation.shape((depth, resolution, resolution))[1:]]
 
 
 def _representation_of(cfg: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -320,6 +356,8 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     # the representation as resolved: an autoencoder turns the configured one into its latent
     check_compatible(noise=noise, sampler=sampler, conditioning=method, task=task,
                      representation=_representation_of(cfg)[0])
+    if volume_depth(cfg):
+        _check_volumes(cfg, task)
     has_scale = bool(method) and comp.metadata.get("has_scale", True)
     if method and not has_scale and scale != 1.0:
         raise IncompatibleError(f"{method} has no guidance scale (got {scale:g})", "leave --guidance-scale at 1")
@@ -450,8 +488,10 @@ RUN_OPTION_KEYS: dict[str, str] = {
     "steps": "sample.steps", "train_steps": "train.steps", "num_samples": "eval.num_samples", "seed": "train.seed",
     "device": "run.device", "guidance_scale": "conditioning.guidance_scale", "ensemble_k": "eval.ensemble_k",
     "representation": "diffusion.representation", "autoencoder": "autoencoder.name",
-    "eval_dataset": "utility.eval_dataset", "eval_data_root": "utility.eval_data_root",
+    "eval_dataset": "utility.eval_dataset", "eval_data_root": "utility.eval_data_root", "depth": "data.depth",
 }
+#: ``--dims``: 2 (slices) or 3 (volumes of ``data.depth`` slices)
+DIMS: tuple[int, ...] = (2, 3)
 
 
 #: the options of ``cardiobench train`` / ``cardiobench.train`` -> the configuration key each sets
@@ -499,11 +539,19 @@ def run_config(preset: str | None = None, config_file: str | None = None, sets: 
     ``seed`` seeds training and sampling; an unset task follows the conditioning method; an unset preset
     follows the task. Unknown option names are an error naming them.
     """
+    dims = options.pop("dims", None)
     unknown = sorted(set(options) - set(RUN_OPTION_KEYS))
     if unknown:
         raise CardiobenchError(f"unknown run option(s): {', '.join(unknown)}",
-                               f"use: {', '.join(RUN_OPTION_KEYS)} (or sets=['key=value'])")
+                               f"use: dims, {', '.join(RUN_OPTION_KEYS)} (or sets=['key=value'])")
     options = {k: v for k, v in options.items() if v is not None}
+    if dims is not None and dims not in DIMS:
+        raise CardiobenchError(f"--dims must be 2 (slices) or 3 (volumes), got {dims}")
+    if dims == 2 and options.get("depth"):
+        raise CardiobenchError(f"--depth {options['depth']} describes volumes, but --dims is 2",
+                               "use --dims 3, or leave --depth out")
+    if dims == 2:
+        options["depth"] = 0  # slices, whatever the preset says
     implied = task_of(options.get("conditioning"))
     if implied is not None and "task" not in options:
         # a preset (or config file) that names a task the methods also serve keeps it: --preset synthesis with
@@ -514,7 +562,10 @@ def run_config(preset: str | None = None, config_file: str | None = None, sets: 
     overrides = {RUN_OPTION_KEYS[k]: v for k, v in options.items() if v is not None}
     if "seed" in options:
         overrides["sample.seed"] = options["seed"]
-    return resolve(preset, config_file, overrides, list(sets or ())), preset
+    cfg = resolve(preset, config_file, overrides, list(sets or ()))
+    if dims == 3 and not volume_depth(cfg):  # volumes, at the preset's depth or the CPU default
+        cfg = resolve(preset, config_file, {**overrides, "data.depth": cfgmod.DEFAULT_DEPTH}, list(sets or ()))
+    return cfg, preset
 
 
 # -- execution -----------------------------------------------------------------------------------
@@ -559,8 +610,12 @@ def _write_gif(frames: Any, path: Path, *, nrow: int) -> None:
 
     from cardiobench.viz import mask_grid
 
+    def flat(masks: Any) -> tuple[Any, int]:  # volumes: one row of slices per volume
+        return (masks.reshape(-1, *masks.shape[2:]), masks.shape[1]) if masks.ndim == 4 else (masks, nrow)
+
     # an adaptive palette of the few colours a mask grid has: no dithering speckle in the label colours
-    images = [mask_grid(masks, nrow=nrow, scale=4, caption=caption).convert("P", palette=Image.Palette.ADAPTIVE)
+    images = [mask_grid(*flat(masks[: 4 if masks.ndim == 4 else None]), scale=4, caption=caption
+                        ).convert("P", palette=Image.Palette.ADAPTIVE)
               for masks, caption in zip(frames.images, frames.captions, strict=True)]
     images += [images[-1]] * 6  # linger on the result
     atomic_write_image(path, images[0], save_all=True, append_images=images[1:], duration=120, loop=0)
@@ -619,7 +674,7 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
     """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
     from cardiobench.engine.sample import write_samples
     from cardiobench.metrics.api import evaluate_generation
-    from cardiobench.viz import save_grid
+    from cardiobench.viz import save_grid, save_volume_grid
 
     frames = _gif_frames(plan) if gif else None
     t1 = time.perf_counter()
@@ -627,7 +682,13 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
     t_sample = time.perf_counter() - t1 - (frames.seconds if frames is not None else 0.0)
     files = write_samples(samples, out_dir)
     grid = out_dir / "grid.png"
-    if samples.labels is not None:  # class-conditioned: one labelled row per requested class
+    if samples.masks.ndim == 4:  # volumes: one per row, base to apex; class-conditioned: two per class
+        rows, names = (_class_rows(samples.labels, per_class=2) if samples.labels is not None
+                       else (list(range(min(8, len(samples.masks)))), None))
+        per = len(rows) // len(names) if names else 1
+        save_volume_grid(grid, samples.masks[rows], scale=4, legend=True,
+                         row_labels=None if names is None else [n for n in names for _ in range(per)])
+    elif samples.labels is not None:  # class-conditioned: one labelled row per requested class
         rows, names = _class_rows(samples.labels, per_class=8)
         save_grid(grid, samples.masks[rows], nrow=len(rows) // len(names), row_labels=names, scale=4, legend=True)
     else:
@@ -673,9 +734,12 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
                      device=plan.device, progress=progress)
     t_sample = time.perf_counter() - t1
     pred_path = write_segmentations(result, out_dir / PREDICTIONS_NAME)
-    show = np.unique(np.linspace(0, len(cases) - 1, min(8, len(cases))).round().astype(int))  # spread out
-    grid = save_segmentation_grid(out_dir / "grid.png", cases.images[show], cases.masks[show], result.votes[show],
-                                  result.uncertainty[show], n=len(show))
+    if cases.dims == 3:  # volumes: the slices of the first one, base to apex
+        shown = [a[0][:8] for a in (cases.images, cases.masks, result.votes, result.uncertainty)]
+    else:
+        show = np.unique(np.linspace(0, len(cases) - 1, min(8, len(cases))).round().astype(int))  # spread out
+        shown = [a[show] for a in (cases.images, cases.masks, result.votes, result.uncertainty)]
+    grid = save_segmentation_grid(out_dir / "grid.png", *shown, n=len(shown[0]))
     unit = getattr(source, "spacing_unit", "mm")  # px: a data set without voxel spacing (e.g. acdc-h5)
     progress.log(f"[bold]evaluate[/] {len(cases)} segmentations ({plan.ensemble_k} samples each) against the "
                  f"{t.dataset} {plan.eval_split} split, distances in {unit}")

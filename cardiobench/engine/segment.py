@@ -82,9 +82,9 @@ def draw_given(
     if batch_size < 1:
         raise CardiobenchError(f"batch size must be >= 1, got {batch_size}")
     given = np.asarray(given)
-    if given.ndim != 3:
-        raise CardiobenchError(f"the given {'images' if diffuses == 'mask' else 'label maps'} must be (N, H, W), "
-                               f"got shape {given.shape}")
+    if given.ndim not in (3, 4):
+        raise CardiobenchError(f"the given {'images' if diffuses == 'mask' else 'label maps'} must be (N, H, W) "
+                               f"slices or (N, D, H, W) volumes, got shape {given.shape}")
     dev = resolve_device(device)
     model, process, tspec, state = load_model(checkpoint, use_ema=use_ema, device=dev)
     method = build_conditioning(tspec)
@@ -99,9 +99,9 @@ def draw_given(
         raise IncompatibleError(f"checkpoint {checkpoint} is a {other} model, not a {task} model",
                                 f"use a checkpoint trained with --task {task}")
     check_compatible(noise=tspec.noise, sampler=sampler, conditioning=tspec.conditioning, task=task)
-    if given.shape[1:] != (tspec.resolution, tspec.resolution):
-        raise CardiobenchError(f"the given maps are {given.shape[1]}x{given.shape[2]}, the model was trained at "
-                               f"{tspec.resolution}x{tspec.resolution}", "resize them or use --resolution")
+    if given.shape[1:] != tspec.spatial_shape:
+        raise CardiobenchError(f"the given maps are {'x'.join(map(str, given.shape[1:]))}, the model was trained at "
+                               f"{'x'.join(map(str, tspec.spatial_shape))}", "resize them or use --resolution")
     smp = build_sampler(sampler, process, unbounded_sampler_options(sampler, variable.representation,
                                                                     sampler_options), steps)
     maps = condition_maps(variable.representation, given)
@@ -135,15 +135,16 @@ def segment(
     device: str = "auto",
     progress: Progress | None = None,
 ) -> SegmentResult:
-    """Segment ``images`` (N, H, W) in [0, 1] with ``k`` samples each (majority vote + disagreement map).
+    """Segment ``images`` (N, H, W) in [0, 1] with ``k`` samples each (majority vote + disagreement map); volumes
+    (N, D, H, W) for a model trained on volumes.
 
     ``guidance_scale`` is the method's scale (the ControlNet conditioning scale; ``concat`` has none).
     """
     from cardiobench.metrics.ensemble import majority_vote
 
     imgs = np.asarray(images, dtype=np.float32)
-    if imgs.ndim != 3:
-        raise CardiobenchError(f"images must be (N, H, W), got shape {imgs.shape}")
+    if imgs.ndim not in (3, 4):
+        raise CardiobenchError(f"images must be (N, H, W) slices or (N, D, H, W) volumes, got shape {imgs.shape}")
     t0 = time.perf_counter()
     out, meta, dev = draw_given(checkpoint, imgs, diffuses="mask", k=k, sampler=sampler, steps=steps,
                                 sampler_options=sampler_options, seed=seed, batch_size=batch_size,

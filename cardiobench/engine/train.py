@@ -211,9 +211,9 @@ class Trainer:
             train = source.load("train")
         if len(train) == 0:
             raise DataError(f"data set {s.dataset!r} has no training slices")
-        if train.masks.shape[1:] != (s.resolution, s.resolution):
-            raise DataError(f"data set {s.dataset!r} gave {train.masks.shape[1:]} slices, expected "
-                            f"{s.resolution}x{s.resolution}")
+        if train.masks.shape[1:] != s.spatial_shape:
+            raise DataError(f"data set {s.dataset!r} gave {'x'.join(map(str, train.masks.shape[1:]))} items, expected "
+                            f"{'x'.join(map(str, s.spatial_shape))}")
         representation = self.variable.representation
         # what is diffused (label maps, or the images of a synthesis model) and the paired spatial condition
         self._masks = torch.from_numpy(diffused_items(representation, train.masks, train.images))

@@ -166,6 +166,11 @@ def evaluate_generation(
 ) -> dict[str, Any]:
     """Evaluate generated label maps ``samples`` (N, H, W) uint8 against ``dataset`` at their size.
 
+    Volumes ``samples`` (N, D, H, W) (a volumetric run, ``depth`` in ``data_options``): the slice metrics (FID with
+    the data set's slice ruler, anatomy, memorisation) score their N*D short-axis slices against the test
+    volumes' slices, and the ``volume`` metric scores the volumes (``MetricContext.volumes``); the reference row
+    is the test volumes against as many training volumes.
+
     Real masks: the data set's test split (``meta["n_real"]``). The reference row is the same metrics for
     a perfect generator: the test split itself, compared with as many training masks as there are samples
     (fidelity), checked for anatomy, and matched against the training split (memorisation).
@@ -185,18 +190,26 @@ def evaluate_generation(
     own ``spacing_unit``, mm when it has none); it goes to the metrics as ``ctx.options["distance_unit"]``
     (anatomy converts its mm thresholds in px) and is returned as ``meta["distance_unit"]``.
     """
-    s = _labels(samples, "samples")
+    raw = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
+    volumes = _labels(raw.reshape(-1, *raw.shape[2:]), "samples").reshape(raw.shape) if raw.ndim == 4 else None
+    s = _labels(raw, "samples") if volumes is None else volumes.reshape(-1, *raw.shape[2:])  # the slices
     if s.shape[1] != s.shape[2]:
         raise DataError(f"samples must be square label maps, got {s.shape[1]}x{s.shape[2]}")
-    if len(s) < 2:
-        raise DataError(f"need at least 2 samples to evaluate, got {len(s)}")
-    y = None if labels is None else _class_labels(labels, len(s))
+    n_items = len(volumes) if volumes is not None else len(s)
+    if n_items < 2:
+        raise DataError(f"need at least 2 samples to evaluate, got {n_items}")
+    y = None if labels is None else _class_labels(labels, n_items)
+    depth = 1 if volumes is None else int(volumes.shape[1])
     size = int(s.shape[-1])
     from cardiobench.metrics.evaluator import get_evaluator, load_splits
 
     t0 = time.perf_counter()
     splits = load_splits(dataset, size, data_options)
     train, test = splits["train"], splits["test"]
+    vsplits = load_splits(dataset, size, data_options, volumes=True) if volumes is not None else None
+    if vsplits is not None and vsplits["test"].item_shape != volumes.shape[1:]:
+        raise DataError(f"samples are {'x'.join(map(str, volumes.shape[1:]))} volumes, the data set's are "
+                        f"{'x'.join(map(str, vsplits['test'].item_shape))}", "evaluate with the run's data options")
     if len(test) < 2 or len(train) < 2:
         raise CardiobenchError(f"data set {dataset!r} has too few train/test masks ({len(train)}/{len(test)})")
     components = _components("generation", metrics)
@@ -228,6 +241,9 @@ def evaluate_generation(
                                     feature_extractor=feature_extractor, inception_weights=inception_weights,
                                     device=device)
             options["fid_real_halves"] = halves
+        vtrain, vtest = (vsplits["train"], vsplits["test"]) if vsplits is not None else (None, None)
+        # a volume's spacing (slice, rows, cols): generated volumes get the test volumes' median
+        vspacing = None if vtest is None else np.median(np.asarray(vtest.spacing, np.float64), axis=0)
         ctx = MetricContext(
             task="generation",
             masks=s,
@@ -235,27 +251,35 @@ def evaluate_generation(
             real=test.masks,
             train=train.masks,
             evaluator=evaluator,
-            labels=y,
+            labels=None if y is None else np.repeat(y, depth),
             real_labels=test.groups,
+            volumes=volumes,
+            real_volumes=None if vtest is None else vtest.masks,
+            volume_spacing=None if vspacing is None else np.tile(vspacing, (n_items, 1)),
             device=device,
             options=options,
         )
         timings: dict[str, float] = {}
         values = _run(chosen, ctx, timings)
         ref_values: dict[str, float] = {}
-        n_ref = min(len(s), len(train))
+        items = vtrain if vtrain is not None else train  # what a sample is: a volume or a slice
+        n_ref = min(n_items, len(items))
         if reference:
-            pick = _reference_pick(train.groups, y, n_ref, seed)
+            pick = _reference_pick(items.groups, y, n_ref, seed)
             n_ref = len(pick)
+            picked = items.subset(pick).slices()
             ref_ctx = MetricContext(
                 task="generation",
                 masks=test.masks,
                 spacing=spacing_array(test.spacing, len(test)),
-                real=train.masks[pick],
+                real=picked.masks,
                 train=train.masks,
                 evaluator=evaluator,
                 labels=None if y is None else test.groups,
-                real_labels=train.groups[pick],
+                real_labels=picked.groups,
+                volumes=None if vtest is None else vtest.masks,
+                real_volumes=None if vtrain is None else vtrain.masks[pick],
+                volume_spacing=None if vtest is None else np.asarray(vtest.spacing, np.float64),
                 device=device,
                 options=options,
             )
@@ -288,8 +312,10 @@ def evaluate_generation(
         "data_options": dict(data_options or {}),
         "size": size,
         "feature_extractor": feature_extractor,
-        "n_samples": int(len(s)),
-        "n_real": int(len(test)),
+        "n_samples": int(n_items),
+        "n_real": int(len(vtest) if vtest is not None else len(test)),
+        **({"dims": 3, "depth": depth, "n_slices": int(len(s)),
+            "volume_spacing": [float(v) for v in vspacing]} if vspacing is not None else {}),
         "n_reference": int(n_ref) if reference else 0,
         "kid_subset_size": ctx.settings.get("kid_subset_size"),
         "isc_splits": ctx.settings.get("isc_splits"),
@@ -334,22 +360,41 @@ def evaluate_segmentation(
     device: str = "cpu",
     distance_unit: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate predicted label maps against ground truth (both (N, H, W)).
+    """Evaluate predicted label maps against ground truth (both (N, H, W)), or volumes (both (N, D, H, W), with
+    ``spacing`` (slice, rows, cols) or one per volume: slice metrics on their slices, the ``volume`` metric's
+    3-D Dice and HD95 on the volumes).
 
     ``spacing`` per pixel in ``distance_unit``: ``"mm"``, or ``"px"`` for a data set without voxel spacing;
     ``None`` (the default) means mm with a spacing and px without one (``spacing=None`` = pixels). HD95 and
     the anatomy distances are in that unit, ``meta["distance_unit"]`` (and ``meta["hd95_unit"]``) says which.
     """
-    p, g = _labels(pred, "pred"), _labels(target, "target")
+    p_raw, g_raw = (x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in (pred, target))
+    vol = p_raw.ndim == 4  # volumes (N, D, H, W): slice metrics on their slices, the volume metric on them
+    if vol and g_raw.shape != p_raw.shape:
+        raise DataError(f"pred and target shapes differ: {p_raw.shape} vs {g_raw.shape}")
+    flat = (lambda a: a.reshape(-1, *a.shape[2:])) if vol else (lambda a: a)
+    p, g = _labels(flat(p_raw), "pred"), _labels(flat(g_raw), "target")
     if p.shape != g.shape:
         raise DataError(f"pred and target shapes differ: {p.shape} vs {g.shape}")
+    vspacing = None
     try:
-        sp = spacing_array(spacing, len(p))
+        if vol:
+            depth = p_raw.shape[1]
+            vspacing = (np.ones((len(p_raw), 3)) if spacing is None
+                        else np.broadcast_to(np.asarray(spacing, np.float64), (len(p_raw), 3)).copy())
+            if not np.all(vspacing > 0):
+                raise ValueError("spacing must be positive")
+            sp = np.repeat(vspacing[:, 1:], depth, axis=0)
+        else:
+            sp = spacing_array(spacing, len(p))
     except ValueError as exc:
-        raise DataError(str(exc)) from None
+        raise DataError(f"{exc} (volumes: a spacing (slice, rows, cols) or one per volume)" if vol else str(exc)
+                        ) from None
     unit = _unit(distance_unit, spacing)
     chosen = _metrics_for("segmentation", metrics)
     ctx = MetricContext(task="segmentation", masks=p, spacing=sp, target=g, device=device,
+                        volumes=p_raw.astype(np.uint8) if vol else None,
+                        target_volumes=g_raw.astype(np.uint8) if vol else None, volume_spacing=vspacing,
                         options={"distance_unit": unit})
     timings: dict[str, float] = {}
     values = _run(chosen, ctx, timings)
@@ -360,7 +405,8 @@ def evaluate_segmentation(
         "directions": {k: directions.get(k, "none") for k in values},
         "meta": {
             "evaluator_id": SEGMENTATION_RULER,
-            "n_cases": int(len(p)),
+            "n_cases": int(len(p_raw)),
+            **({"dims": 3, "n_slices": int(len(p))} if vol else {}),
             "distance_unit": unit,
             "hd95_unit": unit,
             "metrics_run": [name for name, _ in chosen],

@@ -44,6 +44,11 @@ class MetricContext:
     images:    (N, H, W) float32 in [0, 1], generated MRI slices (synthesis: ``masks`` are their conditions)
     real_images: (N, H, W) float32 in [0, 1], the real slices of the same ``masks`` (synthesis)
     segmenter: the reference segmenter (``cardiobench.downstream.segmenter.Segmenter``), synthesis only
+    volumes:   (N, D, H, W) uint8, the 3-D label maps being evaluated when the run is volumetric (``--dims 3``),
+               else ``None``. ``masks`` then holds their N*D short-axis slices, so every slice metric runs as is
+    real_volumes: (R, D, H, W) the real volumes (generation: the test split), or ``None``
+    target_volumes: (N, D, H, W) ground-truth volumes (segmentation), or ``None``
+    volume_spacing: (N, 3) float64 voxel spacing (slice, rows, cols) of ``volumes``, in ``distance_unit``
     device:    where tensors may go (``"cpu"``, ``"cuda"``, ...), from the engine
     options:   e.g. ``feature_extractor``, ``inception_weights``, ``kid_subset_size``
     settings:  what a metric actually used (adapted sizes...), merged into the result's metadata
@@ -61,6 +66,10 @@ class MetricContext:
     images: np.ndarray | None = None
     real_images: np.ndarray | None = None
     segmenter: Any = None
+    volumes: np.ndarray | None = None
+    real_volumes: np.ndarray | None = None
+    target_volumes: np.ndarray | None = None
+    volume_spacing: np.ndarray | None = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)

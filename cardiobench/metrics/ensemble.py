@@ -19,10 +19,12 @@ from cardiobench.errors import DataError
 
 
 def _as_samples(samples) -> np.ndarray:
-    """(N, k, H, W) integer labels 0..3, numpy or torch -> uint8 numpy; a ``DataError`` otherwise."""
+    """(N, k, H, W) (or volumes (N, k, D, H, W)) integer labels 0..3, numpy or torch -> uint8 numpy; a
+    ``DataError`` otherwise."""
     a = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
-    if a.ndim != 4:
-        raise DataError(f"ensemble samples must be (N, k, H, W) label maps, got shape {a.shape}")
+    if a.ndim not in (4, 5):
+        raise DataError(f"ensemble samples must be (N, k, H, W) label maps or (N, k, D, H, W) volumes, "
+                        f"got shape {a.shape}")
     if a.shape[1] < 1:
         raise DataError("an ensemble needs at least one sample per image (k >= 1)")
     if a.size and not np.issubdtype(a.dtype, np.integer):

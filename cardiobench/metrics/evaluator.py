@@ -513,12 +513,17 @@ def cache_path(dataset: str, fingerprint: str, config: EvaluatorConfig) -> Path:
     return EVALUATORS.cache_path(f"{dataset}-{fingerprint[:16]}-{cfg}")
 
 
-def load_splits(dataset: str, size: int, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"train", "val", "test"}`` SliceSets of a registered data set at ``size``."""
+def load_splits(dataset: str, size: int, data_options: dict[str, Any] | None = None, *,
+                volumes: bool = False) -> dict[str, Any]:
+    """``{"train", "val", "test"}`` SliceSets of a registered data set at ``size``.
+
+    A volumetric data set (``depth`` in ``data_options``) gives the short-axis slices of its volumes (what a 2-D
+    ruler measures), or with ``volumes=True`` the volumes themselves."""
     from cardiobench.data import open_dataset
 
     source = open_dataset(dataset, size=size, **(data_options or {}))
-    return {split: source.load(split) for split in ("train", "val", "test")}
+    sets = {split: source.load(split) for split in ("train", "val", "test")}
+    return sets if volumes else {split: s.slices() for split, s in sets.items()}
 
 
 def get_evaluator(

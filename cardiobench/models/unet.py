@@ -28,6 +28,19 @@ Conditioning hooks (ControlNet, Zhang et al. 2023, without rewriting this class)
 
 Extra input channels (e.g. the MRI image concatenated to ``x_t`` for segmentation) only need a larger
 ``in_channels``.
+
+**3-D volumes** (``spatial_dims=3``): ``x`` is ``(B, C, D, H, W)`` (a short-axis stack: D slices ~10 mm apart,
+1.5-3 mm pixels); every layer becomes its 3-D counterpart (``cardiobench.models.layers``), with ``k x k``
+in-plane kernels made ``(min(k, 3), k, k)``, and both attentions run over all voxels. The slice axis is
+coarse and short, so by default it is **never pooled**: every down level halves H and W only (space-to-depth
+with ``p = (1, 2, 2)``; upsampling by ``(1, 2, 2)``). ``depth_downsample = n`` makes the ``n`` deepest down
+levels halve D as well (nnU-Net's rule: pool an axis once the others have become about as coarse: 1.5 mm
+pixels pooled twice are 6 mm, near the 10 mm slice spacing), so D must be a multiple of ``2**n`` (H, W of
+``2**(L-1)``). The named sizes apply unchanged. Measured on one CPU thread (``torch.set_num_threads(1)``),
+size ``small``, input ``(2, 4, 8, 32, 32)``, forward + backward: see ``docs/plugins.md`` ("3-D backbones").
+
+In 2-D nothing changes: the same modules, parameter names, shapes and initialisation for a seed, and
+``config()`` holds no ``spatial_dims`` (it feeds the spec hashes of cached and shipped checkpoints).
 """
 
 from __future__ import annotations
@@ -47,6 +60,9 @@ from cardiobench.models.layers import (
     PreNormResidual,
     SinusoidalTimeEmbedding,
     Upsample,
+    check_spatial_dims,
+    conv_nd,
+    kernel_nd,
 )
 
 #: named sizes: keyword arguments of ``UNet`` (measured figures in ``docs/training.md``)
@@ -70,12 +86,15 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 class DownLevel(nn.Module):
-    def __init__(self, dim_in: int, dim: int, emb_dim: int, block: dict, attn: dict | None, downsample: bool):
+    def __init__(self, dim_in: int, dim: int, emb_dim: int, block: dict, attn: dict | None, downsample: bool,
+                 spatial_dims: int = 2, pool_depth: bool = False):
         super().__init__()
-        self.block1 = ConvNextBlock(dim_in, dim, emb_dim, **block)
-        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block)
-        self.attn = PreNormResidual(dim, LinearAttention(dim, **attn)) if attn else nn.Identity()
-        self.down = Downsample(dim) if downsample else nn.Identity()
+        self.block1 = ConvNextBlock(dim_in, dim, emb_dim, **block, spatial_dims=spatial_dims)
+        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block, spatial_dims=spatial_dims)
+        self.attn = (PreNormResidual(dim, LinearAttention(dim, **attn, spatial_dims=spatial_dims))
+                     if attn else nn.Identity())
+        self.down = (Downsample(dim, spatial_dims=spatial_dims, pool_depth=pool_depth)
+                     if downsample else nn.Identity())
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skip = self.attn(self.block2(self.block1(x, emb), emb))
@@ -83,23 +102,26 @@ class DownLevel(nn.Module):
 
 
 class MiddleBlock(nn.Module):
-    def __init__(self, dim: int, emb_dim: int, block: dict, attn: dict):
+    def __init__(self, dim: int, emb_dim: int, block: dict, attn: dict, spatial_dims: int = 2):
         super().__init__()
-        self.block1 = ConvNextBlock(dim, dim, emb_dim, **block)
-        self.attn = PreNormResidual(dim, Attention(dim, **attn))
-        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block)
+        self.block1 = ConvNextBlock(dim, dim, emb_dim, **block, spatial_dims=spatial_dims)
+        self.attn = PreNormResidual(dim, Attention(dim, **attn, spatial_dims=spatial_dims))
+        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block, spatial_dims=spatial_dims)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.block2(self.attn(self.block1(x, emb)), emb)
 
 
 class UpLevel(nn.Module):
-    def __init__(self, dim: int, dim_next: int | None, emb_dim: int, block: dict, attn: dict | None):
+    def __init__(self, dim: int, dim_next: int | None, emb_dim: int, block: dict, attn: dict | None,
+                 spatial_dims: int = 2, pool_depth: bool = False):
         super().__init__()
-        self.block1 = ConvNextBlock(dim * 2, dim, emb_dim, **block)
-        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block)
-        self.attn = PreNormResidual(dim, LinearAttention(dim, **attn)) if attn else nn.Identity()
-        self.up = Upsample(dim, dim_next) if dim_next else nn.Identity()
+        self.block1 = ConvNextBlock(dim * 2, dim, emb_dim, **block, spatial_dims=spatial_dims)
+        self.block2 = ConvNextBlock(dim, dim, emb_dim, **block, spatial_dims=spatial_dims)
+        self.attn = (PreNormResidual(dim, LinearAttention(dim, **attn, spatial_dims=spatial_dims))
+                     if attn else nn.Identity())
+        self.up = (Upsample(dim, dim_next, spatial_dims=spatial_dims, pool_depth=pool_depth)
+                   if dim_next else nn.Identity())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.block1(torch.cat([x, skip], dim=1), emb)
@@ -107,7 +129,8 @@ class UpLevel(nn.Module):
 
 
 class UNet(nn.Module):
-    """The seed's ConvNeXt U-Net: ``model(x, t, class_labels=None, residuals=None) -> (B, out_channels, H, W)``.
+    """The seed's ConvNeXt U-Net: ``model(x, t, class_labels=None, residuals=None) -> (B, out_channels, *spatial)``
+    for ``x`` of shape ``(B, in_channels, H, W)``, or ``(B, in_channels, D, H, W)`` with ``spatial_dims=3``.
 
     Arguments:
         in_channels, out_channels: input/output channels (``out_channels`` defaults to ``in_channels``).
@@ -122,6 +145,9 @@ class UNet(nn.Module):
         attn_levels: levels with linear attention (``None`` = all, the seed's); the middle block always
             has full self-attention.
         time_dim: width of the time/class embedding (default ``4 * base_channels``).
+        spatial_dims: 2 (slices) or 3 (volumes; layers as in the module docstring).
+        depth_downsample: 3-D only: how many of the deepest down levels also halve D (0, the default, to
+            ``len(channel_mults) - 1``); D must then be a multiple of ``2**depth_downsample``.
     """
 
     def __init__(
@@ -139,8 +165,11 @@ class UNet(nn.Module):
         attn_dim_head: int = 32,
         attn_levels: Sequence[int] | None = None,
         time_dim: int | None = None,
+        spatial_dims: int = 2,
+        depth_downsample: int = 0,
     ):
         super().__init__()
+        spatial_dims = check_spatial_dims(spatial_dims)
         out_channels = out_channels or in_channels
         mults = tuple(int(m) for m in channel_mults)
         if not mults or any(m < 1 for m in mults):
@@ -150,18 +179,32 @@ class UNet(nn.Module):
         levels = len(mults)
         attn_levels = tuple(range(levels)) if attn_levels is None else tuple(int(i) for i in attn_levels)
         time_dim = time_dim or 4 * base_channels
+        if not 0 <= depth_downsample <= levels - 1:
+            raise ValueError(f"depth_downsample must be in 0..{levels - 1} for {levels} levels, got {depth_downsample}")
+        if depth_downsample and spatial_dims != 3:
+            raise ValueError("depth_downsample needs spatial_dims=3")
         self._config = dict(
             in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
             channel_mults=list(mults), num_classes=num_classes, init_kernel=init_kernel, ds_kernel=ds_kernel,
             inner_kernel=inner_kernel, convnext_mult=convnext_mult, attn_heads=attn_heads,
             attn_dim_head=attn_dim_head, attn_levels=list(attn_levels), time_dim=time_dim,
         )
+        if spatial_dims == 3:  # absent in 2-D: the 2-D config (and the hashes it feeds) stays as it was
+            self._config["spatial_dims"] = 3
+            if depth_downsample:
+                self._config["depth_downsample"] = depth_downsample
+        self.spatial_dims = spatial_dims
+        self.depth_downsample = depth_downsample
+        #: down level i (i < L-1) halves D as well: the ``depth_downsample`` deepest ones
+        pool_depth = [i >= levels - 1 - depth_downsample for i in range(levels - 1)]
         self.num_classes = num_classes
         self.dims = [base_channels * m for m in mults]
         block = dict(mult=convnext_mult, ds_kernel=ds_kernel, inner_kernel=inner_kernel)
         attn = dict(heads=attn_heads, dim_head=attn_dim_head)
+        conv = conv_nd(spatial_dims)
 
-        self.init_conv = nn.Conv2d(in_channels, self.dims[0], init_kernel, padding=init_kernel // 2)
+        init_size, init_pad = kernel_nd(init_kernel, spatial_dims)
+        self.init_conv = conv(in_channels, self.dims[0], init_size, padding=init_pad)
         self.time_mlp = nn.Sequential(
             SinusoidalTimeEmbedding(base_channels),
             nn.Linear(base_channels, time_dim),
@@ -173,17 +216,19 @@ class UNet(nn.Module):
             DownLevel(
                 self.dims[max(i - 1, 0)], self.dims[i], time_dim, block,
                 attn if i in attn_levels else None, downsample=i < levels - 1,
+                spatial_dims=spatial_dims, pool_depth=i < levels - 1 and pool_depth[i],
             )
             for i in range(levels)
         )
-        self.mid = MiddleBlock(self.dims[-1], time_dim, block, attn)
-        self.ups = nn.ModuleList(
+        self.mid = MiddleBlock(self.dims[-1], time_dim, block, attn, spatial_dims=spatial_dims)
+        self.ups = nn.ModuleList(  # up level i > 0 undoes down level i - 1's resampling
             UpLevel(self.dims[i], self.dims[i - 1] if i > 0 else None, time_dim, block,
-                    attn if i in attn_levels else None)
+                    attn if i in attn_levels else None,
+                    spatial_dims=spatial_dims, pool_depth=i > 0 and pool_depth[i - 1])
             for i in reversed(range(levels))
         )
-        self.final_block = ConvNextBlock(self.dims[0], self.dims[0], time_dim, **block)
-        self.final_conv = nn.Conv2d(self.dims[0], out_channels, 1)
+        self.final_block = ConvNextBlock(self.dims[0], self.dims[0], time_dim, **block, spatial_dims=spatial_dims)
+        self.final_conv = conv(self.dims[0], out_channels, 1)
 
     # -- introspection -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -200,8 +245,13 @@ class UNet(nn.Module):
         """H and W must be multiples of this."""
         return 2 ** (len(self.dims) - 1)
 
+    @property
+    def depth_factor(self) -> int:
+        """3-D: D must be a multiple of this (``2**depth_downsample``; 1 by default: D is never pooled)."""
+        return 2**self.depth_downsample
+
     def skip_channels(self) -> list[int]:
-        """Channels of each skip returned by ``encode`` (its spatial size halves per level from H, W)."""
+        """Channels of each skip returned by ``encode`` (H, W halve per level; D only at the pooled levels)."""
         return list(self.dims)
 
     # -- the three stages ----------------------------------------------------------------------
@@ -222,8 +272,20 @@ class UNet(nn.Module):
 
     def encode(self, x: torch.Tensor, emb: torch.Tensor,
                hint: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The encoder and middle block: ``(skips, mid)``. ``hint`` is added after the first convolution."""
+        """The encoder and middle block: ``(skips, mid)``. ``hint`` is added after the first convolution.
+
+        Shapes: x ``(B, C, *spatial)``, hint ``(B, dims[0], *spatial)``; ``skips[i]`` ``(B, dims[i], ...)`` at level
+        ``i``'s resolution, ``mid`` ``(B, dims[-1], ...)`` at the deepest one.
+        """
         f = self.downsample_factor
+        if x.ndim != 2 + self.spatial_dims:
+            layout = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
+            raise ValueError(f"a UNet with spatial_dims={self.spatial_dims} takes {layout} input, "
+                             f"got shape {tuple(x.shape)}")
+        if self.spatial_dims == 3 and (x.shape[2] % self.depth_factor or x.shape[-1] % f or x.shape[-2] % f):
+            raise ValueError(f"D must be a multiple of {self.depth_factor} (depth_downsample={self.depth_downsample})"
+                             f" and H, W multiples of {f} for channel_mults of length {len(self.dims)}, "
+                             f"got {tuple(x.shape[2:])}")
         if x.shape[-1] % f or x.shape[-2] % f:
             raise ValueError(f"H and W must be multiples of {f} for channel_mults of length {len(self.dims)}, "
                              f"got {tuple(x.shape[-2:])}")
@@ -263,7 +325,8 @@ class UNet(nn.Module):
 
 
 def build_unet(in_channels: int, out_channels: int | None = None, size: str = "small", **overrides: Any) -> UNet:
-    """A ``UNet`` of a named size (``tiny``, ``small``, ``base``); keyword ``overrides`` replace its settings."""
+    """A ``UNet`` of a named size (``tiny``, ``small``, ``base``); keyword ``overrides`` replace its settings
+    (``spatial_dims=3`` builds the same size for volumes)."""
     if size not in SIZES:
         raise CardiobenchError(f"unknown unet size {size!r}", f"use one of: {', '.join(SIZES)}")
     kwargs = {**SIZES[size], **overrides}

@@ -17,12 +17,22 @@ the forward pass is deterministic and independent across the batch, and gradient
 Residual shapes come from ``residuals_like``, which by default uses the U-Net's separable parts
 (``embed``/``encode``); override it if your backbone exposes them differently. Class attributes:
 
-- ``sizes``: spatial sizes tried (must suit the backbone's downsampling);
+- ``sizes``: spatial sizes tried (H = W; must suit the backbone's downsampling);
 - ``num_classes``: passed as ``num_classes=...`` for the class-label test (``None`` skips it);
-- ``supports_residuals``: ``False`` skips the residual test.
+- ``supports_residuals``: ``False`` skips the residual test;
+- ``spatial_dims``: 2 (the default: inputs ``(batch, C, size, size)``) or 3: every check then runs on volumes
+  ``(batch, C, depth, size, size)`` and the factory gets ``spatial_dims=3``; the backbone must be registered with
+  ``spatial_dims`` metadata naming 3 (e.g. ``spatial_dims=(2, 3)``; absent means 2-D only) and its model must
+  have ``spatial_dims == 3``;
+- ``depth``: the D of the 3-D inputs (must suit the backbone's pooling of D, if any).
 
 Registration metadata ``class_labels=False`` / ``residuals=False`` (the backbone takes no class labels / no
 ControlNet residuals; conditioning methods that need them refuse it) skip those tests too.
+
+The behavioural checks (time, class labels, residuals, determinism, batch independence, gradients) run on a
+*nudged* model, every parameter moved by small seeded noise (``nudged``): a backbone that zero-initialises its
+output layer (ADM, MONAI's ``DiffusionModelUNet``) outputs exact zeros at initialisation, which would hide its
+wiring; the checks are about the wiring, not the initial values.
 """
 
 from __future__ import annotations
@@ -46,17 +56,40 @@ class BackboneContract:
     batch: ClassVar[int] = 3
     num_classes: ClassVar[int | None] = 5
     supports_residuals: ClassVar[bool] = True
+    spatial_dims: ClassVar[int] = 2
+    depth: ClassVar[int] = 4
 
     # -- helpers ---------------------------------------------------------------------------
     def make(self, in_channels: int | None = None, **extra: Any) -> torch.nn.Module:
+        declared = tuple(self.metadata().get("spatial_dims", (2,)))
+        if self.spatial_dims not in declared:
+            pytest.fail(f"backbone {self.backbone!r} is checked with spatial_dims={self.spatial_dims} but registers "
+                        f"spatial_dims={declared}: a backbone that supports it must declare it, e.g. "
+                        "register(..., spatial_dims=(2, 3))")
         torch.manual_seed(0)
         factory = get_component("backbone", self.backbone)
-        return factory.create(in_channels or self.in_channels, self.out_channels, **{**self.options, **extra})
+        dims = {"spatial_dims": 3} if self.spatial_dims == 3 else {}  # 2-D: nothing new is passed
+        return factory.create(in_channels or self.in_channels, self.out_channels,
+                              **{**dims, **self.options, **extra})
+
+    @staticmethod
+    def nudged(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+        """``model`` with every parameter moved by ``scale * N(0, 1)`` noise (seeded; in place)."""
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
+        return model
+
+    def spatial_shape(self, size: int) -> tuple[int, ...]:
+        """``(size, size)`` in 2-D, ``(depth, size, size)`` in 3-D."""
+        return (size, size) if self.spatial_dims == 2 else (self.depth, size, size)
 
     def inputs(self, size: int | None = None, channels: int | None = None, seed: int = 0):
+        """x ``(batch, C, *spatial_shape(size))`` and t ``(batch,)`` long."""
         g = torch.Generator().manual_seed(seed)
         size = size or self.sizes[0]
-        x = torch.randn(self.batch, channels or self.in_channels, size, size, generator=g)
+        x = torch.randn(self.batch, channels or self.in_channels, *self.spatial_shape(size), generator=g)
         t = torch.randint(0, 1000, (self.batch,), generator=g)
         return x, t
 
@@ -74,23 +107,29 @@ class BackboneContract:
         assert isinstance(self.make(), torch.nn.Module)
         assert get_component("backbone", self.backbone).summary, "give the factory a docstring or a summary"
 
+    def test_spatial_dims(self):
+        model = self.make()
+        assert getattr(model, "spatial_dims", 2) == self.spatial_dims, (
+            f"the model's spatial_dims attribute is {getattr(model, 'spatial_dims', None)!r}, "
+            f"expected {self.spatial_dims}")
+
     def test_output_shape_equals_input_shape(self):
-        model = self.make().eval()
+        model = self.nudged(self.make()).eval()
         for size in self.sizes:
             x, t = self.inputs(size)
             with torch.no_grad():
                 out = model(x, t)
-            assert out.shape == (self.batch, self.out_channels, size, size), size
+            assert out.shape == (self.batch, self.out_channels, *self.spatial_shape(size)), size
             assert torch.isfinite(out).all(), size
 
     def test_extra_input_channels(self):
         model = self.make(in_channels=self.in_channels + 1).eval()
         x, t = self.inputs(channels=self.in_channels + 1)
         with torch.no_grad():
-            assert model(x, t).shape == (self.batch, self.out_channels, *x.shape[-2:])
+            assert model(x, t).shape == (self.batch, self.out_channels, *x.shape[2:])
 
     def test_output_depends_on_time(self):
-        model = self.make().eval()
+        model = self.nudged(self.make()).eval()
         x, _ = self.inputs()
         with torch.no_grad():
             a = model(x, torch.full((self.batch,), 1, dtype=torch.long))
@@ -100,7 +139,7 @@ class BackboneContract:
         torch.testing.assert_close(b, c)
 
     def test_deterministic(self):
-        model = self.make().eval()
+        model = self.nudged(self.make()).eval()
         x, t = self.inputs()
         with torch.no_grad():
             assert torch.equal(model(x, t), model(x, t))
@@ -108,7 +147,7 @@ class BackboneContract:
         assert all(torch.equal(a[k], b[k]) for k in a), "two builds with the same seed differ"
 
     def test_batch_items_are_independent(self):
-        model = self.make().eval()
+        model = self.nudged(self.make()).eval()
         x, t = self.inputs()
         with torch.no_grad():
             whole = model(x, t)
@@ -118,7 +157,7 @@ class BackboneContract:
     def test_class_labels(self):
         if self.num_classes is None or self.metadata().get("class_labels", True) is False:
             pytest.skip("no class conditioning")
-        model = self.make(num_classes=self.num_classes).eval()
+        model = self.nudged(self.make(num_classes=self.num_classes)).eval()
         x, t = self.inputs()
         with torch.no_grad():
             y0 = model(x, t, class_labels=torch.zeros(self.batch, dtype=torch.long))
@@ -131,7 +170,7 @@ class BackboneContract:
     def test_residuals(self):
         if not self.supports_residuals or self.metadata().get("residuals", True) is False:
             pytest.skip("no residual inputs")
-        model = self.make().eval()
+        model = self.nudged(self.make()).eval()
         x, t = self.inputs()
         skips, mid = self.residuals_like(model, x, t)
         with torch.no_grad():
@@ -143,7 +182,7 @@ class BackboneContract:
 
     def test_gradients_reach_every_parameter(self):
         labels = bool(self.num_classes) and self.metadata().get("class_labels", True) is not False
-        model = self.make(num_classes=self.num_classes) if labels else self.make()
+        model = self.nudged(self.make(num_classes=self.num_classes) if labels else self.make())
         model.train()
         x, t = self.inputs()
         kwargs = {"class_labels": torch.arange(self.batch) % self.num_classes} if labels else {}

@@ -23,7 +23,11 @@ JSON-able ``describe()``. Class attributes tune it:
 
 - ``expect_size``: the side the slices must have (None: any, but square);
 - ``require_nonempty``: splits that must hold slices (default: train);
-- ``check_centred``: the region of interest must be centred (what ``cardiobench.data.preprocess`` does).
+- ``check_centred``: the region of interest must be centred (what ``cardiobench.data.preprocess`` does);
+- ``depth``: the source yields volumes of ``depth`` slices (``(N, depth, S, S)``, spacing ``(N, 3)``; a data set
+  opened with the option ``depth``, ``--dims 3``): every check then runs on volumes, the ROI over the whole
+  volume, and ``SliceSet.slices()`` must give their slices. ``make_source`` / ``dataset_options`` must open the
+  source with that depth.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class DatasetContract:
     expect_size: ClassVar[int | None] = None
     require_nonempty: ClassVar[tuple[str, ...]] = ("train",)
     check_centred: ClassVar[bool] = False
+    depth: ClassVar[int | None] = None
     _loaded: ClassVar[dict[type, tuple[Any, dict[str, SliceSet]]]] = {}
 
     def make_source(self) -> Any:
@@ -100,16 +105,20 @@ class DatasetContract:
             assert len(self.splits()[split]) > 0, f"{split} is empty"
 
     def test_shapes_and_dtypes(self):
+        vol = self.depth is not None
         for split, s in self.splits().items():
             n = len(s)
-            assert s.masks.ndim == 3 and s.masks.dtype == np.uint8, split
+            assert s.masks.ndim == (4 if vol else 3) and s.masks.dtype == np.uint8, split
+            assert s.dims == (3 if vol else 2), split
+            if vol:
+                assert s.masks.shape[1] == self.depth, f"{split}: volumes of {s.masks.shape[1]} slices"
             assert s.images.shape == s.masks.shape and s.images.dtype == np.float32, split
-            assert s.masks.shape[1] == s.masks.shape[2], f"{split}: slices are not square"
+            assert s.masks.shape[-2] == s.masks.shape[-1], f"{split}: slices are not square"
             if self.expect_size is not None and n:
                 assert s.size == self.expect_size, split
             assert s.groups.shape == (n,) and np.issubdtype(s.groups.dtype, np.integer), split
             assert s.slice_index.shape == (n,) and np.issubdtype(s.slice_index.dtype, np.integer), split
-            assert s.spacing.shape == (n, 2) and s.spacing.dtype == np.float32, split
+            assert s.spacing.shape == (n, 3 if vol else 2) and s.spacing.dtype == np.float32, split
             assert s.patients.shape == (n,) and s.phases.shape == (n,), split
 
     def test_value_ranges(self):
@@ -127,7 +136,17 @@ class DatasetContract:
     def test_no_empty_slices(self):
         for split, s in self.splits().items():
             if len(s):
-                assert s.masks.reshape(len(s), -1).any(axis=1).all(), f"{split} holds an all-background slice"
+                what = "volume" if self.depth is not None else "slice"
+                assert s.masks.reshape(len(s), -1).any(axis=1).all(), f"{split} holds an all-background {what}"
+
+    def test_volumes_give_their_slices(self):
+        if self.depth is None:
+            return
+        for split, s in self.splits().items():
+            flat = s.slices()
+            assert flat.dims == 2 and len(flat) == len(s) * self.depth, split
+            np.testing.assert_array_equal(flat.masks.reshape(s.masks.shape), s.masks, err_msg=split)
+            np.testing.assert_array_equal(flat.spacing[:: self.depth], s.spacing[:, 1:], err_msg=split)
 
     def test_splits_share_no_patient(self):
         seen: dict[str, str] = {}
@@ -155,6 +174,8 @@ class DatasetContract:
             if not len(s):
                 continue
             fg = s.masks > 0
+            if fg.ndim == 4:  # a volume: one ROI over all its slices
+                fg = fg.any(axis=1)
             rows, cols = fg.any(axis=2), fg.any(axis=1)
             idx = np.arange(s.size)
             for name, occ in (("rows", rows), ("cols", cols)):
@@ -169,4 +190,5 @@ class DatasetContract:
             desc = source.describe()
             json.dumps(desc)
             for split in SPLITS:
-                assert desc["splits"][split]["slices"] == len(self.splits()[split])
+                counted = "volumes" if self.depth is not None else "slices"
+                assert desc["splits"][split][counted] == len(self.splits()[split])
