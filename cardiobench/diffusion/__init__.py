@@ -1,6 +1,6 @@
 """Noise processes and samplers. See ``docs/diffusion.md`` for every formula."""
 
-from cardiobench.diffusion.base import PREDICTION_TYPES, ModelFn, NoiseProcess, Sampler, SampleStep
+from cardiobench.diffusion.base import PREDICTION_TYPES, ModelFn, NoiseProcess, Sampler, SampleStep, per_item
 from cardiobench.diffusion.blurring import BlurringProcess
 from cardiobench.diffusion.ddim import DDIMSampler
 from cardiobench.diffusion.ddpm import DDPMSampler
@@ -18,4 +18,5 @@ __all__ = [
     "NoiseProcess",
     "SampleStep",
     "Sampler",
+    "per_item",
 ]

@@ -5,9 +5,15 @@ Every process in the ``linear-gaussian`` family is, in an orthonormal basis ``u 
     u_t = alpha_t ⊙ u_0 + sigma_t ⊙ eps,   eps ~ N(0, I)
 
 with ``alpha_t`` a scalar (Gaussian DDPM, V = I) or a per-coefficient tensor (blurring diffusion,
-V = 2-D DCT). Timesteps are integers ``0 .. T-1`` (0 = least noise); the network sees pixel-space
+V = the 2-D or 3-D DCT). Timesteps are integers ``0 .. T-1`` (0 = least noise); the network sees pixel-space
 ``x_t = V^T u_t`` and the integer timestep. Samplers use only this interface, so every sampler runs
 with every process of the family.
+
+**Any number of spatial axes.** Tensors are ``(B, C, *spatial)``: ``(B, C, H, W)`` slices or
+``(B, C, D, H, W)`` volumes. ``alpha(t)`` and ``sigma(t)`` return ``(B, *k)``: the batch axis first, then a shape
+``k`` that broadcasts against the trailing axes of one item, e.g. ``(B, 1, 1, 1)`` for a scalar schedule that
+does not know the data's dimension (Gaussian DDPM) or ``(B, 1, D, H, W)`` per frequency. :func:`per_item`
+inserts the missing unit axes after the batch axis, so ``per_item(alpha, x) * x`` is right for any ``x.ndim``.
 
 Timestep ``-1`` denotes the data itself (``alpha = 1``, ``sigma = 0``): the last step of every sampler
 goes there. See ``docs/diffusion.md`` for every formula.
@@ -25,10 +31,25 @@ import torch
 from cardiobench.diffusion import posterior
 from cardiobench.diffusion.posterior import PREDICTION_TYPES
 
-#: model_fn(x_t (B,C,H,W) pixel space, t (B,) long) -> model output (B,C,H,W), per prediction_type
+#: model_fn(x_t (B, C, *spatial) pixel space, t (B,) long) -> model output (B, C, *spatial), per prediction_type
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-__all__ = ["PREDICTION_TYPES", "ModelFn", "NoiseProcess", "SampleStep", "Sampler"]
+__all__ = ["PREDICTION_TYPES", "ModelFn", "NoiseProcess", "SampleStep", "Sampler", "per_item"]
+
+
+def per_item(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-item value ``v`` (B, *k) as (B, 1, ..., 1, *k) with ``like.ndim`` axes, broadcasting against ``like``.
+
+    ``like`` is (B, C, *spatial); ``k`` has at most ``like.ndim - 1`` axes and broadcasts against the trailing
+    axes of one item. E.g. ``alpha(t)`` of Gaussian DDPM, (B, 1, 1, 1), becomes (B, 1, 1, 1, 1) against a volume
+    (B, C, D, H, W), where plain broadcasting would align B with C. A view; ``v`` itself if the ranks agree.
+    """
+    missing = like.dim() - v.dim()
+    if missing < 0:
+        raise ValueError(f"per-item value of shape {tuple(v.shape)} has more axes than {tuple(like.shape)}")
+    if missing == 0:
+        return v
+    return v.reshape(v.shape[0], *([1] * missing), *v.shape[1:])
 
 
 class NoiseProcess(ABC):
@@ -43,31 +64,32 @@ class NoiseProcess(ABC):
 
     @abstractmethod
     def to_basis(self, x: torch.Tensor) -> torch.Tensor:
-        """u = V x. (B, C, H, W) -> (B, C, H, W)."""
+        """u = V x. (B, C, *spatial) -> (B, C, *spatial)."""
 
     @abstractmethod
     def from_basis(self, u: torch.Tensor) -> torch.Tensor:
-        """x = V^T u. (B, C, H, W) -> (B, C, H, W)."""
+        """x = V^T u. (B, C, *spatial) -> (B, C, *spatial)."""
 
     @abstractmethod
     def alpha(self, t: torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """alpha_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis.
+        """alpha_t for integer timesteps t (B,): (B, *k), ``per_item``-broadcastable to (B, C, *spatial) in the basis.
 
-        ``t = -1`` gives 1 (the data). Returned on ``t.device`` in ``dtype`` (default float32); float64 is
-        supported on CPU (samplers precompute their coefficients from it).
+        ``k`` broadcasts against one item's trailing axes: e.g. (1, 1, 1) for a scalar, (1, H, W) or (1, D, H, W)
+        per frequency. ``t = -1`` gives 1 (the data). Returned on ``t.device`` in ``dtype`` (default float32);
+        float64 is supported on CPU (samplers precompute their coefficients from it).
         """
 
     @abstractmethod
     def sigma(self, t: torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """sigma_t for integer timesteps t (B,), broadcastable to (B, C, H, W) in the basis (``t = -1``: 0)."""
+        """sigma_t for integer timesteps t (B,), (B, *k) as :meth:`alpha` (``t = -1``: 0)."""
 
     @abstractmethod
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Pixel-space x_t = V^T (alpha_t ⊙ V x0 + sigma_t ⊙ V noise). Shapes (B, C, H, W)."""
+        """Pixel-space x_t = V^T (alpha_t ⊙ V x0 + sigma_t ⊙ V noise). Shapes (B, C, *spatial)."""
 
     @abstractmethod
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """What the network must output at (x_t, t) for ``prediction_type``. (B, C, H, W)."""
+        """What the network must output at (x_t, t) for ``prediction_type``. (B, C, *spatial)."""
 
     def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
                          device: torch.device | str = "cpu") -> torch.Tensor:
@@ -109,7 +131,8 @@ class NoiseProcess(ABC):
     def alpha_sigma(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha_t, sigma_t)`` of one integer timestep (``-1``: the data), float64 on CPU.
 
-        Shapes broadcast against ``(C, H, W)``: ``()`` for a scalar schedule, e.g. ``(1, H, W)`` per frequency.
+        Shapes broadcast against one item ``(C, *spatial)``: ``()`` for a scalar schedule, e.g. ``(1, H, W)`` or
+        ``(1, D, H, W)`` per frequency.
         Samplers precompute every step coefficient from these in ``set_timesteps``.
         """
         tt = torch.tensor([int(t)], dtype=torch.long)
@@ -126,7 +149,8 @@ class NoiseProcess(ABC):
         dtype = model_output.dtype
         a = self.alpha(t, dtype=dtype)
         s = self.sigma(t, dtype=dtype)
-        x0_xt, x0_m, eps_xt, eps_m = posterior.prediction_coefficients(a, s, self.prediction_type)
+        x0_xt, x0_m, eps_xt, eps_m = (per_item(c, x_t) for c in
+                                      posterior.prediction_coefficients(a, s, self.prediction_type))
         u_t = self.to_basis(x_t)
         m = self.to_basis(model_output)
         return self.from_basis(x0_xt * u_t + x0_m * m), self.from_basis(eps_xt * u_t + eps_m * m)
@@ -148,11 +172,11 @@ class NoiseProcess(ABC):
         In the basis, ``u_t = alpha_t ⊙ u0 + sigma_t ⊙ eps`` gives the other estimate; the output is the training
         target ``on_u0 ⊙ u0 + on_eps ⊙ eps`` of ``prediction_type``.
         """
-        a = self.alpha(t, dtype=estimate.dtype)
-        s = self.sigma(t, dtype=estimate.dtype)
+        a = per_item(self.alpha(t, dtype=estimate.dtype), x_t)
+        s = per_item(self.sigma(t, dtype=estimate.dtype), x_t)
         v, u_t = self.to_basis(estimate), self.to_basis(x_t)
         u0, eps = (v, (u_t - a * v) / s) if of == "x0" else ((u_t - s * v) / a, v)
-        on_u0, on_eps = posterior.training_target_coefficients(a, s, self.prediction_type)
+        on_u0, on_eps = (per_item(c, x_t) for c in posterior.training_target_coefficients(a, s, self.prediction_type))
         return self.from_basis(on_u0 * u0 + on_eps * eps)
 
     def model_output_from(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -162,7 +186,7 @@ class NoiseProcess(ABC):
     def model_output_from_eps(self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network output that would mean noise estimate ``eps`` at (x_t, t): inverse of :meth:`predict_eps`.
 
-        Classifier guidance edits the noise estimate and hands the sampler this output. Shapes (B, C, H, W);
+        Classifier guidance edits the noise estimate and hands the sampler this output. Shapes (B, C, *spatial);
         ``t`` (B,). For epsilon prediction it is ``eps`` itself.
         """
         if self.prediction_type == "epsilon":
@@ -172,7 +196,7 @@ class NoiseProcess(ABC):
 
 @dataclass
 class SampleStep:
-    """One intermediate state of the reverse process (pixel space, (B, C, H, W)).
+    """One intermediate state of the reverse process (pixel space, (B, C, *spatial)).
 
     ``index`` is the step number (0 = first), ``timestep`` the integer timestep the network saw at this
     step, ``x_t`` the state *after* the step (at the next listed timestep; the final sample after the
@@ -195,7 +219,7 @@ class Sampler(ABC):
 
         sampler = DDIMSampler(process, eta=0.0)
         sampler.set_timesteps(50)      # precomputes every per-step coefficient once
-        x = sampler.sample(model_fn, (B, C, H, W), generator=g)
+        x = sampler.sample(model_fn, (B, C, H, W), generator=g)     # or (B, C, D, H, W)
     """
 
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian",)
@@ -232,7 +256,7 @@ class Sampler(ABC):
                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, x_T: torch.Tensor | None = None,
                callback: Callable[[SampleStep], None] | None = None) -> torch.Tensor:
-        """The final sample x_0, (B, C, H, W)."""
+        """The final sample x_0, (B, C, *spatial)."""
         last = None
         for last in self.iter_sample(model_fn, shape, generator=generator, device=device, dtype=dtype, x_T=x_T):
             if callback is not None:

@@ -20,6 +20,8 @@ correlation)::
 i.e. the least confident bits (smallest ``|x_c|``) are flipped first: the maximum-likelihood label under
 isotropic Gaussian noise. For K a power of two every code is valid and decoding is the threshold alone.
 
+Labels of any spatial shape encode pointwise: slices (B, H, W) or, with ``spatial_dims=3``, volumes (B, D, H, W).
+
 The encoding is continuous, so it fits the linear-Gaussian family (``gaussian``, ``blurring``) and its samplers
 as they are. Self-conditioning, the paper's other ingredient, is the option ``self_condition=true`` (any
 representation has it; ``DiffusedVariable`` implements it): the network also sees its previous data estimate.
@@ -34,7 +36,12 @@ import torch
 from einops import rearrange
 
 from cardiobench.data.base import NUM_CLASSES
-from cardiobench.diffusion.representation import Representation, check_flag
+from cardiobench.diffusion.representation import (
+    Representation,
+    check_flag,
+    check_spatial_dims,
+    spatial_dims_config,
+)
 
 __all__ = ["AnalogBitsRepresentation", "bit_count"]
 
@@ -47,7 +54,8 @@ def bit_count(num_classes: int) -> int:
 class AnalogBitsRepresentation(Representation):
     """Analog bits: each label as ceil(log2 K) bits in {-scale, scale}, decoded by thresholding at 0."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, scale: float = 1.0, self_condition: bool = False) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, scale: float = 1.0, self_condition: bool = False,
+                 spatial_dims: int = 2) -> None:
         if int(num_classes) != num_classes or int(num_classes) < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
         if not (math.isfinite(float(scale)) and float(scale) > 0):
@@ -56,6 +64,7 @@ class AnalogBitsRepresentation(Representation):
         self.scale = float(scale)
         self.channels = bit_count(self.num_classes)
         self.self_condition = check_flag("self_condition", self_condition)
+        self.spatial_dims = check_spatial_dims(spatial_dims)  # type: ignore[misc]
 
     def _shifts(self, device: torch.device) -> torch.Tensor:
         # (n,) bit positions, most significant first: n-1, ..., 0
@@ -84,4 +93,4 @@ class AnalogBitsRepresentation(Representation):
 
     def config(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "scale": self.scale,
-                **({"self_condition": True} if self.self_condition else {})}
+                **({"self_condition": True} if self.self_condition else {}), **spatial_dims_config(self.spatial_dims)}

@@ -87,7 +87,7 @@ class DPMSolverSampler(LinearGaussianSampler):
         return plan
 
     def _dpm_step(self, index: int, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``index`` from state ``x`` with model output ``m`` (pixel space, (B, C, H, W)); updates the history.
+        """Step ``index`` from state ``x`` with model output ``m`` (pixel space, (B, C, *spatial)); updates the history.
 
         Returns fresh ``(x0_hat, x_s)`` in pixel space.
         """

@@ -2,6 +2,9 @@
 
 In the family's notation ``alpha_t = sqrt(abar_t)`` and ``sigma_t = sqrt(1 - abar_t)`` (scalars).
 Integer timesteps ``0 .. T-1`` index ``abar`` directly (diffusers' convention); ``t = -1`` is the data.
+The process is the same for slices (B, C, H, W) and volumes (B, C, D, H, W): ``alpha(t)`` and ``sigma(t)`` are
+(B, 1, 1, 1) (``base.per_item`` aligns them with any rank), and ``q_sample`` / ``training_target`` broadcast the
+per-item scalars against their input's rank.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from cardiobench.diffusion.base import NoiseProcess
 from cardiobench.errors import CardiobenchError
 
 
-def _expand(v: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, 1, 1, 1)
+def _expand(v: torch.Tensor, ndim: int = 4) -> torch.Tensor:
+    """(B,) per-item scalars -> (B, 1, ..., 1) with ``ndim`` axes (4: a slice batch, 5: a volume batch)."""
+    return v.reshape(-1, *([1] * (ndim - 1)))
 
 
 class GaussianProcess(NoiseProcess):
@@ -87,7 +91,8 @@ class GaussianProcess(NoiseProcess):
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         a, s = self._table(x0.device, x0.dtype)
-        return _expand(a[t + 1]) * x0 + _expand(s[t + 1]) * noise
+        # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
+        return _expand(a[t + 1], x0.dim()) * x0 + _expand(s[t + 1], x0.dim()) * noise
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction_type == "epsilon":
@@ -95,4 +100,4 @@ class GaussianProcess(NoiseProcess):
         if self.prediction_type == "x0":
             return x0
         a, s = self._table(x0.device, x0.dtype)
-        return _expand(a[t + 1]) * noise - _expand(s[t + 1]) * x0  # v (Salimans & Ho 2022)
+        return _expand(a[t + 1], x0.dim()) * noise - _expand(s[t + 1], x0.dim()) * x0  # v (Salimans & Ho 2022)

@@ -19,7 +19,12 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from cardiobench.diffusion.representation import Representation, check_flag
+from cardiobench.diffusion.representation import (
+    Representation,
+    check_flag,
+    check_spatial_dims,
+    spatial_dims_config,
+)
 
 __all__ = ["GREY_LEVELS", "IntensityRepresentation", "images_to_grey", "grey_to_images"]
 
@@ -43,20 +48,21 @@ class IntensityRepresentation(Representation):
     #: the engine diffuses the image and conditions on the label map (registration metadata says the same)
     diffuses: ClassVar[str] = "image"
 
-    def __init__(self, self_condition: bool = False) -> None:
+    def __init__(self, self_condition: bool = False, spatial_dims: int = 2) -> None:
         self.channels = 1
         self.num_classes = GREY_LEVELS
         self.self_condition = check_flag("self_condition", self_condition)
+        self.spatial_dims = check_spatial_dims(spatial_dims)  # type: ignore[misc]
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
-        # (B, H, W) grey levels g -> (B, 1, H, W): x = 2 g / 255 - 1
+        # (B, *spatial) grey levels g -> (B, 1, *spatial): x = 2 g / 255 - 1
         g = torch.as_tensor(masks).float()
         return rearrange(g, "b ... -> b 1 ...") * (2.0 / (GREY_LEVELS - 1)) - 1.0
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, 1, H, W) -> (B, H, W): g = round((clip(x, -1, 1) + 1) * 255 / 2)
+        # (B, 1, *spatial) -> (B, *spatial): g = round((clip(x, -1, 1) + 1) * 255 / 2)
         x = torch.nan_to_num(x[:, 0].float(), nan=0.0).clamp(-1.0, 1.0)
         return torch.round((x + 1.0) * ((GREY_LEVELS - 1) / 2.0)).to(torch.uint8)
 
     def config(self) -> dict[str, Any]:
-        return {"self_condition": True} if self.self_condition else {}
+        return {**({"self_condition": True} if self.self_condition else {}), **spatial_dims_config(self.spatial_dims)}

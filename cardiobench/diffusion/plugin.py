@@ -1,6 +1,9 @@
 """The built-in representations (``onehot``, ``bits``, ``latent``; ``mri``: the image, for synthesis), noise
 processes (``gaussian``, ``blurring``: linear-Gaussian; ``d3pm``: categorical) and samplers (``ddpm``, ``ddim``,
-``dpm-solver++``; ``d3pm``), registered through the same hooks a third-party plugin uses."""
+``dpm-solver++``; ``d3pm``), registered through the same hooks a third-party plugin uses.
+
+Metadata ``spatial_dims=(2, 3)``: the component works on slices and volumes (docs/diffusion.md, "3-D volumes");
+``latent`` follows its autoencoder, so it declares nothing (2-D only until a volumetric latent run is wired)."""
 
 from __future__ import annotations
 
@@ -18,26 +21,28 @@ from cardiobench.diffusion.representation import OneHotRepresentation
 from cardiobench.hookspecs import hookimpl
 
 FAMILY = "linear-gaussian"
+#: registration metadata ``spatial_dims`` of a component that works on slices (B, C, H, W) and volumes (B, C, D, H, W)
+VOLUMES = (2, 3)
 
 
 @hookimpl
 def register_representations(register):
-    register("onehot", OneHotRepresentation)
-    register("bits", AnalogBitsRepresentation, families=(FAMILY,))
+    register("onehot", OneHotRepresentation, spatial_dims=VOLUMES)
+    register("bits", AnalogBitsRepresentation, families=(FAMILY,), spatial_dims=VOLUMES)
     register("latent", LatentRepresentation, families=(FAMILY,), autoencoder=True)
-    register("mri", IntensityRepresentation, families=(FAMILY,), diffuses="image")
+    register("mri", IntensityRepresentation, families=(FAMILY,), diffuses="image", spatial_dims=VOLUMES)
 
 
 @hookimpl
 def register_noise_processes(register):
-    register("gaussian", GaussianProcess, family=FAMILY)
-    register("blurring", BlurringProcess, family=FAMILY)
-    register("d3pm", D3PMProcess, family=CATEGORICAL)
+    register("gaussian", GaussianProcess, family=FAMILY, spatial_dims=VOLUMES)
+    register("blurring", BlurringProcess, family=FAMILY, spatial_dims=VOLUMES)
+    register("d3pm", D3PMProcess, family=CATEGORICAL, spatial_dims=VOLUMES)
 
 
 @hookimpl
 def register_samplers(register):
-    register("ddpm", DDPMSampler, families=(FAMILY,))
-    register("ddim", DDIMSampler, families=(FAMILY,))
-    register("d3pm", D3PMSampler, families=(CATEGORICAL,))
-    register("dpm-solver++", DPMSolverSampler, families=(FAMILY,), order=2)
+    register("ddpm", DDPMSampler, families=(FAMILY,), spatial_dims=VOLUMES)
+    register("ddim", DDIMSampler, families=(FAMILY,), spatial_dims=VOLUMES)
+    register("d3pm", D3PMSampler, families=(CATEGORICAL,), spatial_dims=VOLUMES)
+    register("dpm-solver++", DPMSolverSampler, families=(FAMILY,), order=2, spatial_dims=VOLUMES)

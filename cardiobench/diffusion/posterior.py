@@ -2,8 +2,8 @@
 
 Every function works per coefficient of the orthonormal basis ``u = V x``: its arguments are Python
 floats or tensors that broadcast against each other (a 0-d tensor for a scalar schedule such as
-Gaussian DDPM, an ``(1, H, W)`` tensor of per-frequency values for blurring diffusion). Notation,
-used identically in ``docs/diffusion.md``:
+Gaussian DDPM, a ``(1, H, W)`` or ``(1, D, H, W)`` tensor of per-frequency values for blurring diffusion).
+Notation, used identically in ``docs/diffusion.md``:
 
 - forward marginal   ``q(u_t | u_0) = N(alpha_t u_0, sigma_t^2)``
 - transition s < t   ``alpha_ts = alpha_t / alpha_s``, ``sigma2_ts = sigma_t^2 - alpha_ts^2 sigma_s^2``

@@ -4,8 +4,9 @@ The engine never decides what a diffused tensor is. Two plugins decide together:
 
 - a **representation** (kind ``representation``) turns label maps into the tensor the model sees and
   back: ``encode`` (B, *spatial) integer labels -> (B, C, *spatial) float, ``decode`` the inverse,
-  ``channels`` and ``spatial_dims`` (2 for slices, 3 for volumes). The built-in ``onehot`` is the
-  one-hot map in [-1, 1] decoded by argmax; analog bits or an autoencoder's latent are other
+  ``channels`` and ``spatial_dims`` (2 for slices, 3 for volumes: the built-in ``onehot``, ``bits`` and
+  ``mri`` take the option ``spatial_dims``, default 2, left out of ``config()`` at 2). The built-in ``onehot``
+  is the one-hot map in [-1, 1] decoded by argmax; analog bits or an autoencoder's latent are other
   representations of the same label maps.
 - the **noise process** (kind ``noise``) owns the randomness: the prior draw ``x_T`` (``prior``) and the
   training loss (``training_loss``), because both belong to its family (white Gaussian noise and a
@@ -32,7 +33,8 @@ from einops import rearrange
 from cardiobench.data.base import NUM_CLASSES
 from cardiobench.errors import CardiobenchError, IncompatibleError
 
-__all__ = ["DiffusedVariable", "OneHotRepresentation", "Representation", "SelfConditioned", "check_flag"]
+__all__ = ["DiffusedVariable", "OneHotRepresentation", "Representation", "SelfConditioned", "check_flag",
+           "check_spatial_dims"]
 
 
 class Representation(ABC):
@@ -74,24 +76,27 @@ class Representation(ABC):
 
 
 class OneHotRepresentation(Representation):
-    """One-hot label maps in [-1, 1], decoded by argmax over channels (the default)."""
+    """One-hot label maps in [-1, 1], decoded by argmax over channels (the default); slices or volumes."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, self_condition: bool = False) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, self_condition: bool = False, spatial_dims: int = 2) -> None:
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = self.channels = int(num_classes)
         self.self_condition = check_flag("self_condition", self_condition)
+        self.spatial_dims = check_spatial_dims(spatial_dims)  # type: ignore[misc]
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
-        # (B, H, W) -> (B, K, H, W): 2 * onehot - 1
+        # (B, *spatial) -> (B, K, *spatial): 2 * onehot - 1
         onehot = torch.nn.functional.one_hot(torch.as_tensor(masks).long(), self.num_classes)
         return rearrange(onehot, "b ... k -> b k ...").float() * 2.0 - 1.0
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, K, *spatial) -> (B, *spatial): argmax_k x_k
         return x.argmax(dim=1).to(torch.uint8)
 
     def config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, **({"self_condition": True} if self.self_condition else {})}
+        return {"num_classes": self.num_classes, **({"self_condition": True} if self.self_condition else {}),
+                **spatial_dims_config(self.spatial_dims)}
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -99,6 +104,18 @@ def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def check_spatial_dims(value: Any) -> int:
+    """The option ``spatial_dims``: 2 (slices, the default) or 3 (volumes); anything else is a ``ValueError``."""
+    if isinstance(value, bool) or value not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {value!r}")
+    return int(value)
+
+
+def spatial_dims_config(spatial_dims: int) -> dict[str, int]:
+    """``spatial_dims`` for a representation's ``config()``: left out at 2, so the hashes of 2-D models hold."""
+    return {} if spatial_dims == 2 else {"spatial_dims": spatial_dims}
 
 
 #: model_fn(x_t, t) -> network output; what ``training_loss`` calls (conditioning already applied)

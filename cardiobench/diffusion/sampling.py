@@ -107,7 +107,7 @@ class _PlannedStep(NamedTuple):
     """One step of a plan (``LinearGaussianSampler._plan``), for one device and dtype."""
 
     #: ``(x0_xt, x0_m, on_x0, on_xt, on_m, noise_std)``: Python floats, or tensors on the device (per basis
-    #: coefficient, e.g. (1, H, W))
+    #: coefficient, e.g. (1, H, W) or (1, D, H, W))
     coefficients: tuple[Coef, ...]
     #: per coefficient: is it zero (everywhere)? (``is_zero[5]``: the step draws no noise)
     is_zero: tuple[bool, ...]
@@ -170,7 +170,7 @@ class LinearGaussianSampler(Sampler):
         """``(on_x0, on_xt, on_eps, noise_std)`` of the steps t -> s (see ``posterior``).
 
         Called once by ``set_timesteps`` with float64 tensors holding every step along the first axis
-        (shapes ``(N, 1, 1, 1)`` or ``(N, 1, H, W)``): the formulas must be elementwise.
+        (shapes ``(N, 1, 1, 1)`` or ``(N, 1, *spatial)``): the formulas must be elementwise.
         """
 
     def previous_timesteps(self, timesteps: list[int]) -> list[int]:
@@ -221,8 +221,8 @@ class LinearGaussianSampler(Sampler):
         """Every step's coefficients ready for ``device`` and ``dtype``, built once per pair.
 
         A coefficient that is one number per step becomes a Python float (no tensor, no host-device
-        synchronisation in the step); one that varies over the basis, (N, 1, H, W) in ``_table64``, moves to the
-        device in one transfer per table and each step holds a (1, H, W) view of it. Steps whose six coefficients
+        synchronisation in the step); one that varies over the basis, (N, 1, *spatial) in ``_table64``, moves to the
+        device in one transfer per table and each step holds a (1, *spatial) view of it. Steps whose six coefficients
         are all floats get their ``_ScalarRecipe``.
         """
         key = (str(device), dtype)
@@ -234,7 +234,7 @@ class LinearGaussianSampler(Sampler):
                 if table.dim() == 1:  # (N,): one number per step
                     columns.append(table.tolist())
                     zero_columns.append((table == 0).tolist())
-                else:  # (N, 1, H, W): one number per step and basis coefficient
+                else:  # (N, 1, *spatial): one number per step and basis coefficient
                     columns.append(list(table.to(device=device, dtype=dtype).unbind(0)))
                     zero_columns.append((table == 0).reshape(len(table), -1).all(1).tolist())
             plan = []
@@ -257,8 +257,8 @@ class LinearGaussianSampler(Sampler):
         """The fast-path step (``_ScalarRecipe``): 2 to 5 in-place passes, no allocation.
 
         Reads ``u_t`` (the state), ``m`` (the model output) and ``z`` (the step's noise, None without), all
-        (B, C, H, W); writes ``y`` (the clipped data estimate / scale, with clipping) and ``u_s`` (the new
-        state), preallocated (B, C, H, W) buffers distinct from the inputs.
+        (B, C, *spatial); writes ``y`` (the clipped data estimate / scale, with clipping) and ``u_s`` (the new
+        state), preallocated (B, C, *spatial) buffers distinct from the inputs.
         """
         y_m, lo, hi, terms, lead, _ = recipe
         if y_m is not None:  # y = clamp(u_t + y_m m, lo, hi) = clip(u0_hat) / scale
@@ -282,7 +282,7 @@ class LinearGaussianSampler(Sampler):
     @staticmethod
     def _x0_scalar(recipe: _ScalarRecipe, u_t: torch.Tensor, m: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``u0_hat`` (clipped with ``clip_x0``) of a fast-path step, from its buffers: ``scale y``, or
-        ``x0_xt u_t + x0_m m`` without clipping. A new (B, C, H, W) tensor; valid until the buffers are reused."""
+        ``x0_xt u_t + x0_m m`` without clipping. A new (B, C, *spatial) tensor; valid until the buffers are reused."""
         x0_hat = recipe.x0_hat
         with torch.no_grad():
             if x0_hat[0] == "y":
@@ -313,7 +313,7 @@ class LinearGaussianSampler(Sampler):
                     z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The general step, per coefficient in the process's basis (``zeros``: ``_PlannedStep.is_zero``).
 
-        ``x`` (the state x_t), ``m`` (the model output): pixel space, (B, C, H, W); ``z``: the step's noise in
+        ``x`` (the state x_t), ``m`` (the model output): pixel space, (B, C, *spatial); ``z``: the step's noise in
         the basis, or None. Returns ``(x0_hat, x_s)`` in pixel space.
         """
         proc = self.process
@@ -348,7 +348,7 @@ class LinearGaussianSampler(Sampler):
 
     def _start(self, shape: tuple[int, ...], n: int, device: torch.device, dtype: torch.dtype,
                generator: torch.Generator | None, x_T: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The state buffer holding x_T (given, else N(0, I) from ``generator``), (B, C, H, W), and the (N, B) long
+        """The state buffer holding x_T (given, else N(0, I) from ``generator``), (B, C, *spatial), and the (N, B) long
         timesteps the network sees, moved to the device once (row i: step i's input)."""
         with torch.no_grad():
             x = torch.empty(shape, device=device, dtype=dtype)
@@ -370,7 +370,7 @@ class LinearGaussianSampler(Sampler):
         n = len(plan)
         x, t_in = self._start(shape, n, device, dtype, generator, x_T)
         with torch.no_grad():
-            # the other buffers, each (B, C, H, W): the next state (u_s), y / x0_hat, the noise z
+            # the other buffers, each (B, C, *spatial): the next state (u_s), y / x0_hat, the noise z
             spare = torch.empty_like(x)
             x0 = torch.empty_like(x)
             z = torch.empty_like(x) if not all(step.is_zero[5] for step in plan) else None

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cardiobench import config as cfgmod
 from cardiobench import distributed
 from cardiobench.autoencoders.runs import (
@@ -28,6 +30,7 @@ from cardiobench.autoencoders.runs import (
     latent_representation,
     prepare_for_run,
 )
+from cardiobench.data import open_dataset
 from cardiobench.downstream.segmenter import SegmenterSpec
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
 from cardiobench.factories import (
@@ -97,8 +100,10 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
         "image_size": _grid_size(create("representation", representation, **representation_options),
                                  data["resolution"], depth),
     }
-    noise_options = {**_accepted(noise.factory, generic), **addressed_options(diff.get("options"), "noise",
-                                                                               diff["noise"])}
+    own = addressed_options(diff.get("options"), "noise", diff["noise"])
+    if depth and "spacing" not in own and _accepted(noise.factory, {"spacing": None}, named_only=True):
+        generic["spacing"] = volume_spacing_ratio(cfg, depth)  # blurring's 3-D DCT in physical units
+    noise_options = {**_accepted(noise.factory, generic), **own}
     backbone = get_component("backbone", model["backbone"])
     if model.get("size"):
         backbone_options: dict[str, Any] = {"size": model["size"]}
@@ -153,9 +158,25 @@ def _check_volumes(cfg: dict[str, dict[str, Any]], task: str) -> None:
         raise IncompatibleError(f"task {task!r} works on 2-D slices only", f"use --dims 2, or a task of: "
                                 f"{', '.join(VOLUME_TASKS)}")
     check_spatial_dims("backbone", cfg["model"]["backbone"], 3)
+    check_spatial_dims("noise", cfg["diffusion"]["noise"], 3)
+    check_spatial_dims("sampler", cfg["sample"]["sampler"], 3)
     check_spatial_dims("representation", _representation_of(cfg)[0], 3)
     if cfg["conditioning"]["method"]:
         check_spatial_dims("conditioning", cfg["conditioning"]["method"], 3)
+
+
+def volume_spacing_ratio(cfg: dict[str, dict[str, Any]], depth: int) -> list[float] | None:
+    """The per-axis spacing of a volumetric run's voxels in in-plane pixels, ``[slice / in-plane, 1, 1]`` (medians of
+    the training volumes), for a process whose frequencies use it (blurring's 3-D DCT); ``None`` (isotropic in
+    voxels) when the data set measures in px, where the slice axis is in source slices and no ratio is physical."""
+    data = cfg["data"]
+    options = {**(data.get("options") or {}), "depth": depth, "seed": data["seed"],
+               **({"data_root": data["data_root"]} if data.get("data_root") else {})}
+    source = open_dataset(data["dataset"], size=data["resolution"], **options)
+    if getattr(source, "spacing_unit", "mm") != "mm":
+        return None
+    sp = np.median(np.asarray(source.load("train").spacing, dtype=np.float64), axis=0)
+    return [round(float(sp[0] / sp[1:].mean()), 4), 1.0, 1.0]
 
 
 def _grid_size(representation: Any, resolution: int, depth: int | None) -> int | list[int]:
@@ -643,8 +664,6 @@ def _guidance(plan: RunPlan, *, progress: Progress):
 def _class_rows(labels: Any, per_class: int) -> tuple[Any, list[str]]:
     """Indices of up to ``per_class`` samples of each requested class, class by class (equal counts), and the
     class names: the rows of a class-conditioned sample grid."""
-    import numpy as np
-
     from cardiobench.data.base import GROUPS
 
     classes = [c for c in range(len(GROUPS)) if (labels == c).any()]
@@ -718,8 +737,6 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
 def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: Progress
                   ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Segment test images with a k-sample ensemble, write the artefacts and evaluate Dice/HD95."""
-    import numpy as np
-
     from cardiobench.engine.segment import PREDICTIONS_NAME, segment, write_segmentations
     from cardiobench.metrics.api import evaluate_segmentation
     from cardiobench.metrics.ensemble import ensemble_summary
@@ -763,10 +780,6 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
 def eval_cases(plan: RunPlan) -> tuple[Any, Any]:
     """``(source, cases)``: the data set and up to ``eval.num_samples`` pairs of its evaluation split, spread evenly
     over its patients and slices (segmentation: the images segmented; synthesis: the masks drawn for)."""
-    import numpy as np
-
-    from cardiobench.data import open_dataset
-
     t = plan.train
     source = open_dataset(t.dataset, size=t.resolution, **data_options(plan))
     split = source.load(plan.eval_split)

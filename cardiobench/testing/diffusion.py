@@ -12,6 +12,24 @@ a third-party plugin subclasses them in its own tests::
     class TestMySampler(SamplerContract):
         sampler_name = "my-sampler"
 
+**Volumes.** The suites run on any number of spatial axes: ``shape`` is ``(B, C, *spatial)``, and a subclass that
+sets it to ``(B, C, D, H, W)`` checks the component on volumes (give a process that is built for a size, such as
+``blurring``, the matching ``image_size``, e.g. ``[D, H, W]``)::
+
+    class TestMyProcess3D(NoiseProcessContract):
+        process_name = "my-process"
+        shape = (3, 2, 4, 8, 8)
+
+    class TestMySampler3D(SamplerContract):
+        sampler_name = "my-sampler"
+        shape = (4, 2, 4, 8, 8)
+        processes = (("gaussian", {"num_timesteps": 200}),
+                     ("blurring", {"num_timesteps": 200, "image_size": [4, 8, 8], "spacing": [2.0, 1.0, 1.0]}))
+
+The sampler's statistical and convergence checks then use Gaussian volumes (``statistical_size`` /
+``convergence_size`` per axis) and rebuild each process that has an ``image_size`` option at that size (a list
+in 3-D), keeping its other options (``spacing``). ``tests/diffusion/test_contracts_3d.py`` runs every built-in so.
+
 The classes are not collected by pytest themselves (no ``Test`` prefix); each test method creates its
 components through the plugin registry, so the suites also check that the component is registered.
 
@@ -43,49 +61,54 @@ import pytest
 import torch
 
 from cardiobench.diffusion import dct
-from cardiobench.diffusion.base import PREDICTION_TYPES, NoiseProcess, Sampler, SampleStep
+from cardiobench.diffusion.base import PREDICTION_TYPES, NoiseProcess, Sampler, SampleStep, per_item
 from cardiobench.errors import CardiobenchError
 from cardiobench.plugins import get_component
 
 
 class GaussianData:
-    """``x_0 = IDCT(u_0)`` with ``u_0 ~ N(mean, diag(std^2))`` per DCT coefficient, shape (C, H, W).
+    """``x_0 = IDCT(u_0)`` with ``u_0 ~ N(mean, diag(std^2))`` per DCT coefficient, shape (C, *spatial).
 
-    Image-like: the standard deviation decays with spatial frequency (from ``std_max`` to ``std_min``), the
-    mean is a smooth random pattern. Much smaller standard deviations make coarse samplers visibly inexact
-    (their discretisation error grows as the data's noise scale shrinks), which is not what these checks are for.
+    ``size``: an int N for N x N slices, or the spatial shape, e.g. ``(D, H, W)`` for volumes (the DCT then runs
+    over the last 3 axes). Image-like: the standard deviation decays with spatial frequency (from ``std_max`` to
+    ``std_min``), the mean is a smooth random pattern. Much smaller standard deviations make coarse samplers
+    visibly inexact (their discretisation error grows as the data's noise scale shrinks), which is not what these
+    checks are for.
     """
 
-    def __init__(self, channels: int = 1, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float64,
-                 std_min: float = 0.3, std_max: float = 0.8):
+    def __init__(self, channels: int = 1, size: int | tuple[int, ...] = 8, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, std_min: float = 0.3, std_max: float = 0.8):
         g = torch.Generator().manual_seed(seed)
-        lam = dct.frequencies(size, size, dtype=torch.float64)
+        spatial = (size, size) if isinstance(size, int) else tuple(int(n) for n in size)
+        #: the number of spatial axes the DCT runs over
+        self.dims = len(spatial)
+        lam = dct.frequencies(*spatial, dtype=torch.float64)
         std = std_min + (std_max - std_min) * torch.exp(-0.6 * lam)
-        self.std = std.expand(channels, size, size).clone().to(dtype)
-        mean = 0.4 * torch.randn((channels, size, size), generator=g, dtype=torch.float64) * torch.exp(-0.3 * lam)
+        self.std = std.expand(channels, *spatial).clone().to(dtype)
+        mean = 0.4 * torch.randn((channels, *spatial), generator=g, dtype=torch.float64) * torch.exp(-0.3 * lam)
         self.mean = mean.to(dtype)
-        self.shape = (channels, size, size)
+        self.shape = (channels, *spatial)
         self.dtype = dtype
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n, C, H, W) pixel-space samples."""
+        """(n, C, *spatial) pixel-space samples."""
         z = torch.randn((n, *self.shape), generator=generator, dtype=self.dtype)
-        return dct.idct2(self.mean + self.std * z)
+        return dct.idctn(self.mean + self.std * z, dims=self.dims)
 
     def posterior_mean(self, process: NoiseProcess, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Exact ``E[x_0 | x_t]`` (pixel space).
 
         Per DCT coefficient: ``m + s^2 a (u_t - a m) / (a^2 s^2 + sigma^2)``.
         """
-        a = process.alpha(t, dtype=x_t.dtype)
-        s = process.sigma(t, dtype=x_t.dtype)
-        u_t = dct.dct2(x_t)
+        a = per_item(process.alpha(t, dtype=x_t.dtype), x_t)
+        s = per_item(process.sigma(t, dtype=x_t.dtype), x_t)
+        u_t = dct.dctn(x_t, dims=self.dims)
         var = self.std * self.std
         u0 = self.mean + var * a * (u_t - a * self.mean) / (a * a * var + s * s)
-        return dct.idct2(u0)
+        return dct.idctn(u0, dims=self.dims)
 
     def flow(self, process: NoiseProcess, x: torch.Tensor, t_from: int, t_to: int) -> torch.Tensor:
-        """The exact probability-flow ODE solution: ``x`` (n, C, H, W) at timestep ``t_from`` carried to ``t_to``.
+        """The exact probability-flow ODE solution: ``x`` (n, C, *spatial) at timestep ``t_from`` carried to ``t_to``.
 
         Per DCT coefficient the marginal at t is ``N(alpha_t m, v_t)``, ``v_t = alpha_t^2 s^2 + sigma_t^2``, and the
         ODE's velocity is affine in ``u``; the flow is the increasing affine map between the two marginals,
@@ -96,7 +119,8 @@ class GaussianData:
         a1, s1, a2, s2 = (c.to(self.dtype) for c in (a1, s1, a2, s2))
         var = self.std * self.std
         scale = ((a2 * a2 * var + s2 * s2) / (a1 * a1 * var + s1 * s1)).sqrt()
-        return dct.idct2(a2 * self.mean + scale * (dct.dct2(x.to(self.dtype)) - a1 * self.mean))
+        u = dct.dctn(x.to(self.dtype), dims=self.dims)
+        return dct.idctn(a2 * self.mean + scale * (u - a1 * self.mean), dims=self.dims)
 
     def model_fn(self, process: NoiseProcess):
         """The optimal network for ``process`` (in its ``prediction_type``) on this data."""
@@ -109,13 +133,13 @@ class GaussianData:
         return fn
 
     def errors(self, samples: torch.Tensor) -> dict[str, float]:
-        """How far ``samples`` (n, C, H, W) are from the data distribution, per DCT coefficient.
+        """How far ``samples`` (n, C, *spatial) are from the data distribution, per DCT coefficient.
 
         ``mean_z``: largest |sample mean - mean| in standard errors (each ~N(0, 1) for an exact sampler, so
         the largest of 64 is below 4 but for one run in 10^3); ``var_ratio_max`` / ``var_ratio_mean``: largest
         and average |sample variance / variance - 1| (sampling noise ~ sqrt(2 / n) each).
         """
-        u = dct.dct2(samples.to(self.dtype))
+        u = dct.dctn(samples.to(self.dtype), dims=self.dims)
         n = u.shape[0]
         mean_z = ((u.mean(0) - self.mean) / (self.std / math.sqrt(n))).abs()
         ratio = (u.var(0) / (self.std * self.std) - 1.0).abs()
@@ -174,8 +198,8 @@ class NoiseProcessContract:
     process_name: ClassVar[str] = ""
     #: small, fast options (e.g. fewer timesteps); merged under the per-test overrides
     process_options: ClassVar[dict[str, Any]] = {}
-    #: (B, C, H, W) used by the checks
-    shape: ClassVar[tuple[int, int, int, int]] = (3, 2, 8, 8)
+    #: (B, C, *spatial) used by the checks: (B, C, H, W) slices, or (B, C, D, H, W) to check the process on volumes
+    shape: ClassVar[tuple[int, ...]] = (3, 2, 8, 8)
     #: prediction types the process supports
     prediction_types: ClassVar[tuple[str, ...]] = PREDICTION_TYPES
     atol: ClassVar[float] = 1e-9
@@ -201,6 +225,11 @@ class NoiseProcessContract:
         if self.family() == LINEAR_GAUSSIAN:
             return self.data(seed)[0].float()
         return onehot_labels(self.shape, seed)[1]
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial shape of the checks' tensors, ``shape[2:]``: (H, W) or (D, H, W)."""
+        return tuple(self.shape[2:])
 
     def timesteps(self, process: NoiseProcess) -> torch.Tensor:
         t_max = process.num_timesteps - 1
@@ -242,7 +271,8 @@ class NoiseProcessContract:
         u = process.to_basis(x)
         assert u.shape == x.shape
         _close(process.from_basis(u), x, atol=self.atol)
-        _close(u.pow(2).sum((-2, -1)), x.pow(2).sum((-2, -1)), atol=self.atol)  # V is orthonormal
+        axes = tuple(range(2, len(self.shape)))  # the spatial axes
+        _close(u.pow(2).sum(axes), x.pow(2).sum(axes), atol=self.atol)  # V is orthonormal
         _close(process.to_basis(2 * x - y), 2 * u - process.to_basis(y), atol=self.atol)  # and linear
         if process.identity_basis:
             assert torch.equal(u, x)
@@ -251,9 +281,13 @@ class NoiseProcessContract:
         self.only_linear_gaussian("test_alpha_sigma_values")
         process = self.make_process()
         t = torch.arange(-1, process.num_timesteps)
-        a = process.alpha(t, dtype=torch.float64)
-        s = process.sigma(t, dtype=torch.float64)
+        a_raw = process.alpha(t, dtype=torch.float64)
+        s_raw = process.sigma(t, dtype=torch.float64)
         shape = (len(t), *self.shape[1:])
+        assert a_raw.shape[0] == s_raw.shape[0] == len(t), "alpha(t), sigma(t): (B, *k), one row per timestep"
+        # (B, *k) with k broadcasting against one item's trailing axes: per_item aligns it with (B, C, *spatial)
+        ref = torch.empty((len(t), *self.shape[1:]), dtype=torch.float64)
+        a, s = per_item(a_raw, ref), per_item(s_raw, ref)
         assert torch.broadcast_shapes(a.shape, shape) == shape and torch.broadcast_shapes(s.shape, shape) == shape
         assert a.dtype == s.dtype == torch.float64
         assert torch.isfinite(a).all() and torch.isfinite(s).all()
@@ -269,8 +303,9 @@ class NoiseProcessContract:
         self.only_linear_gaussian("test_snr_decreases_and_ends_near_pure_noise")
         process = self.make_process()
         t = torch.arange(0, process.num_timesteps)
-        a = process.alpha(t, dtype=torch.float64).expand(len(t), *self.shape[1:])
-        s = process.sigma(t, dtype=torch.float64).expand(len(t), *self.shape[1:])
+        ref = torch.empty((len(t), *self.shape[1:]), dtype=torch.float64)
+        a = per_item(process.alpha(t, dtype=torch.float64), ref).expand_as(ref)
+        s = per_item(process.sigma(t, dtype=torch.float64), ref).expand_as(ref)
         log_snr = 2 * (a.log() - s.log())
         # non-increasing SNR per coefficient keeps sigma2_ts = sigma_t^2 - alpha_ts^2 sigma_s^2 >= 0
         assert (log_snr[1:] <= log_snr[:-1] + 1e-9).all()
@@ -284,8 +319,8 @@ class NoiseProcessContract:
         t = self.timesteps(process)
         x_t = process.q_sample(x0, t, noise)
         assert x_t.shape == x0.shape and x_t.dtype == torch.float64
-        a = process.alpha(t, dtype=torch.float64)
-        s = process.sigma(t, dtype=torch.float64)
+        a = per_item(process.alpha(t, dtype=torch.float64), x0)
+        s = per_item(process.sigma(t, dtype=torch.float64), x0)
         expected = process.from_basis(a * process.to_basis(x0) + s * process.to_basis(noise))
         _close(x_t, expected, atol=self.atol)
         assert process.q_sample(x0.float(), t, noise.float()).dtype == torch.float32
@@ -417,12 +452,15 @@ class SamplerContract:
         ("gaussian", {"num_timesteps": 200}),
         ("blurring", {"num_timesteps": 200, "image_size": 8}),
     )
-    shape: ClassVar[tuple[int, int, int, int]] = (4, 2, 8, 8)
+    #: (B, C, *spatial) of the checks that run the sampler on a toy network: (B, C, H, W), or (B, C, D, H, W) to
+    #: check it on volumes (with processes built for that size, e.g. blurring's ``image_size = [D, H, W]``)
+    shape: ClassVar[tuple[int, ...]] = (4, 2, 8, 8)
     #: statistical check: sample count and tolerances (see ``GaussianData.errors``). It runs every timestep
     #: of a T = 200 process; at that resolution DDPM and DDIM (eta = 1) have a discretisation error of up to
     #: 7 % in variance (4 % for DDIM, eta = 0), computed exactly in tests/diffusion/test_diffusion_statistics.py
     n_statistical: ClassVar[int] = 3000
-    statistical_size: ClassVar[int] = 4
+    #: spatial size of its Gaussian data: an int N (N on each of the ``len(shape) - 2`` axes) or the spatial shape
+    statistical_size: ClassVar[int | tuple[int, ...]] = 4
     max_mean_z: ClassVar[float] = 5.0
     max_var_ratio: ClassVar[float] = 0.2
     max_mean_var_ratio: ClassVar[float] = 0.1
@@ -433,12 +471,15 @@ class SamplerContract:
     #: convention), else nothing. A sampler that is still stochastic is skipped by that check (its law is
     #: checked by the statistical test instead).
     ode_options: ClassVar[dict[str, Any] | None] = None
-    #: step counts, processes (T large enough for the largest count) and Gaussian samples of that check
+    #: step counts, processes (T large enough for the largest count; a process with an ``image_size`` option is
+    #: built at ``convergence_size``), the spatial size of the Gaussian data (as ``statistical_size``) and the
+    #: number of Gaussian samples of that check
     convergence_steps: ClassVar[tuple[int, ...]] = (16, 23, 32, 45, 64, 90)
     convergence_processes: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
         ("gaussian", {"num_timesteps": 1000}),
         ("blurring", {"num_timesteps": 1000, "image_size": 4}),
     )
+    convergence_size: ClassVar[int | tuple[int, ...]] = 4
     n_convergence: ClassVar[int] = 64
     #: where the error is measured: the listed timestep nearest this fraction of T. Not the final sample: the
     #: last step jumps from timestep ~0 to the data whatever the step count, so its error does not shrink
@@ -464,6 +505,25 @@ class SamplerContract:
     def all_processes(self, **overrides: Any) -> list[NoiseProcess]:
         """One process per entry of ``processes`` (a name may come twice, with different options)."""
         return [get_component("noise", name).create(**{**options, **overrides}) for name, options in self.processes]
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial shape of the toy-network checks, ``shape[2:]``: (H, W) or (D, H, W)."""
+        return tuple(self.shape[2:])
+
+    def data_spatial(self, size: int | tuple[int, ...]) -> tuple[int, ...]:
+        """The spatial shape of Gaussian test data of ``size`` (``statistical_size``, ``convergence_size``): an int
+        is that side on each of the ``len(shape) - 2`` axes."""
+        return (size,) * len(self.spatial) if isinstance(size, int) else tuple(size)
+
+    @staticmethod
+    def sized_options(options: dict[str, Any], spatial: tuple[int, ...]) -> dict[str, Any]:
+        """``options`` with ``image_size`` (if present) set to ``spatial``: an int for a square slice (as 2-D configs
+        write it), else the list ``[D, H, W]`` / ``[H, W]``. Other options (e.g. ``spacing``) are kept."""
+        if "image_size" not in options:
+            return dict(options)
+        square = len(spatial) == 2 and spatial[0] == spatial[1]
+        return {**options, "image_size": spatial[0] if square else list(spatial)}
 
     def only_linear_gaussian(self, what: str) -> None:
         for name, _ in self.processes:
@@ -613,12 +673,13 @@ class SamplerContract:
         """
         self.only_linear_gaussian("test_deterministic_sampler_converges_at_its_order")
         order = self.declared_order()
-        data = GaussianData(channels=1, size=4)
+        spatial = self.data_spatial(self.convergence_size)
+        data = GaussianData(channels=1, size=spatial)
         x_T = torch.randn((self.n_convergence, *data.shape), generator=torch.Generator().manual_seed(0),
                           dtype=torch.float64)
         steps = sorted(self.convergence_steps)
         for name, options in self.convergence_processes:
-            process = get_component("noise", name).create(**options)
+            process = get_component("noise", name).create(**self.sized_options(options, spatial))
             sampler = self.make_ode_sampler(process)
             sampler.set_timesteps(5)
             runs = [sampler.sample(data.model_fn(process), tuple(x_T[:4].shape), dtype=torch.float64, x_T=x_T[:4],
@@ -649,10 +710,11 @@ class SamplerContract:
         only for one that crashes: see the negative controls in tests/diffusion/test_diffusion_statistics.py.
         """
         self.only_linear_gaussian("test_recovers_gaussian_data_with_the_exact_denoiser")
-        data = GaussianData(channels=1, size=self.statistical_size)
+        spatial = self.data_spatial(self.statistical_size)
+        data = GaussianData(channels=1, size=spatial)
         for name, ptype in self.statistical_cases:
-            overrides = {"image_size": self.statistical_size} if "image_size" in dict(self.processes)[name] else {}
-            process = self.make_process(name, prediction_type=ptype, **overrides)
+            sized = self.sized_options(dict(self.processes)[name], spatial)
+            process = self.make_process(name, **{**sized, "prediction_type": ptype})
             sampler = self.make_sampler(process, **self.unclipped_options)
             sampler.set_timesteps(process.num_timesteps)
             out = sampler.sample(data.model_fn(process), (self.n_statistical, *data.shape), dtype=torch.float64,

@@ -16,6 +16,15 @@ the round trip ``decode(encode(m)) == m`` on random label maps holding every cla
 ``decode`` of arbitrary real tensors (noisy states, huge values, zeros) giving uint8 labels in
 ``0..num_classes-1``, the device is preserved, inputs are not modified, batch items are independent, and
 ``config()`` is JSON from which the factory rebuilds a representation that encodes and decodes identically.
+
+**Volumes.** The label maps follow the representation's ``spatial_dims``: (B, H, W) slices or (B, D, H, W)
+volumes (cubes of side ``size``, and non-square (4, 6, 8)). To check a representation on volumes, build it for them
+and say so, so that a 2-D build cannot pass silently::
+
+    class TestMyRepresentation3D(RepresentationContract):
+        representation_name = "my-bits"
+        representation_options = {"num_classes": 4, "spatial_dims": 3}
+        expected_spatial_dims = 3
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ class RepresentationContract:
     #: batch size and spatial side used by the checks
     batch: ClassVar[int] = 4
     size: ClassVar[int] = 8
+    #: the ``spatial_dims`` the representation must report (3: the suite runs on volumes); None: whatever it says
+    expected_spatial_dims: ClassVar[int | None] = None
 
     # -- helpers ---------------------------------------------------------------------------
     def component(self):
@@ -83,6 +94,10 @@ class RepresentationContract:
         assert isinstance(rep.channels, int) and rep.channels >= 1
         assert isinstance(rep.num_classes, int) and rep.num_classes >= 2
         assert rep.spatial_dims in (2, 3)
+        if self.expected_spatial_dims is not None:
+            assert rep.spatial_dims == self.expected_spatial_dims, (
+                f"built with {self.representation_options}, the representation has spatial_dims {rep.spatial_dims}, "
+                f"not {self.expected_spatial_dims}")
         assert rep.shape(self.size) == (rep.channels, *(self.size,) * rep.spatial_dims)
         other = self.spatial(rep, square=False)
         assert rep.shape(other) == (rep.channels, *other)
