@@ -55,7 +55,8 @@ def run(noise: str | None = None, sampler: str | None = None, *, preset: str | N
     ``conditioning``, ``guidance_scale``, ``task``, ``steps`` (sampling), ``train_steps``, ``num_samples``,
     ``seed``, ``device``, ``ensemble_k``, ``autoencoder`` (latent diffusion: an autoencoder plugin, trained
     first if needed, or a trained autoencoder file; docs/latent.md), ``eval_dataset`` / ``eval_data_root``
-    (``task="utility"``; ``task="synthesis"`` and ``"utility"``: docs/synthesis.md). ``sets``: ``["key=value", ...]`` as
+    (``task="utility"``; ``task="synthesis"`` and ``"utility"``: docs/synthesis.md), ``dims`` / ``depth`` (``dims=3``:
+    whole stacks as volumes of ``depth`` slices; docs/volumes.md). ``sets``: ``["key=value", ...]`` as
     ``--set``. ``results``: the store (default as the CLI: ``$CARDIOBENCH_RESULTS`` or
     ``./cardiobench-results/results.db``). A finished identical run is returned from the store unless ``force``.
     """

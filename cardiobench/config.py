@@ -540,8 +540,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "synthesis", "heart-cpu", "seed-report", "gpu",
-                                             "tiny")
+def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "synthesis", "heart-cpu", "volume-cpu",
+                                             "seed-report", "gpu", "tiny")
                    ) -> str:
     """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
     presets = list(presets)

@@ -106,9 +106,10 @@ class DataNoiseSpec(_Spec):
 
     @property
     def depth(self) -> int | None:
-        """Slices per volume of a volumetric spec (the data set option ``depth``), ``None`` for 2-D slices."""
+        """Slices per volume of a volumetric spec (the data set option ``depth``), ``None`` for 2-D slices (also the
+        slices of volumes, ``as_slices``)."""
         depth = self.dataset_options.get("depth")
-        return None if depth is None else int(depth)
+        return None if depth is None or self.dataset_options.get("as_slices") else int(depth)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:

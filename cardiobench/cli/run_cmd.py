@@ -357,6 +357,8 @@ def compare(
     task: str = typer.Option(None, "--task", help="generation (default), segmentation, synthesis or utility."),
     dataset: str = typer.Option(None, "--dataset", help="Data set plugin (default phantom)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder of the real data (e.g. ACDC)."),
+    dims: int = typer.Option(None, "--dims", help="2: slices; 3: volumes of --depth slices (docs/volumes.md)."),
+    depth: int = typer.Option(None, "--depth", help="Volumes: slices per volume (default: the preset's, else 8)."),
     preset: str = preset_option(None, "Default: quick; segmentation for segmentation runs."),
     config_file: str = config_option(),
     sets: list[str] = set_option(),
@@ -397,7 +399,8 @@ def compare(
     for scale in scales:
         _check_options(guidance_scale=("conditioning.guidance_scale", scale))
     _check_options(seed=("train.seed", seed), num_samples=("eval.num_samples", num_samples),
-                   steps=("sample.steps", steps), train_steps=("train.steps", train_steps))
+                   steps=("sample.steps", steps), train_steps=("train.steps", train_steps),
+                   depth=("data.depth", depth))
     term = console(stderr=True)
     plans: list[pipeline.RunPlan] = []
     skipped: list[str] = []
@@ -411,7 +414,7 @@ def compare(
             preset, config_file, sets, noise=n, sampler=s, representation=r, autoencoder=a, backbone=b,
             dataset=dataset, data_root=data_root,
             steps=steps, train_steps=train_steps, num_samples=num_samples, seed=seed, device=device,
-            conditioning=c, guidance_scale=g, task=task)
+            conditioning=c, guidance_scale=g, task=task, dims=dims, depth=depth)
         for kind, names, table, key in (("sampler", samplers, "sample", "sample.options"),
                                         ("noise", noises, "diffusion", "diffusion.options")):
             flat = pipeline.flat_options(cfg[table].get("options"), kind)

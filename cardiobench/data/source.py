@@ -236,6 +236,7 @@ class VolumeSource:
         depth: int | None = None,
         depth_mode: str = "resample",
         slice_spacing: float | None = None,
+        as_slices: bool = False,
     ):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
             raise CardiobenchError(f"size must be an integer >= 8, got {size!r}")
@@ -256,8 +257,14 @@ class VolumeSource:
                 slice_spacing, (int, float, np.integer, np.floating)) or not float(slice_spacing) > 0):
             raise CardiobenchError(f"slice_spacing must be a positive number, got {slice_spacing!r}",
                                    "the distance between source slices, in the data set's spacing unit")
+        if not isinstance(as_slices, bool) or (as_slices and depth is None):
+            raise CardiobenchError(f"as_slices must be true or false and needs a depth, got {as_slices!r}",
+                                   "as_slices=true with depth=D gives the 2-D slices of the D-slice volumes")
         #: volumes of ``depth`` slices (``cardiobench.data.stacks``) instead of 2-D slices; None: slices
         self.depth = None if depth is None else int(depth)
+        #: with ``depth``: ``load`` gives the volumes' slices (``SliceSet.slices()``), so a 2-D model sees exactly
+        #: the slices a 3-D model sees (one crop per stack, resampled through-plane)
+        self.as_slices = as_slices
         self.depth_mode = depth_mode
         self.slice_spacing = None if slice_spacing is None else float(slice_spacing)
         self.size = int(size)
@@ -506,14 +513,14 @@ class VolumeSource:
         """The preprocessed slices of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
         if split not in SPLITS:
             raise CardiobenchError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
-        return self._ensure()[split]
+        return self._ensure()[split].slices() if self.as_slices else self._ensure()[split]
 
     def load_all(self) -> dict[str, SliceSet]:
-        return dict(self._ensure())
+        return {split: self.load(split) for split in SPLITS}
 
     def describe(self) -> dict[str, Any]:
         """Everything ``cardiobench data info`` shows, JSON-able."""
-        sets = self._ensure()
+        sets = self.load_all()
         meta = self._meta
         unit = self.spacing_unit
         splits = summarize(sets, unit)
@@ -528,8 +535,8 @@ class VolumeSource:
             **self.source_info(),
             "spacing_unit": unit,
             "split": meta.get("split") or {},
-            "options": self.options(),
-            "dims": 3 if self.depth is not None else 2,
+            "options": self.options() | ({"as_slices": True} if self.as_slices else {}),
+            "dims": 3 if self.depth is not None and not self.as_slices else 2,
             "item_shape": list(next(iter(sets.values())).item_shape),
             **({"volumes": meta.get("volumes")} if self.depth is not None else {}),
             "splits": splits,

@@ -141,7 +141,10 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
 def volume_depth(cfg: dict[str, dict[str, Any]]) -> int | None:
     """Slices per volume of a volumetric configuration (``data.depth``, or the data set option ``depth``), ``None``
     for 2-D slices (unset or 0)."""
-    depth = cfg["data"].get("depth") or (cfg["data"].get("options") or {}).get("depth")
+    options = cfg["data"].get("options") or {}
+    if options.get("as_slices"):  # the slices of volumes: a 2-D run
+        return None
+    depth = cfg["data"].get("depth") or options.get("depth")
     if depth is not None and depth == 1:
         raise CardiobenchError("data.depth 1 is a slice, not a volume", "use --depth 8 (or more), or --dims 2")
     return int(depth) if depth else None

@@ -118,3 +118,14 @@ def test_acdc_h5_volumes_measure_the_slice_axis_in_source_slices(tmp_path):
     given = open_dataset("acdc-h5", size=16, data_root=str(root), depth=4, split="ssl4mis", cache=False,
                          slice_spacing=10.0, spacing_mm=1.5)
     assert set(np.round(given.load("test").spacing[:, 0], 3)) <= {10.0, 12.5}
+
+
+def test_acdc_nifti_volumes_take_the_thickness_from_the_header(fake_acdc):
+    src = open_dataset("acdc", size=16, data_root=str(fake_acdc), depth=4, cache=False)
+    train = src.load("train")
+    assert train.masks.shape[1:] == (4, 16, 16) and train.spacing.shape == (len(train), 3)
+    assert src.describe()["spacing_unit"] == "mm"
+    # the thickness of the fake files (resampled from n source slices to 4) is in mm, not in slices
+    n = train.slice_index.astype(np.float64)
+    thickness = train.spacing[:, 0] * 4 / n
+    assert np.all(thickness > 1.5), thickness
