@@ -16,6 +16,9 @@ returns the right shape and depends on the condition, and a missing condition is
 
 Methods that do not train the diffusion network (``trains_network=False``, e.g. classifier guidance) skip the
 training checks; override ``sampling_method`` to return a method ready to sample (with its auxiliary model).
+
+``depth = D`` runs every check on volumes ``(B, C, D, size, size)`` with a 3-D backbone (``spatial_dims=3``);
+the method must then declare ``spatial_dims`` containing 3 in its registration metadata.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class ConditioningContract:
     size: ClassVar[int] = 16
     batch: ClassVar[int] = 4
     num_classes: ClassVar[int] = 5
+    #: slices per volume: run the suite on 3-D volumes (None: 2-D slices)
+    depth: ClassVar[int | None] = None
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return (self.size, self.size) if self.depth is None else (self.depth, self.size, self.size)
 
     # -- helpers ---------------------------------------------------------------------------
     def component(self):
@@ -58,8 +67,10 @@ class ConditioningContract:
     def network(self, method: ConditioningMethod | None = None) -> torch.nn.Module:
         backbone = get_component("backbone", self.backbone)
 
+        geometry = {} if self.depth is None else {"spatial_dims": 3}
+
         def make_backbone(cin: int, cout: int, **extra: Any) -> torch.nn.Module:
-            return backbone.create(cin, cout, **{**self.backbone_options, **extra})
+            return backbone.create(cin, cout, **{**self.backbone_options, **geometry, **extra})
 
         torch.manual_seed(0)
         method = method or self.make()
@@ -71,12 +82,12 @@ class ConditioningContract:
         g = torch.Generator().manual_seed(seed)
         b = batch or self.batch
         labels = torch.randint(0, self.num_classes, (b,), generator=g)
-        images = torch.rand(b, 1, self.size, self.size, generator=g) * 2 - 1
+        images = torch.rand(b, 1, *self.spatial, generator=g) * 2 - 1
         return Condition(labels=labels, images=images)
 
     def inputs(self, seed: int = 0):
         g = torch.Generator().manual_seed(seed + 100)
-        x = torch.randn(self.batch, self.channels, self.size, self.size, generator=g)
+        x = torch.randn(self.batch, self.channels, *self.spatial, generator=g)
         t = torch.randint(0, 1000, (self.batch,), generator=g)
         return x, t
 
@@ -93,6 +104,9 @@ class ConditioningContract:
         assert tuple(meta.get("families", ()))
         method = self.make()
         assert method.condition == meta["condition"] and tuple(method.tasks) == tasks
+        if self.depth is not None:
+            assert 3 in tuple(meta.get("spatial_dims", (2,))), (
+                f"{self.method} is tested on volumes: register it with spatial_dims=(2, 3)")
 
     def test_config_is_json_and_rebuilds_the_method(self):
         method = self.make()

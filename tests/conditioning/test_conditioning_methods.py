@@ -25,6 +25,24 @@ class TestControlNetContract(ConditioningContract):
     method = "controlnet"
 
 
+class TestClassifierFreeVolumesContract(ConditioningContract):
+    method = "classifier-free"
+    depth = 2
+    size = 8
+
+
+class TestConcatVolumesContract(ConditioningContract):
+    method = "concat"
+    depth = 2
+    size = 8
+
+
+class TestControlNetVolumesContract(ConditioningContract):
+    method = "controlnet"
+    depth = 2
+    size = 8
+
+
 def tiny_unet(cin=4, cout=4, **extra):
     torch.manual_seed(0)
     return build_unet(cin, cout, size="tiny", channel_mults=[1, 2], **extra)
