@@ -10,6 +10,8 @@ metric names (any metric plugin may declare the same):
 ``sort_key``       the value boards of the metric's tasks are ranked by when ``--sort`` is not given.
 ``counts``         value -> the count shown beside it (HD95 figure -> pairs it left out as missing).
 ``uses_evaluator`` / ``needs_labels``: it measures with the domain evaluator / only on class-conditional runs.
+``needs_volumes``  it measures only volumetric runs (``ctx.volumes``; it reports nothing on a 2-D run), so the
+                   metric contract suite (``cardiobench.testing.metrics``) gives it 3-D contexts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cardiobench.metrics.base import CONDITIONAL_KEYS, METRIC_DIRECTIONS, Metric
 from cardiobench.metrics.segmentation import STRUCTURE_KEYS
 from cardiobench.metrics.synthesis import FaithfulnessMetric, ImageFidelityMetric
 from cardiobench.metrics.utility import UtilityMetric
+from cardiobench.metrics.volume import VOLUME_DIRECTIONS
 
 
 def _directions(names) -> dict[str, str]:
@@ -177,8 +180,43 @@ class HD95Metric:
         return {k: v for k, v in out.items() if k.startswith("hd95_") and k != "hd95_unit"}
 
 
+class VolumeMetric:
+    """Volumes (3-D runs): anatomy through the slices, inter-slice consistency, 3-D Dice and HD95 (segmentation).
+
+    Reports nothing on a 2-D run (``ctx.volumes`` is None), as ``conditional`` does without labels. The values
+    and their definitions: ``cardiobench.metrics.volume``. Generation compares the inter-slice consistency with
+    the real test volumes (``ctx.real_volumes``), segmentation with the ground truth (``ctx.target_volumes``),
+    which also gives the 3-D Dice and HD95, in ``ctx.options["distance_unit"]`` (mm when not given).
+    """
+
+    name = "volume"
+    tasks: ClassVar[tuple[str, ...]] = ("generation", "segmentation")
+    directions = dict(VOLUME_DIRECTIONS)
+    meta: ClassVar[dict] = {
+        "order": 6,
+        # a board shows the values its task has: generation volume_valid_frac, segmentation both
+        "headline": ("dice3d_mean", "volume_valid_frac"),
+        "counts": {"hd95_3d_mean": "hd95_missing_3d", "hd95_3d_penalised_mean": "hd95_missing_3d",
+                   **{f"hd95_3d_{k}": f"hd95_missing_3d_{k}" for k in STRUCTURE_KEYS}},
+        "needs_volumes": True,
+    }
+
+    def compute(self, ctx: MetricContext) -> dict[str, float]:
+        if ctx.volumes is None:  # a 2-D run: nothing to measure, nothing invented
+            return {}
+        from cardiobench.metrics.volume import volume_metrics
+
+        unit = ctx.options.get("distance_unit", "mm")
+        real = ctx.real_volumes if ctx.task == "generation" else ctx.target_volumes
+        out = volume_metrics(ctx.volumes, ctx.volume_spacing, unit=unit, real=real,
+                             target=ctx.target_volumes if ctx.task == "segmentation" else None)
+        ctx.settings["volume_n"] = int(len(ctx.volumes))
+        ctx.settings["volume_unit"] = unit
+        return out
+
+
 BUILTIN_METRICS = (FidelityMetric, ConditionalMetric, AnatomyMetric, MemorisationMetric, DiceMetric, HD95Metric,
-                   ImageFidelityMetric, FaithfulnessMetric, UtilityMetric)
+                   VolumeMetric, ImageFidelityMetric, FaithfulnessMetric, UtilityMetric)
 
 
 @hookimpl

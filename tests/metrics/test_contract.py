@@ -28,9 +28,13 @@ class TestHD95(MetricContract):
     metric_name = "hd95"
 
 
+class TestVolume(MetricContract):
+    metric_name = "volume"
+
+
 def test_builtins_registered_with_directions():
     names = {c.name for c in registry("metric")}
-    assert {"fidelity", "anatomy", "memorisation", "dice", "hd95"} <= names
+    assert {"fidelity", "anatomy", "memorisation", "dice", "hd95", "volume"} <= names
     directions = metric_directions()
     for key in (
         "fid",

@@ -35,8 +35,8 @@ def test_an_installed_metric_does_not_change_a_default_run(register_plugin):
     pred = contract_masks(3, 32, seed=2)
     before = evaluate_segmentation(pred, target, 1.5)
     names = default_metric_names("segmentation")
-    assert names == ["dice", "hd95", "anatomy"] and default_metric_names("generation") == [
-        "fidelity", "conditional", "memorisation", "anatomy"]
+    assert names == ["dice", "hd95", "anatomy", "volume"] and default_metric_names("generation") == [
+        "fidelity", "conditional", "memorisation", "anatomy", "volume"]
 
     register_plugin(ExtraPlugin(), name="extra-plugin")
     after = evaluate_segmentation(pred, target, 1.5)
