@@ -148,7 +148,9 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     spec.add_column(style="bold")
     spec.add_column()
     t = plan.train
-    spec.add_row("data", f"{t.dataset} {t.resolution}x{t.resolution}")
+    vol = t.spatial_dims == 3
+    item = "volumes" if vol else "samples"
+    spec.add_row("data", f"{t.dataset} {'x'.join(map(str, t.spatial_shape))}" + (" volumes (D x H x W)" if vol else ""))
     length = f"{t.steps} steps" if t.steps else f"{t.epochs} epochs"
     size = t.backbone_options.get("size") or f"{t.backbone_options.get('base_channels', '?')} ch"
     spec.add_row("model", f"{t.noise} ({t.noise_options.get('prediction_type', '')}) · {t.backbone} {size} · "
@@ -159,7 +161,8 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     spec.add_row("checkpoint", status)
     steps = plan.sample_steps if plan.sample_steps is not None else "default"
     if plan.task == "segmentation":
-        spec.add_row("segmenting", f"{plan.sampler} · {steps} steps · {plan.eval_samples} {plan.eval_split} images "
+        spec.add_row("segmenting", f"{plan.sampler} · {steps} steps · up to {plan.eval_samples} {plan.eval_split} "
+                                   f"{'volumes' if vol else 'images'} "
                                    f"x {plan.ensemble_k} samples (majority vote) · seed {plan.sample_seed}")
     elif plan.task == "utility":
         u = plan.utility
@@ -170,7 +173,7 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
         spec.add_row("synthesizing", f"{plan.sampler} · {steps} steps · one image for each of up to "
                                      f"{plan.eval_samples} {plan.eval_split} masks · seed {plan.sample_seed}")
     else:
-        spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} samples · "
+        spec.add_row("sampling", f"{plan.sampler} · {steps} steps · {plan.eval_samples} {item} · "
                                  f"seed {plan.sample_seed}")
     if plan.conditioning:
         scale = f" · scale {plan.guidance_scale:g}" if plan.guidance_scale is not None else ""
