@@ -26,7 +26,8 @@ def register_datasets(register):
     """Register data sets of paired 2-D short-axis slices (mask, image, pathology group).
 
     The factory takes keyword options (e.g. ``data_root``, ``size``) and returns an object with
-    ``load(split) -> SliceSet`` (``cardiobench.data.base``).
+    ``load(split) -> SliceSet`` (``cardiobench.data.base``). A data set that also takes the option ``depth``
+    yields volumes ``(N, depth, S, S)`` with it (``--dims 3``, docs/volumes.md).
     """
 
 
@@ -36,7 +37,7 @@ def register_representations(register):
 
     The factory takes keyword options and returns a ``cardiobench.diffusion.representation.Representation``
     (``encode``, ``decode``, ``channels``, ``spatial_dims``). Metadata: ``families``, the process families it
-    fits (absent: all).
+    fits (absent: all); ``spatial_dims``, ``(2, 3)`` when it works on volumes too (absent: 2-D only).
     """
 
 
@@ -45,7 +46,8 @@ def register_noise_processes(register):
     """Register forward noise processes (e.g. ``gaussian``, ``blurring``).
 
     The factory returns a ``cardiobench.diffusion.base.NoiseProcess``. Metadata: ``family``
-    (e.g. ``"linear-gaussian"``), which samplers and conditioning methods check.
+    (e.g. ``"linear-gaussian"``), which samplers and conditioning methods check; ``spatial_dims`` as for
+    representations.
     """
 
 
@@ -55,7 +57,8 @@ def register_samplers(register):
 
     The factory takes ``(process, **options)`` and returns a ``cardiobench.diffusion.base.Sampler``.
     Metadata: ``families``, the tuple of process families the sampler supports; ``order`` (default 1), the
-    convergence order of its deterministic mode, which the sampler contract checks.
+    convergence order of its deterministic mode, which the sampler contract checks; ``spatial_dims`` as for
+    representations.
     """
 
 
@@ -74,7 +77,8 @@ def register_backbones(register):
     """Register denoising networks (e.g. ``unet``).
 
     The factory takes ``(in_channels, out_channels, **options)`` and returns a ``torch.nn.Module``
-    called as ``model(x, t, class_labels=None, residuals=None)``.
+    called as ``model(x, t, class_labels=None, residuals=None)``. Metadata ``spatial_dims=(2, 3)``: it also
+    builds 3-D networks, and the engine then passes ``spatial_dims=3`` among the options (absent: 2-D only).
     """
 
 
@@ -82,7 +86,8 @@ def register_backbones(register):
 def register_conditioning(register):
     """Register conditioning methods (classifier guidance, classifier-free guidance, ControlNet...).
 
-    Metadata: ``tasks`` (``"generation"`` and/or ``"segmentation"``) and ``families``.
+    Metadata: ``tasks`` (``"generation"`` and/or ``"segmentation"``), ``families`` and ``spatial_dims``
+    (``(2, 3)``: it conditions volumes too; absent: 2-D only).
     """
 
 
@@ -92,7 +97,7 @@ def register_metrics(register):
 
     Metadata: ``tasks`` it applies to and ``direction`` per reported value (``"lower"``/``"higher"``);
     ``uses_evaluator`` (reads the domain evaluator's features), ``needs_labels`` (scored per requested
-    class); ``headline``, ``sort_key``, ``order`` and ``counts`` (how the leaderboard shows it); ``default``
+    class), ``needs_volumes`` (scored on volumetric runs only); ``headline``, ``sort_key``, ``order`` and ``counts`` (how the leaderboard shows it); ``default``
     (computed by a run that names no metrics: honoured for built-ins only).
     """
 
