@@ -46,3 +46,32 @@ def test_forward_backward(benchmark, size, device):
 
     benchmark.pedantic(run, rounds=5 if size != "base" else 3, warmup_rounds=1)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+#: volumes: the volume-cpu preset's 3-D U-Net (24 channels, 3x3x3 depthwise) and MONAI's DiffusionModelUNet
+VOLUME_BACKBONES = {
+    "unet-volume-cpu": ("unet", {"size": "small", "base_channels": 24, "ds_kernel": 3}),
+    "monai-unet-small": ("monai-unet", {"size": "small"}),
+}
+
+
+@pytest.mark.parametrize("name", list(VOLUME_BACKBONES))
+def test_forward_backward_volumes(benchmark, name, device):
+    """One training step's network cost on 8 volumes of 8x32x32 (the volume-cpu preset's batch)."""
+    from cardiobench.plugins import get_component
+
+    benchmark.group = "backbone forward+backward (batch 8, 4x8x32x32 volumes)"
+    kind, options = VOLUME_BACKBONES[name]
+    torch.manual_seed(0)
+    model = get_component("backbone", kind).create(4, 4, spatial_dims=3, **options).to(device).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 4, 8, RES, RES, generator=g).to(device)
+    t = torch.randint(0, 1000, (8,), generator=g).to(device)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        model(x, t).square().mean().backward()
+        sync()
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["params"] = sum(p.numel() for p in model.parameters())
