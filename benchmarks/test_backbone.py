@@ -7,6 +7,7 @@ import torch
 
 from benchmarks.common import sync
 from cardiobench.models.unet import SIZES, build_unet
+from cardiobench.plugins import get_component
 
 BATCH, RES = 16, 32
 
@@ -58,8 +59,6 @@ VOLUME_BACKBONES = {
 @pytest.mark.parametrize("name", list(VOLUME_BACKBONES))
 def test_forward_backward_volumes(benchmark, name, device):
     """One training step's network cost on 8 volumes of 8x32x32 (the volume-cpu preset's batch)."""
-    from cardiobench.plugins import get_component
-
     benchmark.group = "backbone forward+backward (batch 8, 4x8x32x32 volumes)"
     kind, options = VOLUME_BACKBONES[name]
     torch.manual_seed(0)
