@@ -541,7 +541,7 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(presets: Iterable[str] = ("quick", "segmentation", "synthesis", "heart-cpu", "volume-cpu",
-                                             "seed-report", "gpu", "tiny")
+                                             "seed-report", "gpu", "volume-gpu", "tiny")
                    ) -> str:
     """Every config key with its type, default, each preset's value and meaning (docs/leaderboard.md)."""
     presets = list(presets)
