@@ -1,0 +1,51 @@
+"""`--dims 3` through the CLI: `data info` on volumes, a volumetric run and its leaderboard row, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cardiobench.results.store import ResultStore
+from cardiobench.testing.cli import assert_one_line_error, invoke
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("CARDIOBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("volumes-cache")))
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_data_info_describes_volumes():
+    opts = ("--dataset-opt", "train_patients=1", "--dataset-opt", "test_patients=1", "--size", "16")
+    result = invoke("data", "info", "--dims", "3", "--depth", "4", *opts)
+    assert result.exit_code == 0, result.output
+    assert "phantom - 4x16x16 volumes" in result.stdout and "volumes" in result.stdout
+    assert "to 4 slices by resample" in result.stdout
+    data = json.loads(invoke("data", "info", "--dims", "3", "--depth", "4", "--json", *opts).stdout)
+    assert data["dims"] == 3 and data["item_shape"] == [4, 16, 16]
+    assert data["splits"]["train"]["slices"] == 4 * data["splits"]["train"]["volumes"]
+    assert_one_line_error(invoke("data", "info", "--depth", "4", *opts), "--depth 4 describes volumes")
+
+
+@pytest.mark.slow
+def test_a_volumetric_run_lands_on_the_board(tmp_path):
+    db = tmp_path / "r.db"
+    result = invoke("run", "--preset", "tiny", "--dims", "3", "--depth", "4", "--results", str(db),
+                    "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "phantom 4x16x16 volumes" in result.stdout and "volume_valid_frac" in result.stdout
+    [row] = ResultStore(db).runs()
+    assert row.spec["train"]["dataset_options"]["depth"] == 4
+    assert 0.0 <= row.metrics["volume_valid_frac"] <= 1.0 and "interslice_dice_gap" in row.metrics
+    board = invoke("leaderboard", "--results", str(db))
+    assert board.exit_code == 0 and "volume_valid_frac" in board.stdout
+
+
+def test_2d_only_components_are_refused_in_one_line(tmp_path):
+    assert_one_line_error(invoke("run", "--preset", "tiny", "--dims", "3", "--conditioning", "classifier-guidance",
+                                 "--results", str(tmp_path / "r.db")),
+                          "classifier-guidance", "2-D")
+    assert_one_line_error(invoke("run", "--preset", "tiny", "--dims", "3", "--task", "synthesis",
+                                 "--conditioning", "concat", "--results", str(tmp_path / "r.db")),
+                          "2-D slices only")
