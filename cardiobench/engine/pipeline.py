@@ -909,7 +909,9 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
     artefacts["metrics"] = str(metrics_path)
     artefacts["checkpoint"] = str(trained.checkpoint)
     record = RunRecord(
-        context=run_context(plan.task, meta, evaluation.get("reference")),
+        context={**run_context(plan.task, meta, evaluation.get("reference")),
+                 # a volumetric run's items are volumes: boards never rank them with slices
+                 **({"volume_shape": list(plan.train.spatial_shape)} if plan.train.spatial_dims == 3 else {})},
         task=plan.task,
         dataset=plan.train.dataset,
         noise=plan.train.noise,

@@ -196,6 +196,8 @@ class Board:
     n_samples: int | None = None
     #: the unit of every distance on this board ("mm" or "px"); None for throughput
     distance_unit: str | None = None
+    #: (D, H, W) of the volumes every run here scored (a volumetric run, ``--dims 3``); None for slices
+    volume_shape: tuple[int, ...] | None = None
     #: one line per flagged validity record of this board's ruler, e.g. "ruler FLAGGED: near chance ..."
     ruler_flags: list[str] = field(default_factory=list)
     #: the sort metric's column (also when ``--columns`` does not show it)
@@ -222,6 +224,9 @@ class Board:
             return ""
         what = {"segmentation": "test images", "synthesis": "test masks", "utility": "test slices"}.get(self.task,
                                                                                                         "samples")
+        if self.volume_shape:
+            what = ("test volumes" if self.task == "segmentation" else "volumes") + \
+                f" of {'x'.join(map(str, self.volume_shape))}"
         count = f"{self.n_samples:,} {what}" if self.n_samples is not None else f"{what} count unknown"
         return f"{count} · distances in {self.distance_unit or 'mm'}"
 
@@ -267,6 +272,12 @@ def sample_count(run: RunRecord) -> int | None:
     if n is None and run.task == "generation":
         n = _spec_get(run.spec or {}, "sample.num_samples")
     return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def volume_shape(run: RunRecord) -> tuple[int, ...] | None:
+    """``(D, H, W)`` of the volumes a volumetric run scored (``context["volume_shape"]``), ``None`` for slices."""
+    shape = (run.context or {}).get("volume_shape")
+    return tuple(int(v) for v in shape) if isinstance(shape, list) and shape else None
 
 
 def distance_unit(run: RunRecord) -> str | None:
@@ -697,12 +708,15 @@ def build_boards(
     if columns is not None:
         columns = check_columns(columns, runs)
     known = dict(known_directions or {})
-    # one board per task, data set, ruler, sample count and distance unit: nothing else is ranked together
-    groups: dict[tuple[str, str, str, str | None, int | None, str | None], list[RunRecord]] = {}
+    # one board per task, data set, ruler, sample count, distance unit and item (slices, or volumes of one shape):
+    # nothing else is ranked together
+    groups: dict[tuple[str, str, str, str | None, int | None, str | None, tuple[int, ...] | None],
+                 list[RunRecord]] = {}
     for run in runs:
         kind, ruler = _ruler(run)
         count = sample_count(run) if run.task in QUALITY_TASKS else None
-        groups.setdefault((run.task, run.dataset, kind, ruler, count, distance_unit(run)), []).append(run)
+        groups.setdefault((run.task, run.dataset, kind, ruler, count, distance_unit(run), volume_shape(run)),
+                          []).append(run)
 
     def order(item: tuple[tuple, list[RunRecord]]) -> tuple:
         (task, dataset, *_), rows = item
@@ -710,7 +724,7 @@ def build_boards(
         return (task_rank, dataset, -max(r.id or 0 for r in rows))
 
     boards: list[Board] = []
-    for (task, dataset, kind, ruler, count, unit), rows in sorted(groups.items(), key=order):
+    for (task, dataset, kind, ruler, count, unit, shape), rows in sorted(groups.items(), key=order):
         every = available_metrics(rows)
         directions = _directions(rows, every, known)
         notes: list[str] = []
@@ -752,6 +766,7 @@ def build_boards(
             notes=notes,
             n_samples=count,
             distance_unit=unit,
+            volume_shape=shape,
             ruler_flags=list(dict.fromkeys(f for r in rows if (f := ruler_flag(r)))),
             sort_column=sort_column,
             references=references,

@@ -36,6 +36,18 @@ def test_rows_of_different_evaluators_are_never_ranked_together():
     assert all(b.ruler_kind == "evaluator" for b in boards)
 
 
+def test_volumes_are_never_ranked_with_slices():
+    ctx = {"n_samples": 64, "distance_unit": "px"}
+    runs = numbered([gen("gaussian", "ddim", {"fid": 0.2}, context=dict(ctx)),
+                     gen("gaussian", "ddim", {"fid": 0.4}, context={**ctx, "volume_shape": [8, 32, 32]}),
+                     gen("blurring", "ddim", {"fid": 0.3}, context={**ctx, "volume_shape": [8, 32, 32]})])
+    boards = report.build_boards(runs)
+    assert sorted(sorted(r.id for r in b.rows) for b in boards) == [[1], [2, 3]]
+    volumes = next(b for b in boards if b.volume_shape)
+    assert volumes.volume_shape == (8, 32, 32) and "64 volumes of 8x32x32" in volumes.heading
+    assert "64 samples" in next(b for b in boards if not b.volume_shape).heading
+
+
 def test_best_first_by_direction_and_best_marked_per_column():
     runs = numbered([gen("a", "ddpm", {"fid": 20.0, "is": 2.5}), gen("b", "ddpm", {"fid": 10.0, "is": 1.5}),
                      gen("c", "ddpm", {"fid": None, "is": 3.0})])
