@@ -97,8 +97,9 @@ def register_metrics(register):
 
     Metadata: ``tasks`` it applies to and ``direction`` per reported value (``"lower"``/``"higher"``);
     ``uses_evaluator`` (reads the domain evaluator's features), ``needs_labels`` (scored per requested
-    class), ``needs_volumes`` (scored on volumetric runs only); ``headline``, ``sort_key``, ``order`` and ``counts`` (how the leaderboard shows it); ``default``
-    (computed by a run that names no metrics: honoured for built-ins only).
+    class), ``needs_volumes`` (scored on volumetric runs only); ``headline``, ``sort_key``, ``order`` and
+    ``counts`` (how the leaderboard shows it); ``default`` (computed by a run that names no metrics: honoured for
+    built-ins only).
     """
 
 
