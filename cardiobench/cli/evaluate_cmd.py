@@ -74,6 +74,11 @@ def evaluate(
     if strict_ruler and _uses_ruler(chosen):
         _check_ruler(dataset, data_options, feature_extractor, log=lambda msg: err.print(msg, highlight=False))
     masks, _ = read_masks(samples)
+    if masks.ndim == 4:  # volumes: the data set's volumes of that depth (--dataset-opt depth=D may say it too)
+        if data_options.get("depth", masks.shape[1]) != masks.shape[1]:
+            raise CardiobenchError(f"{samples}: volumes of {masks.shape[1]} slices, but --dataset-opt depth="
+                                   f"{data_options['depth']}", f"use --dataset-opt depth={masks.shape[1]}")
+        data_options["depth"] = int(masks.shape[1])
     with warnings.catch_warnings():
         # set-size adaptations are reported in meta["notes"], printed below; other warnings (bad voxels, a ruler
         # that is not the published one) still reach the user
@@ -95,8 +100,9 @@ def evaluate(
     meta = result["meta"]
     out = console()
     title = (
-        f"{len(masks)} samples from {samples} vs {dataset} test split ({meta['n_real']} masks, "
-        f"{meta['size']}x{meta['size']}, distances in {meta.get('distance_unit', 'mm')})"
+        f"{len(masks)} {'volumes' if masks.ndim == 4 else 'samples'} from {samples} vs {dataset} test split "
+        f"({meta['n_real']} {'volumes' if masks.ndim == 4 else 'masks'}, {'x'.join(map(str, masks.shape[1:]))}, "
+        f"distances in {meta.get('distance_unit', 'mm')})"
     )
     table = Table(title=title, header_style="bold")
     table.add_column("metric")

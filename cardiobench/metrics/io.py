@@ -49,11 +49,16 @@ def _labels(arr: np.ndarray, path: Path) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def _stack(arr: np.ndarray, path: Path) -> np.ndarray:
+def _stack(arr: np.ndarray, path: Path, volumes: bool = False) -> np.ndarray:
+    """(N, H, W) label maps (an (H, W) map gains the N axis); with ``volumes`` (arrays, not images) also
+    (N, D, H, W) volumes, as a volumetric run writes them."""
     if arr.ndim == 2:
         arr = arr[None]
+    if arr.ndim == 4 and volumes:
+        return arr
     if arr.ndim != 3:
-        raise DataError(f"{path}: wrong shape {tuple(arr.shape)}: expected (H, W) or (N, H, W) label maps")
+        also = " or (N, D, H, W) volumes" if volumes else ""
+        raise DataError(f"{path}: wrong shape {tuple(arr.shape)}: expected (H, W) or (N, H, W) label maps{also}")
     return arr
 
 
@@ -102,14 +107,14 @@ def _read_nifti(path: Path) -> np.ndarray:
 
 
 def read_file(path: str | os.PathLike) -> np.ndarray:
-    """(N, H, W) uint8 label maps from one file."""
+    """(N, H, W) uint8 label maps from one file ((N, D, H, W) volumes from an ``.npy`` / ``.npz`` array)."""
     path = Path(path)
     suffix = _suffix(path)
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unsupported file type", f"use one of: {', '.join(SUFFIXES)}")
     try:
         if suffix == ".npy":
-            arr = _stack(safe_npz.load(path), path)
+            arr = _stack(safe_npz.load(path), path, volumes=True)
         elif suffix == ".npz":
             with safe_npz.load(path) as z:
                 keys = list(z.keys())
@@ -119,7 +124,7 @@ def read_file(path: str | os.PathLike) -> np.ndarray:
                     key = keys[0]
                 else:
                     raise DataError(f"{path}: holds arrays {keys}; name the masks array 'masks'")
-                arr = _stack(z[key], path)
+                arr = _stack(z[key], path, volumes=True)
         elif suffix == ".png":
             arr = _read_png(path)
         else:
@@ -130,13 +135,14 @@ def read_file(path: str | os.PathLike) -> np.ndarray:
         raise DataError(
             f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
-    if arr.shape[1] != arr.shape[2]:
+    if arr.shape[-2] != arr.shape[-1]:
         raise DataError(f"{path}: wrong shape {tuple(arr.shape[1:])}: masks must be square")
     return _labels(arr, path)
 
 
 def read_masks(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """(N, H, W) uint8 label maps from a file or a folder, and the file each map came from."""
+    """(N, H, W) uint8 label maps (or (N, D, H, W) volumes from ``.npy``/``.npz``) from a file or a folder, and the
+    file each map came from."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -151,8 +157,8 @@ def read_masks(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         m = read_file(f)
         if parts and m.shape[1:] != parts[0].shape[1:]:
             raise DataError(
-                f"{f}: wrong shape {m.shape[1]}x{m.shape[2]}: "
-                f"the other masks are {parts[0].shape[1]}x{parts[0].shape[2]}"
+                f"{f}: wrong shape {'x'.join(map(str, m.shape[1:]))}: "
+                f"the other masks are {'x'.join(map(str, parts[0].shape[1:]))}"
             )
         parts.append(m)
         names.extend([f.name] * len(m))

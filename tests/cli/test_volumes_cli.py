@@ -39,7 +39,14 @@ def test_a_volumetric_run_lands_on_the_board(tmp_path):
     assert row.spec["train"]["dataset_options"]["depth"] == 4
     assert 0.0 <= row.metrics["volume_valid_frac"] <= 1.0 and "interslice_dice_gap" in row.metrics
     board = invoke("leaderboard", "--results", str(db))
-    assert board.exit_code == 0 and "volume_valid_frac" in board.stdout
+    assert board.exit_code == 0 and "volume_valid_frac" in board.stdout and "volumes of 4x16x16" in board.stdout
+    # the run's samples.npz scored again by `cardiobench evaluate`: the depth comes from the volumes themselves
+    opts = ("--dataset-opt", "train_patients=2", "--dataset-opt", "test_patients=1")
+    again = invoke("evaluate", "--samples", row.artefacts["samples"], *opts, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["metrics"]["fid"] == pytest.approx(row.metrics["fid"], rel=1e-6)
+    assert_one_line_error(invoke("evaluate", "--samples", row.artefacts["samples"], *opts, "--dataset-opt", "depth=8"),
+                          "volumes of 4 slices", "depth=4")
 
 
 def test_2d_only_components_are_refused_in_one_line(tmp_path):
