@@ -41,7 +41,7 @@ from cardiobench.paths import atomic_write_bytes
 from cardiobench.plugins import check_compatible
 from cardiobench.progress import Progress
 from cardiobench.specs import SampleSpec, TrainSpec, canonical_json
-from cardiobench.viz import save_grid
+from cardiobench.viz import save_grid, save_volume_grid
 
 SAMPLES_NAME = "samples.npz"
 GRID_NAME = "samples.png"
@@ -218,7 +218,8 @@ def sample(
 
 
 def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | None = None) -> dict[str, str]:
-    """Write ``samples.npz`` (``masks`` (N, H, W) uint8 + ``metadata`` JSON string) and the grid ``samples.png``."""
+    """Write ``samples.npz`` (``masks`` (N, H, W) uint8, or (N, D, H, W) volumes, + ``metadata`` JSON string) and
+    the grid ``samples.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -226,8 +227,11 @@ def write_samples(result: SampleResult, out_dir: str | os.PathLike, nrow: int | 
     np.savez_compressed(buf, masks=result.masks.astype(np.uint8), metadata=np.array(canonical_json(result.metadata())),
                         **extra)
     atomic_write_bytes(out / SAMPLES_NAME, buf.getvalue())
-    grid = save_grid(out / GRID_NAME, result.masks, nrow=nrow, scale=max(1, 96 // result.masks.shape[-1]),
-                     legend=True)
+    scale = max(1, 96 // result.masks.shape[-1])
+    if result.masks.ndim == 4:  # volumes: one row of slices (base to apex) per volume, the first 16
+        grid = save_volume_grid(out / GRID_NAME, result.masks[:16], scale=scale, legend=True)
+    else:
+        grid = save_grid(out / GRID_NAME, result.masks, nrow=nrow, scale=scale, legend=True)
     result.files = {"samples": str(out / SAMPLES_NAME), "grid": str(grid)}
     return result.files
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cardiobench.data import open_dataset
 from cardiobench.engine import pipeline
-from cardiobench.engine.sample import sample
+from cardiobench.engine.sample import read_samples, sample, write_samples
 from cardiobench.engine.segment import segment
 from cardiobench.engine.train import train
 from cardiobench.errors import CardiobenchError, IncompatibleError
@@ -60,7 +61,7 @@ def test_a_backbone_that_does_not_declare_3d_is_refused(register_plugin):
         pipeline.plan_from_config(cfg)
 
 
-def test_a_volume_model_trains_and_samples_volumes(tiny_spec):
+def test_a_volume_model_trains_and_samples_volumes(tiny_spec, tmp_path):
     spec = tiny_spec(dataset_options=VOLUMES)
     variable = build_variable(spec)
     assert variable.shape(2) == (2, 4, DEPTH, 16, 16)
@@ -70,6 +71,10 @@ def test_a_volume_model_trains_and_samples_volumes(tiny_spec):
     result = train(spec, None, device="cpu")
     out = sample(result.checkpoint, sampler="ddim", steps=4, num_samples=3, seed=1, device="cpu")
     assert out.masks.shape == (3, DEPTH, 16, 16) and out.masks.dtype == np.uint8
+    files = write_samples(out, tmp_path)
+    with Image.open(files["grid"]) as grid:  # one row per volume, its 4 slices side by side
+        assert grid.width > grid.height
+    np.testing.assert_array_equal(read_samples(files["samples"])[0], out.masks)
 
 
 def test_class_conditional_volumes(tiny_spec):
