@@ -246,13 +246,16 @@ def preview(
     scale: int = typer.Option(2, "--scale", min=1, max=16, help="Pixel magnification in the PNG."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help=OPT_HELP),
+    dims: int = typer.Option(2, "--dims", help="2: slices; 3: one whole volume per group (base to apex)."),
+    depth: int = typer.Option(None, "--depth", help="Volumes: slices per volume (default 8 with --dims 3)."),
 ) -> None:
     """A grid of colour-coded masks beside their images: one labelled row per pathology group."""
     from cardiobench.viz import mask_grid
 
     if split not in SPLITS:
         raise CardiobenchError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
-    name, source = _open(dataset, data_root, size, seed, skip_bad, False, parse_dataset_options(dataset_opt))
+    name, source = _open(dataset, data_root, size, seed, skip_bad, False,
+                         parse_dataset_options(dataset_opt) | volume_options(dims, depth))
     sets = _load_all(name, source)
     if hasattr(source, "describe"):
         _report_skipped(source.describe())
@@ -261,9 +264,17 @@ def preview(
         raise CardiobenchError(f"the {split} split of {name} is empty", "try --split train")
     rng = np.random.default_rng(seed)
     masks, images, labels = [], [], []
+    if s.dims == 3:  # one volume per group, its slices base to apex
+        n = s.masks.shape[1]
     for g, group in enumerate(GROUPS):
         idx = np.flatnonzero(s.groups == g)
         if idx.size == 0:
+            continue
+        if s.dims == 3:
+            one = int(rng.choice(idx))
+            masks.append(s.masks[one])
+            images.append(s.images[one])
+            labels.append(f"{group} ({idx.size})")
             continue
         pick = np.sort(rng.choice(idx, size=min(n, idx.size), replace=False))
         row_m = np.zeros((n, s.size, s.size), np.uint8)
@@ -277,8 +288,9 @@ def preview(
         atomic_write_image(out, grid)
     except (OSError, ValueError, KeyError) as exc:
         raise CardiobenchError(f"cannot write {out}: {exc}", "choose a writable .png path") from None
+    what = f"one {split} volume of {n} slices (base to apex)" if s.dims == 3 else f"{n} {split} slices"
     console().print(
-        f"wrote {out} ({grid.width}x{grid.height}): {len(labels)} groups x {n} {split} slices of {name}, "
+        f"wrote {out} ({grid.width}x{grid.height}): {len(labels)} groups x {what} of {name}, "
         f"each image beside its mask (red RV, green MYO, blue LV)"
     )
 

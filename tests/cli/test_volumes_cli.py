@@ -28,6 +28,18 @@ def test_data_info_describes_volumes():
     assert_one_line_error(invoke("data", "info", "--depth", "4", *opts), "--depth 4 describes volumes")
 
 
+def test_data_preview_shows_one_volume_per_group(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "v.png"
+    opts = ("--dataset-opt", "train_patients=1", "--dataset-opt", "test_patients=1", "--size", "16")
+    result = invoke("data", "preview", "--dims", "3", "--depth", "4", "--out", str(out), "--scale", "1", *opts)
+    assert result.exit_code == 0, result.output
+    assert "one train volume of 4 slices" in result.stdout
+    with Image.open(out) as im:  # 4 slices of image + mask across, 5 group rows down
+        assert im.width > 8 * 16 and im.height >= 5 * 16
+
+
 @pytest.mark.slow
 def test_a_volumetric_run_lands_on_the_board(tmp_path):
     db = tmp_path / "r.db"
