@@ -32,7 +32,8 @@ def test_every_format(tmp_path):
     [
         (np.full((2, 8, 8), 5, np.uint8), "labels outside 0..3"),
         (np.zeros((2, 8, 9), np.uint8), "must be square"),
-        (np.zeros((2, 2, 8, 8), np.uint8), "wrong shape"),
+        (np.zeros((2, 2, 2, 8, 8), np.uint8), "wrong shape"),
+        (np.zeros((2, 4, 8, 9), np.uint8), "must be square"),
         (np.full((8, 8), 0.5), "whole numbers"),
     ],
 )
@@ -42,6 +43,16 @@ def test_bad_arrays_name_the_file(tmp_path, array, message):
     with pytest.raises(DataError, match=message) as exc:
         read_masks(path)
     assert "bad.npy" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_volumes_from_arrays_not_from_images(tmp_path):
+    vols = np.random.default_rng(0).integers(0, 4, (3, 4, 8, 8)).astype(np.uint8)
+    np.savez(tmp_path / "v.npz", masks=vols)
+    masks, names = read_masks(tmp_path / "v.npz")
+    np.testing.assert_array_equal(masks, vols)
+    np.save(tmp_path / "w.npy", np.zeros((1, 2, 8, 8), np.uint8))  # a folder mixing depths is refused
+    with pytest.raises(DataError, match="wrong shape 2x8x8: the other masks are 4x8x8"):
+        read_masks(tmp_path)
 
 
 def test_mixed_sizes_and_missing(tmp_path):
