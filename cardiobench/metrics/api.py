@@ -379,17 +379,12 @@ def evaluate_segmentation(
     vspacing = None
     try:
         if vol:
-            depth = p_raw.shape[1]
-            vspacing = (np.ones((len(p_raw), 3)) if spacing is None
-                        else np.broadcast_to(np.asarray(spacing, np.float64), (len(p_raw), 3)).copy())
-            if not np.all(vspacing > 0):
-                raise ValueError("spacing must be positive")
-            sp = np.repeat(vspacing[:, 1:], depth, axis=0)
+            vspacing = spacing_array(spacing, len(p_raw), axes=3)
+            sp = np.repeat(vspacing[:, 1:], p_raw.shape[1], axis=0)
         else:
             sp = spacing_array(spacing, len(p))
     except ValueError as exc:
-        raise DataError(f"{exc} (volumes: a spacing (slice, rows, cols) or one per volume)" if vol else str(exc)
-                        ) from None
+        raise DataError(str(exc)) from None
     unit = _unit(distance_unit, spacing)
     chosen = _metrics_for("segmentation", metrics)
     ctx = MetricContext(task="segmentation", masks=p, spacing=sp, target=g, device=device,

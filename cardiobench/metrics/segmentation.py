@@ -88,19 +88,23 @@ def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
-def spacing_array(spacing, n: int) -> np.ndarray:
-    """None | number | (rows, cols) | (N, 2) -> (N, 2) float64 in mm (None = 1 pixel)."""
+def spacing_array(spacing, n: int, axes: int = 2) -> np.ndarray:
+    """None | number | one spacing per axis | (N, axes) -> (N, axes) float64 (None = 1 per pixel or voxel).
+
+    ``axes`` 2: (rows, cols) of slices; 3: (slice, rows, cols) of volumes."""
+    names = "(rows, cols)" if axes == 2 else "(slice, rows, cols)"
+    what = "spacing" if axes == 2 else "volume spacing"
     if spacing is None:
-        return np.ones((n, 2), dtype=np.float64)
+        return np.ones((n, axes), dtype=np.float64)
     s = np.asarray(spacing, dtype=np.float64)
     if s.ndim == 0:
-        s = np.full(2, float(s))
-    if s.ndim == 1 and s.shape[0] == 2:
-        s = np.broadcast_to(s, (n, 2))
-    if s.shape != (n, 2):
-        raise ValueError(f"spacing must be a number, (rows, cols) or ({n}, 2), got shape {np.shape(spacing)}")
+        s = np.full(axes, float(s))
+    if s.ndim == 1 and s.shape[0] == axes:
+        s = np.broadcast_to(s, (n, axes))
+    if s.shape != (n, axes):
+        raise ValueError(f"{what} must be a number, {names} or ({n}, {axes}), got shape {np.shape(spacing)}")
     if not np.all(s > 0):
-        raise ValueError("spacing must be positive")
+        raise ValueError(f"{what} must be positive")
     return np.ascontiguousarray(s)
 
 

@@ -50,7 +50,7 @@ from scipy import ndimage
 from cardiobench.data.base import NUM_CLASSES
 from cardiobench.metrics import functional
 from cardiobench.metrics.anatomy import anatomy_table
-from cardiobench.metrics.segmentation import STRUCTURE_KEYS, dice_scores
+from cardiobench.metrics.segmentation import STRUCTURE_KEYS, dice_scores, spacing_array
 
 RV, MYO, LV = 1, 2, 3
 #: the volume anatomy checks, in order (see the module docstring)
@@ -92,18 +92,7 @@ def as_volumes(x: Any, name: str = "volumes") -> np.ndarray:
 
 def volume_spacing(spacing: Any, n: int) -> np.ndarray:
     """None | number | (slice, rows, cols) | (N, 3) -> (N, 3) float64 (None: 1 per voxel)."""
-    if spacing is None:
-        return np.ones((n, 3))
-    s = np.asarray(spacing, dtype=np.float64)
-    if s.ndim == 0:
-        s = np.full(3, float(s))
-    if s.ndim == 1 and s.shape[0] == 3:
-        s = np.broadcast_to(s, (n, 3))
-    if s.shape != (n, 3):
-        raise ValueError(f"volume spacing must be a number, (slice, rows, cols) or ({n}, 3), got shape {s.shape}")
-    if not np.all(s > 0):
-        raise ValueError("volume spacing must be positive")
-    return np.ascontiguousarray(s)
+    return spacing_array(spacing, n, axes=3)
 
 
 # -- anatomy through the slices -----------------------------------------------------------------------------------

@@ -225,3 +225,18 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+
+
+def check_input_shape(x: torch.Tensor, *, name: str, spatial_dims: int, factor: int, depth_factor: int = 1,
+                      depth_downsample: int = 0, levels: str = "") -> None:
+    """A one-line ``ValueError`` unless ``x`` is ``(B, C, H, W)`` (``(B, C, D, H, W)`` for ``spatial_dims=3``) with
+    H, W multiples of ``factor`` and D of ``depth_factor``; ``levels`` says why (e.g. "for 3 levels")."""
+    if x.ndim != 2 + spatial_dims:
+        layout = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, D, H, W)"
+        raise ValueError(f"a {name} with spatial_dims={spatial_dims} takes {layout} input, got shape {tuple(x.shape)}")
+    in_plane = x.shape[-1] % factor or x.shape[-2] % factor
+    if spatial_dims == 3 and (x.shape[2] % depth_factor or in_plane):
+        raise ValueError(f"D must be a multiple of {depth_factor} (depth_downsample={depth_downsample}) and H, W "
+                         f"multiples of {factor} {levels}, got {tuple(x.shape[2:])}")
+    if in_plane:
+        raise ValueError(f"need H and W multiples of {factor} {levels}, got {tuple(x.shape[-2:])}")

@@ -43,7 +43,7 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 from cardiobench.errors import CardiobenchError
-from cardiobench.models.layers import check_spatial_dims
+from cardiobench.models.layers import check_input_shape, check_spatial_dims
 
 #: named sizes: keyword arguments of ``MonaiUNet`` (2-D parameters: tiny 71 k, small 1.2 M, base 16 M)
 SIZES: dict[str, dict[str, Any]] = {
@@ -179,14 +179,9 @@ class MonaiUNet(nn.Module):
         return self.net(x, t, class_labels=class_labels)
 
     def _check_shape(self, x: torch.Tensor) -> None:
-        f, fd = self.downsample_factor, self.depth_factor
-        if x.ndim != 2 + self.spatial_dims:
-            layout = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
-            raise ValueError(f"a monai-unet with spatial_dims={self.spatial_dims} takes {layout} input, "
-                             f"got shape {tuple(x.shape)}")
-        if x.shape[-1] % f or x.shape[-2] % f or (self.spatial_dims == 3 and x.shape[2] % fd):
-            depth = f"D must be a multiple of {fd} and " if self.spatial_dims == 3 else ""
-            raise ValueError(f"{depth}H and W multiples of {f} for {self.levels} levels, got {tuple(x.shape[2:])}")
+        check_input_shape(x, name="monai-unet", spatial_dims=self.spatial_dims, factor=self.downsample_factor,
+                          depth_factor=self.depth_factor, depth_downsample=self.depth_downsample,
+                          levels=f"for {self.levels} levels")
 
 
 def _resample_in_plane(module: nn.Module) -> None:

@@ -60,6 +60,7 @@ from cardiobench.models.layers import (
     PreNormResidual,
     SinusoidalTimeEmbedding,
     Upsample,
+    check_input_shape,
     check_spatial_dims,
     conv_nd,
     kernel_nd,
@@ -277,18 +278,9 @@ class UNet(nn.Module):
         Shapes: x ``(B, C, *spatial)``, hint ``(B, dims[0], *spatial)``; ``skips[i]`` ``(B, dims[i], ...)`` at level
         ``i``'s resolution, ``mid`` ``(B, dims[-1], ...)`` at the deepest one.
         """
-        f = self.downsample_factor
-        if x.ndim != 2 + self.spatial_dims:
-            layout = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
-            raise ValueError(f"a UNet with spatial_dims={self.spatial_dims} takes {layout} input, "
-                             f"got shape {tuple(x.shape)}")
-        if self.spatial_dims == 3 and (x.shape[2] % self.depth_factor or x.shape[-1] % f or x.shape[-2] % f):
-            raise ValueError(f"D must be a multiple of {self.depth_factor} (depth_downsample={self.depth_downsample})"
-                             f" and H, W multiples of {f} for channel_mults of length {len(self.dims)}, "
-                             f"got {tuple(x.shape[2:])}")
-        if x.shape[-1] % f or x.shape[-2] % f:
-            raise ValueError(f"H and W must be multiples of {f} for channel_mults of length {len(self.dims)}, "
-                             f"got {tuple(x.shape[-2:])}")
+        check_input_shape(x, name="UNet", spatial_dims=self.spatial_dims, factor=self.downsample_factor,
+                          depth_factor=self.depth_factor, depth_downsample=self.depth_downsample,
+                          levels=f"for channel_mults of length {len(self.dims)}")
         h = self.init_conv(x)
         if hint is not None:
             h = h + hint
