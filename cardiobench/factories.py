@@ -22,7 +22,8 @@ from cardiobench.specs import TrainSpec
 __all__ = [
     "accepted_options", "unbounded_sampler_options",
     "build_conditioning", "build_model", "build_process", "build_representation", "build_sampler",
-    "build_variable", "check_spatial_dims", "create", "model_channels", "resolve_device", "resolve_spec",
+    "build_variable", "check_spatial_dims", "create", "map_downsampling", "model_channels", "resolve_device",
+    "resolve_spec",
 ]
 
 #: the page that documents each kind's options
@@ -91,8 +92,26 @@ def build_conditioning(spec: TrainSpec) -> Any:
         return None
     method = create("conditioning", spec.conditioning, **spec.conditioning_options)
     if getattr(method, "condition", None) == "image":  # the paired map: the MRI slice, or a synthesis model's mask
-        method.image_channels = map_channels(build_representation(spec))
+        rep = build_representation(spec)
+        method.image_channels = map_channels(rep)
+        method.map_downsampling = map_downsampling(rep, spec)
+        method.spatial_dims = spec.spatial_dims
     return method
+
+
+def map_downsampling(representation: Any, spec: TrainSpec) -> int:
+    """How many times larger per side the paired map (at the label map's size) is than the diffused grid: 1 in
+    pixel space, an autoencoder's ``f`` in its latent. An ``IncompatibleError`` when the sides do not share one
+    integer factor (a map could not be brought to the grid)."""
+    size = spec.spatial_shape if spec.spatial_dims == 3 else spec.resolution
+    grid = tuple(representation.shape(size)[1:])
+    full = tuple(representation.mask_shape(size))
+    factors = {m // g for m, g in zip(full, grid, strict=True)}
+    if len(factors) != 1 or any(m % g for m, g in zip(full, grid, strict=True)):
+        raise IncompatibleError(f"representation {spec.representation!r} diffuses a {'x'.join(map(str, grid))} grid "
+                                f"for {'x'.join(map(str, full))} maps: the condition cannot be brought to it",
+                                "use a representation whose grid divides the maps' size on every axis")
+    return factors.pop()
 
 
 def build_model(spec: TrainSpec) -> torch.nn.Module:

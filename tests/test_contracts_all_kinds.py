@@ -84,6 +84,7 @@ SUITES: dict[tuple[str, str], dict[str, Any]] = {
     ("metric", "fidelity"): {"needs_evaluator": True},
     ("metric", "conditional"): {"needs_evaluator": True, "needs_labels": True},
     ("autoencoder", "vae"): {"autoencoder_options": {"size": "tiny"}},
+    ("autoencoder", "image-vae"): {"autoencoder_options": {"size": "tiny"}},
 }
 
 #: built-ins checked by a refinement of their kind's suite: a representation backed by a trained autoencoder is

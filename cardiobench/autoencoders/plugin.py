@@ -1,8 +1,10 @@
-"""The built-in autoencoder (``vae``: a KL-regularised conv VAE for label maps), registered through the same hook a
-third-party plugin uses (``register_autoencoders``)."""
+"""The built-in autoencoders, registered through the same hook a third-party plugin uses
+(``register_autoencoders``): ``vae`` (label maps, ``data="mask"``) and ``image-vae`` (MR slices,
+``data="image"``), KL-regularised conv VAEs on MONAI's AutoencoderKL."""
 
 from __future__ import annotations
 
+from cardiobench.autoencoders.image_vae import ImageVAE
 from cardiobench.autoencoders.vae import MaskVAE
 from cardiobench.hookspecs import hookimpl
 
@@ -10,3 +12,4 @@ from cardiobench.hookspecs import hookimpl
 @hookimpl
 def register_autoencoders(register):
     register("vae", MaskVAE, data="mask")
+    register("image-vae", ImageVAE, data="image")

@@ -7,12 +7,15 @@ identity. ``autoencoder.name`` may also be a trained autoencoder file (``.pt``):
 run's data set and resolution (else a one-line error naming both) and is copied into the autoencoder store.
 
 The **ceiling**: an autoencoder whose reconstructions are poor caps what any latent model can reach. Every latent
-run also scores the test masks passed through ``encode``/``decode`` with the run's metrics
-(``latent_ceiling``), beside the autoencoder's reconstruction Dice per structure.
+run also scores real items passed through ``encode``/``decode`` as it scores what it draws (``latent_ceiling``):
+a generation run the test masks with its metrics, a segmentation run the ground truth of the images it segments
+(Dice, HD95), a synthesis run the real slices of the masks it draws for (image FID, faithfulness), beside the
+autoencoder's reconstruction report (Dice per structure, or PSNR and L1 for images).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +34,12 @@ from cardiobench.autoencoders.train import (
 from cardiobench.data import open_dataset
 from cardiobench.engine.store import publish
 from cardiobench.errors import CardiobenchError, IncompatibleError
-from cardiobench.factories import resolve_device
-from cardiobench.metrics.api import evaluate_generation
 from cardiobench.plugins import get_component, registry
 from cardiobench.progress import Progress, resolve
 from cardiobench.specs import TrainSpec
 
-__all__ = ["autoencoder_of", "autoencoder_spec_from_config", "latent_ceiling", "latent_representation",
-           "prepare_for_run"]
+__all__ = ["autoencoder_of", "autoencoder_spec_from_config", "ceiling_values", "latent_ceiling",
+           "latent_representation", "prepare_for_run", "test_items"]
 
 #: the prefix of the ceiling's values among a run's metrics (direction "none": shown, never ranked)
 CEILING_PREFIX = "ceiling_"
@@ -125,21 +126,37 @@ def prepare_for_run(spec: TrainSpec, *, device: str, data_root: str | None,
     return load_autoencoder(result.path)
 
 
-def latent_ceiling(ae: LoadedAutoencoder, *, n: int, metrics: list[str] | None, data_root: str | None,
-                   device: str = "cpu", seed: int = 0, log: Any = None) -> dict[str, Any]:
-    """The ceiling of a latent run: ``n`` test masks (evenly spread) through ``decode(encode(m))``, scored by
-    ``metrics`` like generated samples, with the autoencoder's reconstruction Dice per structure.
-
-    ``{"autoencoder", "latent_shape", "scale_factor", "reconstruction", "n", "metrics"}``."""
+def test_items(ae: LoadedAutoencoder, *, n: int, data_root: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``n`` label maps of the autoencoder's test split, evenly spread ((n, H, W) uint8), and the data-set options
+    that open it: what a generation run's ceiling scores."""
     spec = ae.spec
     options = {**spec.dataset_options, **({"data_root": data_root} if data_root else {}),
                **({"seed": spec.data_seed} if spec.data_seed else {})}
     test = open_dataset(spec.dataset, size=spec.resolution, **options).load("test")
     pick = np.unique(np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(int))
-    masks = torch.from_numpy(test.masks[pick].astype("uint8"))
-    recon = reconstruct(ae.model, masks).numpy()
-    scored = evaluate_generation(recon, spec.dataset, data_options=options or None, metrics=metrics,
-                                 device=str(resolve_device(device)), seed=seed, log=log)
+    return test.masks[pick].astype("uint8"), options
+
+
+def latent_ceiling(ae: LoadedAutoencoder, items: np.ndarray,
+                   score: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, Any]:
+    """The ceiling of a latent run: real ``items`` (uint8: the label maps, or grey levels for an image autoencoder)
+    through ``to_items(decode(encode(x)))``, scored by ``score`` as the run scores what it draws, with the
+    autoencoder's reconstruction report of its test split.
+
+    ``{"autoencoder", "latent_shape", "scale_factor", "reconstruction", "n", "metrics"}``."""
+    recon = reconstruct(ae.model, torch.from_numpy(np.ascontiguousarray(items))).numpy()
+    scored = score(recon)
     return {"autoencoder": ae.spec_hash, "latent_shape": ae.report.get("latent_shape"),
             "scale_factor": ae.scale_factor, "reconstruction": ae.report.get("reconstruction", {}),
-            "n": int(len(pick)), "metrics": scored["metrics"]}
+            "n": int(len(items)), "metrics": scored["metrics"]}
+
+
+#: the reconstruction report's summary values a run keeps among its ceiling values (``ceiling_recon_<key>``):
+#: a mask autoencoder's mean Dice, an image autoencoder's PSNR and L1
+RECONSTRUCTION_SUMMARY = ("dice_mean", "psnr", "l1")
+
+
+def ceiling_values(ceiling: dict[str, Any]) -> dict[str, Any]:
+    """The values a run stores for its ceiling (without the prefix): the reconstruction summary, then the metrics."""
+    rec = ceiling.get("reconstruction") or {}
+    return {**{f"recon_{k}": rec[k] for k in RECONSTRUCTION_SUMMARY if k in rec}, **ceiling["metrics"]}

@@ -6,16 +6,18 @@ recipe) names a trained autoencoder; its hash keys the cache ``cache_dir("autoen
 Training runs on the shared loop (``engine.loop.TrainLoop``: NaN stop, Ctrl-C and periodic checkpoints,
 progress); an unfinished file of the same spec is continued (resume), a finished one reused.
 
-Per step (batch order from ``(seed, epoch)``, reparameterisation noise from one seeded generator)::
+The training items are what the autoencoder encodes (its ``data``): the uint8 label maps (``"mask"``), or the
+MR slices as uint8 grey levels (``"image"``, ``images_to_grey``). Per step (batch order from ``(seed, epoch)``,
+reparameterisation noise from one seeded generator)::
 
-    loss = autoencoder.loss(masks[batch], generator)     (the vae: CE + Dice + beta KL, see autoencoders.vae)
+    loss = autoencoder.loss(items[batch], generator)     (vae: CE + Dice + beta KL; image-vae: L1 + beta KL)
     Adam (lr), grad-norm clip 1
 
-After training, on the full splits with the deterministic encoding ``mu = encode(m).mean``:
+After training, on the full splits with the deterministic encoding ``mu = encode(items).mean``:
 
     scale_factor = 1 / std(mu over the training split)          (Rombach et al. 2022, sec. 4.3.2 / appendix G:
                                                                  the diffused latent has unit variance)
-    reconstruction Dice per structure on the test split of  argmax decode(mu)
+    reconstruction on the test split of  to_items(decode(mu)):  Dice per structure (masks), or L1 and PSNR (images)
 
 all stored in the checkpoint with the latent's shape (``latent_shape``).
 """
@@ -29,11 +31,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from cardiobench import __version__
 from cardiobench.autoencoders.base import Autoencoder
 from cardiobench.data import open_dataset
 from cardiobench.data.base import STRUCTURES
+from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
 from cardiobench.engine.checkpoints import HEADER
 from cardiobench.engine.loop import Checkpointing, LoopStats, TrainLoop
 from cardiobench.engine.store import ArtefactStore
@@ -45,8 +49,8 @@ from cardiobench.specs import _Spec
 
 __all__ = [
     "AUTOENCODERS", "AutoencoderResult", "AutoencoderSpec", "LoadedAutoencoder", "autoencoder_report",
-    "build_autoencoder", "encode_masks", "load_autoencoder", "prepare_autoencoder", "read_autoencoder_file",
-    "reconstruct", "resolve_autoencoder_spec", "train_autoencoder",
+    "build_autoencoder", "encode_items", "encode_masks", "image_scores", "load_autoencoder", "prepare_autoencoder",
+    "read_autoencoder_file", "reconstruct", "resolve_autoencoder_spec", "train_autoencoder",
 ]
 
 #: the ``kind`` entry of an autoencoder checkpoint (written after the checkpoints' format tags)
@@ -76,7 +80,7 @@ class AutoencoderSpec(_Spec):
     """Everything that determines a trained autoencoder (no device, no data folder).
 
     ``autoencoder``: the plugin (kind ``autoencoder``); ``options`` its factory options (resolved: its
-    ``config()``); the data set at ``resolution``; ``steps`` Adam steps of ``batch_size`` label maps at ``lr``.
+    ``config()``); the data set at ``resolution``; ``steps`` Adam steps of ``batch_size`` items at ``lr``.
     """
 
     kind: ClassVar[str] = "autoencoder"
@@ -133,45 +137,77 @@ def resolve_autoencoder_spec(spec: AutoencoderSpec) -> AutoencoderSpec:
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def _masks(spec: AutoencoderSpec, split: str, data_root: str | None) -> torch.Tensor:
-    """(N, H, W) uint8 label maps of one split of the spec's data set."""
+def _items(spec: AutoencoderSpec, split: str, data_root: str | None, data: str = "mask") -> torch.Tensor:
+    """(N, H, W) uint8 items of one split of the spec's data set: label maps (``data="mask"``) or 8-bit grey
+    levels of the MR slices (``data="image"``)."""
     root = {"data_root": str(data_root)} if data_root else {}
     source = open_dataset(spec.dataset, size=spec.resolution, seed=spec.data_seed, **root, **spec.dataset_options)
-    data = source.load(split)
-    if len(data) == 0:
+    loaded = source.load(split)
+    if len(loaded) == 0:
         raise DataError(f"data set {spec.dataset!r} has no {split} slices", "an autoencoder needs train and test")
-    if data.masks.shape[1:] != (spec.resolution, spec.resolution):
-        raise DataError(f"data set {spec.dataset!r} gave {data.masks.shape[1:]} slices, expected {spec.data}")
-    return torch.from_numpy(data.masks.astype("uint8"))
+    if loaded.masks.shape[1:] != (spec.resolution, spec.resolution):
+        raise DataError(f"data set {spec.dataset!r} gave {loaded.masks.shape[1:]} slices, expected {spec.data}")
+    if data == "image":
+        return torch.from_numpy(images_to_grey(loaded.images))
+    return torch.from_numpy(loaded.masks.astype("uint8"))
+
+
+def _batches(items: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [items[s:s + batch_size] for s in range(0, len(items), batch_size)]
 
 
 @torch.no_grad()
-def encode_masks(model: Autoencoder, masks: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """The deterministic encoding ``mu`` of label maps (N, *S) -> (N, c, *S / f), float32 on the CPU."""
+def encode_items(model: Autoencoder, items: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """The deterministic encoding ``mu`` of items (N, *S) (label maps or grey levels, as ``model.data``) ->
+    (N, c, *S / f), float32 on the CPU."""
     device = next(model.parameters()).device
-    parts = [model.encode(masks[s:s + batch_size].to(device))[0].float().cpu()
-             for s in range(0, len(masks), batch_size)]
-    return torch.cat(parts)
+    return torch.cat([model.encode(b.to(device))[0].float().cpu() for b in _batches(items, batch_size)])
+
+
+#: the name of ``encode_items`` from when autoencoders encoded label maps only
+encode_masks = encode_items
 
 
 @torch.no_grad()
-def reconstruct(model: Autoencoder, masks: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """``argmax decode(mu)``: label maps (N, *S) through the autoencoder, (N, *S) uint8 on the CPU."""
+def reconstruct(model: Autoencoder, items: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """``to_items(decode(mu))``: items (N, *S) through the autoencoder, (N, *S) uint8 on the CPU (for label maps
+    the argmax of the logits, for images the rounded grey levels)."""
     device = next(model.parameters()).device
-    parts = [model.decode(model.encode(masks[s:s + batch_size].to(device))[0]).argmax(1).to(torch.uint8).cpu()
-             for s in range(0, len(masks), batch_size)]
-    return torch.cat(parts)
+    return torch.cat([model.to_items(model.decode(model.encode(b.to(device))[0])).cpu()
+                      for b in _batches(items, batch_size)])
 
 
-def reconstruction_report(model: Autoencoder, masks: torch.Tensor, split: str = "test") -> dict[str, Any]:
-    """Dice per structure (mean over slices; a structure absent from both maps scores 1), its mean and the pixel
-    accuracy of ``argmax decode(mu)`` against ``masks`` (N, H, W)."""
-    recon = reconstruct(model, masks).numpy()
-    target = masks.numpy()
-    scores = dice(recon, target, num_classes=model.num_classes)  # (N, K - 1): the structures, background left out
-    per = {name: round(float(scores[:, i].mean()), 4) for i, name in enumerate(STRUCTURES[:scores.shape[1]])}
+#: PSNR's mean squared error floor: a slice reconstructed exactly scores 100 dB, not infinity
+PSNR_MSE_FLOOR = 1e-10
+
+
+def image_scores(recon: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """``{"l1", "psnr"}`` of (N, *S) uint8 grey levels against the real ones, on the [0, 1] scale (g / 255):
+    l1 = mean |r - t| over the split; psnr = mean over slices of 10 log10(1 / MSE_i) dB (peak 1, MSE_i of
+    slice i, floored at ``PSNR_MSE_FLOOR``)."""
+    r = rearrange(grey_to_images(recon), "n ... -> n (...)")
+    t = rearrange(grey_to_images(target), "n ... -> n (...)")
+    mse = np.maximum(((r - t) ** 2).mean(axis=1), PSNR_MSE_FLOOR)  # MSE_i per slice
+    psnr = 10.0 * np.log10(1.0 / mse)  # PSNR_i = 10 log10(peak^2 / MSE_i), peak 1
+    return {"l1": float(np.abs(r - t).mean()), "psnr": float(psnr.mean())}
+
+
+def reconstruction_report(model: Autoencoder, items: torch.Tensor, split: str = "test") -> dict[str, Any]:
+    """How well ``to_items(decode(mu))`` reproduces ``items`` (N, H, W).
+
+    Label maps: Dice per structure (mean over slices; a structure absent from both maps scores 1), its mean and
+    the pixel accuracy. Images: ``l1`` and ``psnr`` (dB, peak 1: the mean of per-slice PSNR) of the grey levels on
+    the [0, 1] scale (``image_scores``). Both with ``n`` and ``split``."""
+    recon = reconstruct(model, items).numpy()
+    target = items.numpy()
+    if model.data == "image":
+        scores = image_scores(recon, target)
+        return {"l1": round(scores["l1"], 5), "psnr": round(scores["psnr"], 3), "n": int(len(items)),
+                "split": split}
+    per_slice = dice(recon, target, num_classes=model.num_classes)  # (N, K - 1): the structures, no background
+    per = {name: round(float(per_slice[:, i].mean()), 4) for i, name in enumerate(STRUCTURES[:per_slice.shape[1]])}
     return {"dice": per, "dice_mean": round(float(np.mean(list(per.values()))), 4),
-            "pixel_accuracy": round(float((recon == target).mean()), 4), "n": int(len(masks)), "split": split}
+            "pixel_accuracy": round(float((recon == target).mean()), 4), "n": int(len(items)), "split": split}
 
 
 # -- training -------------------------------------------------------------------------------------------------
@@ -190,11 +226,11 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
     20, give the 20-step weights bit for bit."""
     spec = resolve_autoencoder_spec(spec)
     dev = resolve_device(device)
-    masks = _masks(spec, "train", data_root)
-    n = len(masks)
+    model = build_autoencoder(spec).to(dev)
+    items = _items(spec, "train", data_root, model.data)  # label maps or grey levels, as the autoencoder encodes
+    n = len(items)
     bs = min(spec.batch_size, n)
     per_epoch = n // bs
-    model = build_autoencoder(spec).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     loop = TrainLoop(optimizer, grad_clip=1.0)
     gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + 101)
@@ -214,7 +250,7 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
     def loss_at(step: int) -> torch.Tensor:
         epoch, batch = divmod(step, per_epoch)
         idx = _epoch_order(spec, n, epoch)[batch * bs:(batch + 1) * bs]
-        loss, found = model.loss(masks[idx], gen)
+        loss, found = model.loss(items[idx], gen)
         parts.update(found)
         return loss
 
@@ -244,12 +280,12 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
     )
     seconds = seconds_before + stats.seconds
     model.eval()
-    latents = encode_masks(model, masks)
+    latents = encode_items(model, items)
     std = float(latents.std())
     if not np.isfinite(std) or std <= 0:
         raise CardiobenchError(f"the autoencoder's latent has standard deviation {std}: it cannot be scaled",
                                "train it longer or with another seed")
-    test = _masks(spec, "test", data_root)
+    test = _items(spec, "test", data_root, model.data)
     extra = {"scale_factor": 1.0 / std, "latent_mean": float(latents.mean()),
              "latent_shape": list(model.latent_shape(spec.resolution)),
              "reconstruction": reconstruction_report(model, test)}
@@ -330,7 +366,8 @@ def prepare_autoencoder(spec: AutoencoderSpec, *, device: str | torch.device = "
 
 
 def autoencoder_report(path: str | Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """JSON-able description of an autoencoder file: spec, hash, latent shape and scale, reconstruction Dice."""
+    """JSON-able description of an autoencoder file: spec, hash, latent shape and scale, reconstruction scores
+    (Dice for label maps, L1 and PSNR for images)."""
     state = read_autoencoder_file(path) if state is None else state
     history = state.get("loss_history")
     tail = history.tolist()[-50:] if isinstance(history, torch.Tensor) else []

@@ -35,12 +35,18 @@ def _print_report(report: dict[str, Any], status: str | None = None) -> None:
     if rec:
         table = Table(title=f"reconstruction on the {rec.get('split')} split (n = {rec.get('n')})",
                       header_style="bold", title_justify="left")
-        table.add_column("structure")
-        table.add_column("Dice", justify="right")
-        for name, value in (rec.get("dice") or {}).items():
-            table.add_row(name, f"{value:.3f}")
-        table.add_row("[bold]mean[/]", f"[bold]{rec['dice_mean']:.3f}[/]")
-        table.add_row("pixel accuracy", f"{rec['pixel_accuracy']:.3f}")
+        if "dice" in rec:  # label maps: Dice per structure
+            table.add_column("structure")
+            table.add_column("Dice", justify="right")
+            for name, value in rec["dice"].items():
+                table.add_row(name, f"{value:.3f}")
+            table.add_row("[bold]mean[/]", f"[bold]{rec['dice_mean']:.3f}[/]")
+            table.add_row("pixel accuracy", f"{rec['pixel_accuracy']:.3f}")
+        else:  # images: L1 and PSNR of the grey levels on the [0, 1] scale
+            table.add_column("score")
+            table.add_column("value", justify="right")
+            table.add_row("L1 (0..1)", f"{rec['l1']:.4f}")
+            table.add_row("PSNR (dB, peak 1)", f"{rec['psnr']:.2f}")
         out.print(table)
     if report.get("seconds") is not None:
         out.print(f"trained in {report['seconds']:.1f} s on {report.get('device')}, {report.get('params')} parameters")
@@ -56,8 +62,9 @@ def _show(report: dict[str, Any], as_json: bool, status: str | None = None) -> N
 TRAIN_HELP = (
     "Train (or reuse, or continue) the autoencoder a latent run of the same options would use: same data set and "
     "resolution, the config's autoencoder.* keys (steps, batch_size, lr, seed, options).\n\n"
-    "Cached by spec hash; an interrupted training continues where it stopped. Reports the reconstruction Dice per "
-    "structure on the test split, the latent's shape and its scale factor."
+    "Cached by spec hash; an interrupted training continues where it stopped. Reports the reconstruction on the "
+    "test split (a label-map autoencoder such as vae: Dice per structure; an image autoencoder such as image-vae: "
+    "L1 and PSNR), the latent's shape and its scale factor."
 )
 
 
@@ -89,7 +96,7 @@ def info(
     path: Path = typer.Argument(..., help="An autoencoder checkpoint (.pt)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Describe an autoencoder checkpoint: spec, hash, latent shape and scale, reconstruction Dice."""
+    """Describe an autoencoder checkpoint: spec, hash, latent shape and scale, reconstruction (Dice or L1/PSNR)."""
     from cardiobench.autoencoders import api
 
     _show(api.autoencoder_info(path), as_json)

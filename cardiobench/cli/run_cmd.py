@@ -24,6 +24,9 @@ from cardiobench.results.store import ResultStore
 
 #: the prefix of a latent run's ceiling values among its metrics (``cardiobench.autoencoders.runs.CEILING_PREFIX``)
 CEILING = "ceiling_"
+#: what a latent run's ceiling passes through its autoencoder, per task (``cardiobench.engine.pipeline``)
+CEILING_ITEMS = {"generation": "test masks", "segmentation": "the true masks of the segmented images",
+                 "synthesis": "the real slices of the masks"}
 pipeline = lazy_module("cardiobench.engine.pipeline")  # imports torch: on first use, not for --help
 executors = lazy_module("cardiobench.executors")  # imports submitit and torch: only for --executor
 
@@ -197,11 +200,15 @@ def _summary(outcome: pipeline.RunOutcome) -> list[Any]:
     autoencoder = (plan.train.representation_options or {}).get("autoencoder")
     if isinstance(autoencoder, dict):  # a latent run: its autoencoder and the ceiling it sets
         recon = (outcome.meta.get("latent_ceiling") or {}).get("reconstruction") or {}
-        dice = " ".join(f"{k} {v:.3f}" for k, v in (recon.get("dice") or {}).items())
-        mean = ceiling.get("recon_dice_mean")
+        if "psnr" in recon:  # an image autoencoder
+            quality = f"reconstruction PSNR {recon['psnr']:.2f} dB, L1 {recon.get('l1', float('nan')):.4f}"
+        else:
+            dice = " ".join(f"{k} {v:.3f}" for k, v in (recon.get("dice") or {}).items())
+            mean = ceiling.get("recon_dice_mean")
+            quality = f"reconstruction Dice {dice or (f'{mean:.3f}' if mean is not None else '-')}"
+        what = CEILING_ITEMS.get(rec.task, "real items")
         spec.add_row("autoencoder", f"{autoencoder.get('autoencoder')} · trained {autoencoder.get('steps')} steps · "
-                                    f"reconstruction Dice {dice or (f'{mean:.3f}' if mean is not None else '-')} "
-                                    "(the ceiling column: test masks through the autoencoder)")
+                                    f"{quality} (the ceiling column: {what} through the autoencoder)")
 
     metrics = Table(title="metrics", header_style="bold", title_justify="left")
     metrics.add_column("metric")

@@ -14,6 +14,12 @@ A method registers through ``register_conditioning`` with metadata ``condition``
 pathology group, or ``"image"``: the MRI slice), ``tasks`` (``"generation"`` and/or ``"segmentation"``),
 ``families`` (noise-process families it works with) and ``trains_network`` (``False`` for classifier
 guidance, which steers an unconditional model with a separately trained classifier).
+
+An image-conditioning method reads a paired map (``Condition.images``) at the label map's resolution. When the
+diffused tensor is on a coarser grid (an autoencoder's latent, ``f`` times smaller per side), the engine sets the
+method's ``map_downsampling = f`` and the method brings the map to that grid itself: ``concat`` by
+space-to-depth (``maps_to_grid``, lossless, no parameters), ``controlnet`` with a strided hint encoder (the
+ControlNet paper's design for Stable Diffusion's latent).
 ``cardiobench.testing.conditioning`` is the contract suite every method must pass.
 """
 
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from cardiobench.diffusion.base import ModelFn
@@ -77,6 +84,12 @@ class ConditioningMethod(ABC):
     trains_network: ClassVar[bool] = True
     #: False when the method has no guidance / conditioning scale (``--guidance-scale`` must then stay 1)
     has_scale: ClassVar[bool] = True
+    #: an image-conditioning method's paired map: its channels, and how many times larger per side it is than the
+    #: diffused grid (1 in pixel space; an autoencoder's f in its latent), and the data's spatial axes (2: slices,
+    #: 3: volumes). Set by the engine before ``build_network`` (``cardiobench.factories.build_conditioning``).
+    image_channels: int = 1
+    map_downsampling: int = 1
+    spatial_dims: int = 2
 
     def config(self) -> dict[str, Any]:
         """The method's explicit options (JSON values): part of the training spec and its hash."""
@@ -134,4 +147,17 @@ def drop_labels(labels: torch.Tensor, null_class: int, p_uncond: float,
     return torch.where(drop, torch.full_like(labels, null_class), labels)
 
 
-__all__ = ["CONDITIONS", "BackboneFactory", "Condition", "ConditioningMethod", "drop_labels"]
+def maps_to_grid(maps: torch.Tensor, factor: int) -> torch.Tensor:
+    """Space-to-depth: (B, C, *S) -> (B, C f^n, *S / f) with f = ``factor`` on each of the n spatial axes.
+
+    Each f x f (x f) block of the map becomes f^n channels of one grid cell (``pixel_unshuffle``), so a map at the
+    label map's resolution is brought to a latent grid without losing anything; ``factor = 1`` returns it as is.
+    """
+    if factor == 1:
+        return maps
+    if maps.ndim == 4:
+        return rearrange(maps, "b c (h p) (w q) -> b (c p q) h w", p=factor, q=factor)
+    return rearrange(maps, "b c (d o) (h p) (w q) -> b (c o p q) d h w", o=factor, p=factor, q=factor)
+
+
+__all__ = ["CONDITIONS", "BackboneFactory", "Condition", "ConditioningMethod", "drop_labels", "maps_to_grid"]

@@ -4,6 +4,10 @@ Segmentation: the MRI slice is concatenated to ``x_t`` as an extra input channel
 scratch to denoise the mask given the image: ``m = net([x_t, image], t)``. Synthesis (mask-to-image, as in
 segmentation-guided diffusion, Konz et al. 2024): the one-hot label map is concatenated to the noisy image.
 The map's channel count is the paired map's (``cardiobench.data.pairs``). One network evaluation per step.
+
+In an autoencoder's latent (``map_downsampling = f > 1``) the map is brought to the latent grid by
+space-to-depth (``maps_to_grid``): each f x f block becomes f^2 channels, ``C_map f^2`` extra input channels in
+all. Lossless and parameter-free, so the U-Net still sees every pixel of the condition.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cardiobench.conditioning.base import BackboneFactory, Condition, ConditioningMethod
+from cardiobench.conditioning.base import BackboneFactory, Condition, ConditioningMethod, maps_to_grid
 from cardiobench.diffusion.base import ModelFn
 from cardiobench.errors import CardiobenchError
 
@@ -33,19 +37,23 @@ class Concat(ConditioningMethod):
     tasks: ClassVar[tuple[str, ...]] = ("segmentation", "synthesis")
     #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
-    image_channels = 1
 
     def build_network(self, make_backbone: BackboneFactory, in_channels: int, out_channels: int) -> nn.Module:
-        return make_backbone(in_channels + self.image_channels, out_channels)
+        return make_backbone(in_channels + self.image_channels * self.map_downsampling ** self.spatial_dims,
+                             out_channels)
+
+    def maps(self, cond: Condition) -> torch.Tensor:
+        """The condition's maps on the diffused grid: (B, C_map f^n, *S / f)."""
+        return maps_to_grid(require_images(cond, self.name), self.map_downsampling)
 
     def forward_train(self, net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Condition,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        return net(torch.cat([x_t, require_images(cond, self.name)], dim=1), t)
+        return net(torch.cat([x_t, self.maps(cond)], dim=1), t)
 
     def model_fn(self, net: nn.Module, cond: Condition, *, guidance_scale: float = 1.0,
                  process: Any = None) -> ModelFn:
         if float(guidance_scale) != 1.0:
             raise CardiobenchError(f"concat has no guidance scale (got {guidance_scale})",
                                    "leave --guidance-scale at 1")
-        images = require_images(cond, self.name)
-        return lambda x, t: net(torch.cat([x, images], dim=1), t)
+        maps = self.maps(cond)
+        return lambda x, t: net(torch.cat([x, maps], dim=1), t)

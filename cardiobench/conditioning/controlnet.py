@@ -9,10 +9,11 @@ channels; see ``cardiobench.data.pairs``).
 - ``base``: the trained unconditional mask U-Net, frozen (``requires_grad = False``, never updated);
 - ``control``: a trainable copy of the base's encoder and middle block (its time embedding, first
   convolution, down levels and middle block; initialised from the base's trained weights);
-- ``hint``: a small convolutional encoder of the condition image at **full resolution** (the paper's
-  8x-downsampling hint encoder exists because Stable Diffusion works in a 64x64 latent; our inputs are
-  pixel-space masks, so the hint keeps their size). Its last convolution is zero-initialised and its output
-  is added after the copy's first convolution;
+- ``hint``: a small convolutional encoder of the condition image. In pixel space it keeps the full resolution;
+  in an autoencoder's latent (``f`` times coarser per side) it ends with ``log2 f`` stride-2 convolutions that
+  bring the map to the latent grid: the paper's hint encoder, which exists because Stable Diffusion works in a
+  64x64 latent of 512x512 images. Its last convolution is zero-initialised and its output is added after the
+  copy's first convolution;
 - ``zero_skips[i]`` / ``zero_mid``: zero-initialised 1x1 convolutions from each copied block's output to the
   frozen U-Net's skip ``i`` and middle block::
 
@@ -54,17 +55,27 @@ def zero_conv(channels_in: int, channels_out: int, kernel: int = 1, spatial_dims
 
 
 class HintEncoder(nn.Sequential):
-    """Condition image (B, C_img, *spatial) -> features (B, dim, *spatial) at full resolution; zero at initialisation.
+    """Condition image (B, C_img, *spatial) -> features (B, dim, *spatial / f); zero at initialisation.
 
-    ``spatial_dims=3``: volumes (B, C_img, D, H, W) through 3x3x3 convolutions.
+    ``hidden`` 3x3 convolutions (SiLU) at full resolution, then ``log2 f`` stride-2 3x3 convolutions (SiLU) down to
+    the diffused grid (``downsampling = f``, a power of 2; none in pixel space, where the layers are exactly the
+    full-resolution encoder's), then a zero-initialised 3x3 convolution to ``dim``. ``spatial_dims=3``: volumes
+    (B, C_img, D, H, W) through 3x3x3 convolutions.
     """
 
-    def __init__(self, image_channels: int, dim: int, hidden: tuple[int, ...] = (16, 32), spatial_dims: int = 2):
+    def __init__(self, image_channels: int, dim: int, hidden: tuple[int, ...] = (16, 32), spatial_dims: int = 2,
+                 downsampling: int = 1):
+        if downsampling < 1 or downsampling & (downsampling - 1):
+            raise IncompatibleError(f"a ControlNet hint can be brought down by a power of 2, not {downsampling}",
+                                    "use an autoencoder whose downsampling factor is a power of 2")
+        conv = conv_nd(spatial_dims)
         layers: list[nn.Module] = []
         c = image_channels
         for h in hidden:
-            layers += [conv_nd(spatial_dims)(c, h, 3, padding=1), nn.SiLU()]
+            layers += [conv(c, h, 3, padding=1), nn.SiLU()]
             c = h
+        for _ in range(downsampling.bit_length() - 1):  # log2 f halvings: to the latent grid
+            layers += [conv(c, c, 3, stride=2, padding=1), nn.SiLU()]
         layers.append(zero_conv(c, dim, kernel=3, spatial_dims=spatial_dims))
         super().__init__(*layers)
 
@@ -72,11 +83,13 @@ class HintEncoder(nn.Sequential):
 class ControlNetModel(nn.Module):
     """A frozen base U-Net steered by a trainable copy of its encoder: ``model(x, t, images, scale=1.0)``.
 
-    Shapes: x (B, C, H, W), t (B,), images (B, C_img, H, W) -> (B, C_out, H, W); for a 3-D base
+    Shapes: x (B, C, H, W), t (B,), images (B, C_img, H f, W f) -> (B, C_out, H, W) (``f = map_downsampling``: 1 in
+    pixel space, the autoencoder's factor in its latent); for a 3-D base
     (``base.spatial_dims == 3``) every ``H, W`` is ``D, H, W`` and the hint encoder and zero convolutions are 3-D.
     """
 
-    def __init__(self, base: nn.Module, image_channels: int = 1, hint_hidden: tuple[int, ...] = (16, 32)):
+    def __init__(self, base: nn.Module, image_channels: int = 1, hint_hidden: tuple[int, ...] = (16, 32),
+                 map_downsampling: int = 1):
         super().__init__()
         missing = [name for name in REQUIRED if not callable(getattr(base, name, None))]
         if missing:
@@ -87,7 +100,8 @@ class ControlNetModel(nn.Module):
         self.control = self._copy_encoder(base)
         channels = list(base.skip_channels())
         nd = getattr(base, "spatial_dims", 2)
-        self.hint = HintEncoder(image_channels, channels[0], tuple(hint_hidden), spatial_dims=nd)
+        self.hint = HintEncoder(image_channels, channels[0], tuple(hint_hidden), spatial_dims=nd,
+                                downsampling=map_downsampling)
         self.zero_skips = nn.ModuleList(zero_conv(c, c, spatial_dims=nd) for c in channels)
         self.zero_mid = zero_conv(channels[-1], channels[-1], spatial_dims=nd)
         self.base.requires_grad_(False)
@@ -153,7 +167,6 @@ class ControlNet(ConditioningMethod):
     tasks: ClassVar[tuple[str, ...]] = ("segmentation", "synthesis")
     #: the network output is mixed / conditioned as it is, whatever it means (eps, v, x0, or x0 logits)
     families: ClassVar[tuple[str, ...]] = ("linear-gaussian", "categorical")
-    image_channels = 1
 
     def __init__(self, base_steps: int | None = None, hint_channels: list[int] | tuple[int, ...] = (16, 32),
                  base_dataset_options: dict[str, Any] | None = None):
@@ -185,7 +198,8 @@ class ControlNet(ConditioningMethod):
         return base
 
     def build_network(self, make_backbone: BackboneFactory, in_channels: int, out_channels: int) -> nn.Module:
-        return ControlNetModel(make_backbone(in_channels, out_channels), self.image_channels, self.hint_channels)
+        return ControlNetModel(make_backbone(in_channels, out_channels), self.image_channels, self.hint_channels,
+                               map_downsampling=self.map_downsampling)
 
     def trainable_parameters(self, net: nn.Module) -> Iterable[nn.Parameter]:
         return list(net.control_parameters())

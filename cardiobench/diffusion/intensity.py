@@ -26,7 +26,8 @@ from cardiobench.diffusion.representation import (
     spatial_dims_config,
 )
 
-__all__ = ["GREY_LEVELS", "IntensityRepresentation", "images_to_grey", "grey_to_images"]
+__all__ = ["GREY_LEVELS", "IntensityRepresentation", "grey_to_images", "grey_to_signed", "images_to_grey",
+           "signed_to_grey"]
 
 #: grey levels of an 8-bit image
 GREY_LEVELS = 256
@@ -40,6 +41,18 @@ def images_to_grey(images: np.ndarray) -> np.ndarray:
 def grey_to_images(grey: np.ndarray) -> np.ndarray:
     """uint8 grey levels -> float32 images in [0, 1]."""
     return np.asarray(grey, dtype=np.float32) / (GREY_LEVELS - 1)
+
+
+def grey_to_signed(grey: torch.Tensor) -> torch.Tensor:
+    """(B, *S) grey levels g -> (B, 1, *S) float32 in [-1, 1]: x = 2 g / 255 - 1 (on ``grey``'s device)."""
+    g = torch.as_tensor(grey).float()
+    return rearrange(g, "b ... -> b 1 ...") * (2.0 / (GREY_LEVELS - 1)) - 1.0
+
+
+def signed_to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, *S) real -> (B, *S) uint8 grey levels: g = round((clip(x, -1, 1) + 1) * 255 / 2); NaN -> mid grey."""
+    x = torch.nan_to_num(x[:, 0].float(), nan=0.0).clamp(-1.0, 1.0)
+    return torch.round((x + 1.0) * ((GREY_LEVELS - 1) / 2.0)).to(torch.uint8)
 
 
 class IntensityRepresentation(Representation):
@@ -56,13 +69,11 @@ class IntensityRepresentation(Representation):
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
         # (B, *spatial) grey levels g -> (B, 1, *spatial): x = 2 g / 255 - 1
-        g = torch.as_tensor(masks).float()
-        return rearrange(g, "b ... -> b 1 ...") * (2.0 / (GREY_LEVELS - 1)) - 1.0
+        return grey_to_signed(masks)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         # (B, 1, *spatial) -> (B, *spatial): g = round((clip(x, -1, 1) + 1) * 255 / 2)
-        x = torch.nan_to_num(x[:, 0].float(), nan=0.0).clamp(-1.0, 1.0)
-        return torch.round((x + 1.0) * ((GREY_LEVELS - 1) / 2.0)).to(torch.uint8)
+        return signed_to_grey(x)
 
     def config(self) -> dict[str, Any]:
         return {**({"self_condition": True} if self.self_condition else {}), **spatial_dims_config(self.spatial_dims)}

@@ -1,12 +1,15 @@
-"""``latent``: label maps as an autoencoder's scaled latent (latent diffusion, Rombach et al. 2022).
+"""``latent``: label maps or MR images as an autoencoder's scaled latent (latent diffusion, Rombach et al. 2022).
 
 The representation is a trained autoencoder (kind ``autoencoder``, trained and stored by
 ``cardiobench.autoencoders.train``), named by its full spec in the option ``autoencoder``, so a denoiser's spec,
-and its hash, include the autoencoder's identity. With ``mu`` the mean of ``q(z | m)`` and ``s`` the stored scale
-factor (``1 / std(mu)`` over the training split)::
+and its hash, include the autoencoder's identity. What it diffuses follows the autoencoder's ``data``:
+``diffuses = "image"`` for an image autoencoder (``image-vae``: mask-to-image synthesis; the items are 8-bit grey
+levels, ``num_classes = 256``), else ``"mask"`` (label maps). With ``mu`` the mean of ``q(z | m)`` of the items
+``m`` and ``s`` the stored scale factor (``1 / std(mu)`` over the training split)::
 
     encode(m) = s mu(m)                          (B, c, H / f, W / f), deterministic: the posterior mean
-    decode(x) = argmax_k decoder(x / s)_k        (B, H, W) uint8, for any real x (noisy states too)
+    decode(x) = to_items(decoder(x / s))         (B, H, W) uint8, for any real x (noisy states too): the argmax
+                                                 of the class logits, or the clipped, rounded grey levels
 
 The diffused tensor has unit variance, so every linear-Gaussian process and sampler runs on it as it is; the
 blurring process is built for the latent grid (the pipeline passes ``image_size = H / f``), so its DCT runs over
@@ -38,7 +41,8 @@ __all__ = ["LatentRepresentation"]
 
 
 class LatentRepresentation(Representation):
-    """An autoencoder's latent, scaled to unit variance: encode = scaled posterior mean, decode = argmax logits."""
+    """An autoencoder's latent, scaled to unit variance: encode = scaled posterior mean, decode = the items of the
+    decoder's output (argmax logits for label maps, grey levels for images)."""
 
     bounded = False
 
@@ -50,6 +54,8 @@ class LatentRepresentation(Representation):
         except (CardiobenchError, TypeError) as exc:
             raise ValueError(f"autoencoder is not an autoencoder spec: {exc}") from None
         net = build_autoencoder(self.spec)  # the architecture: channels, downsampling, classes
+        #: what is diffused (``cardiobench.data.pairs.diffuses``): the image for an image autoencoder
+        self.diffuses: str = "image" if net.data == "image" else "mask"
         self.spatial_dims = net.spatial_dims  # type: ignore[misc]
         self.channels = int(net.latent_channels)
         self.num_classes = int(net.num_classes)
@@ -87,7 +93,7 @@ class LatentRepresentation(Representation):
 
     # -- the representation ---------------------------------------------------------------------------------
     def shape(self, resolution: int | tuple[int, ...]) -> tuple[int, ...]:
-        """``(c, H / f, W / f)``: the latent grid of one label map at ``resolution`` (the autoencoder's)."""
+        """``(c, H / f, W / f)``: the latent grid of one item at ``resolution`` (the autoencoder's)."""
         spatial = (resolution,) * self.spatial_dims if isinstance(resolution, int) else tuple(resolution)
         self._check_spatial(spatial)
         return (self.channels, *(s // self.downsampling for s in spatial))
@@ -99,19 +105,20 @@ class LatentRepresentation(Representation):
 
     @torch.no_grad()
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) labels -> (B, c, H / f, W / f) float32: ``s mu(m)`` on the masks' device."""
-        masks = torch.as_tensor(masks)
-        self._check_spatial(tuple(masks.shape[1:]))
+        """(B, H, W) uint8 items (labels, or grey levels for an image autoencoder) -> (B, c, H / f, W / f)
+        float32: ``s mu(m)`` on the items' device."""
+        items = torch.as_tensor(masks)
+        self._check_spatial(tuple(items.shape[1:]))
         ae = self.autoencoder()
-        model = ae.model.to(masks.device)
-        return (model.encode(masks)[0].float() * ae.scale_factor).contiguous()
+        model = ae.model.to(items.device)
+        return (model.encode(items)[0].float() * ae.scale_factor).contiguous()
 
     @torch.no_grad()
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, c, h, w) real -> (B, h f, w f) uint8: ``argmax_k decoder(x / s)_k`` on ``x``'s device."""
+        """(B, c, h, w) real -> (B, h f, w f) uint8 items: ``to_items(decoder(x / s))`` on ``x``'s device."""
         ae = self.autoencoder()
         model = ae.model.to(x.device)
-        return model.decode(x.float() / ae.scale_factor).argmax(dim=1).to(torch.uint8)
+        return model.to_items(model.decode(x.float() / ae.scale_factor)).to(torch.uint8)
 
     def config(self) -> dict[str, Any]:
         return {"autoencoder": self.spec.to_dict(), **({"self_condition": True} if self.self_condition else {})}

@@ -26,11 +26,14 @@ from cardiobench import distributed
 from cardiobench.autoencoders.runs import (
     CEILING_PREFIX,
     autoencoder_spec_from_config,
+    ceiling_values,
     latent_ceiling,
     latent_representation,
     prepare_for_run,
+    test_items,
 )
 from cardiobench.data import open_dataset
+from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
 from cardiobench.downstream.segmenter import SegmenterSpec
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
 from cardiobench.factories import (
@@ -40,9 +43,13 @@ from cardiobench.factories import (
     build_variable,
     check_spatial_dims,
     create,
+    map_downsampling,
+    resolve_device,
     resolve_spec,
     unbounded_sampler_options,
 )
+from cardiobench.metrics.api import evaluate_generation, evaluate_segmentation, metric_components
+from cardiobench.metrics.paired import evaluate_synthesis
 from cardiobench.paths import atomic_write_bytes, atomic_write_image, cache_dir, check_writable_dir
 from cardiobench.plugins import check_compatible, get_component, registry
 from cardiobench.progress import Progress
@@ -201,22 +208,32 @@ def _representation_of(cfg: dict[str, dict[str, Any]]) -> tuple[str, dict[str, A
     autoencoder = autoencoder_spec_from_config(cfg)
     task = cfg.get("run", {}).get("task", "generation")
     images = [c.name for c in registry("representation") if c.metadata.get("diffuses") == "image"]
-    if task == "synthesis":
-        if autoencoder is not None:
-            raise IncompatibleError("synthesis in an autoencoder's latent is not built yet: the autoencoders encode "
-                                    "label maps", "drop --autoencoder for --task synthesis")
-        if name == default and images:  # synthesis diffuses the image: the default becomes the image one
-            name = images[0]
+    if autoencoder is not None:  # its latent replaces the representation; what it encodes must fit the task
+        _check_autoencoder_data(autoencoder.autoencoder, task)
+        name = latent_representation(diff.get("representation"), default)
+        options["autoencoder"] = autoencoder.to_dict()
+        return name, options
+    if task == "synthesis" and name == default and images:  # synthesis diffuses the image: the default becomes it
+        name = images[0]
     if (name in images) != (task == "synthesis"):
         raise IncompatibleError(
             f"representation {name!r} " + ("diffuses MRI images: it belongs to --task synthesis" if name in images
                                            else "diffuses label maps; synthesis diffuses the MRI image"),
             "drop --representation" if task == "synthesis" else "use --task synthesis, or another representation")
-    if autoencoder is not None:
-        name = latent_representation(diff.get("representation"), TrainSpec.__dataclass_fields__["representation"]
-                                     .default)
-        options["autoencoder"] = autoencoder.to_dict()
     return name, options
+
+
+def _check_autoencoder_data(name: str, task: str) -> None:
+    """An autoencoder encodes label maps or MRI images (registration metadata ``data``); synthesis diffuses the
+    image, every other task the label map. One ``IncompatibleError`` line naming the ones that fit."""
+    wants = "image" if task == "synthesis" else "mask"
+    has = get_component("autoencoder", name).metadata.get("data", "mask")
+    if has != wants:
+        words = {"image": "MRI images", "mask": "label maps"}
+        fitting = [c.name for c in registry("autoencoder") if c.metadata.get("data", "mask") == wants]
+        raise IncompatibleError(f"autoencoder {name!r} encodes {words[has]}; --task {task} diffuses {words[wants]}",
+                                f"use --autoencoder {' or '.join(fitting)}" if fitting else
+                                f"install an autoencoder of {words[wants]}")
 
 
 #: fewest samples a generation run can be scored on (FID and its peers compare sets of at least 2 masks;
@@ -402,9 +419,8 @@ def plan_from_config(cfg: dict[str, dict[str, Any]], *, root_flag: str = "data.d
     # what is diffused fits the process and the guidance (e.g. self-conditioning), checked before training
     variable = build_variable(train)
     variable.check_guidance(bool(getattr(made, "needs_grad", False)))
-    if condition == "image" and tuple(variable.tensor_shape[1:]) != tuple(variable.mask_shape):
-        raise IncompatibleError(f"{method} conditions on images at the label map's resolution, which representation "
-                                f"{train.representation!r} does not diffuse at", "use a pixel-space representation")
+    if condition == "image":  # the paired map must come down to the diffused grid (an autoencoder's latent)
+        map_downsampling(variable.representation, train)
     sampler_options = unbounded_sampler_options(sampler, variable.representation, sampler_options_of(cfg))
     if task in ("synthesis", "utility"):
         _check_segmenter(task, cfg)
@@ -695,7 +711,6 @@ def _generation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, gif: bool, pr
                 ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Sample, write the artefacts and evaluate: ``(evaluation, artefacts, timings)``."""
     from cardiobench.engine.sample import write_samples
-    from cardiobench.metrics.api import evaluate_generation
     from cardiobench.viz import save_grid, save_volume_grid
 
     frames = _gif_frames(plan) if gif else None
@@ -741,7 +756,6 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
                   ) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
     """Segment test images with a k-sample ensemble, write the artefacts and evaluate Dice/HD95."""
     from cardiobench.engine.segment import PREDICTIONS_NAME, segment, write_segmentations
-    from cardiobench.metrics.api import evaluate_segmentation
     from cardiobench.metrics.ensemble import ensemble_summary
     from cardiobench.viz import save_segmentation_grid
 
@@ -780,6 +794,33 @@ def _segmentation(plan: RunPlan, checkpoint: Path, out_dir: Path, *, progress: P
     return evaluation, {"segmentations": str(pred_path), "segmentation_grid": str(grid)}, timings
 
 
+def _latent_ceiling(plan: RunPlan, ae: Any, progress: Progress) -> dict[str, Any] | None:
+    """What a latent run could reach at best: the real counterparts of what it draws, through its autoencoder,
+    scored as the run scores its draws (``cardiobench.autoencoders.runs.latent_ceiling``). ``None`` for the utility
+    task (it scores a segmenter trained on the draws, not the draws)."""
+    log = progress.log if progress.enabled else None
+    if plan.task == "generation":
+        progress.log("[bold]ceiling[/] the test masks through the autoencoder, scored with the same metrics")
+        items, options = test_items(ae, n=plan.eval_samples, data_root=plan.data_root)
+        return latent_ceiling(ae, items, lambda recon: evaluate_generation(
+            recon, ae.spec.dataset, data_options=options or None, metrics=plan.metrics or None,
+            device=str(resolve_device(plan.device)), seed=plan.sample_seed, log=log))
+    if plan.task not in ("segmentation", "synthesis"):
+        return None
+    source, cases = eval_cases(plan)
+    unit = getattr(source, "spacing_unit", "mm")
+    if plan.task == "segmentation":
+        progress.log("[bold]ceiling[/] the ground truth of the segmented images through the autoencoder, scored "
+                     "as the segmentations")
+        return latent_ceiling(ae, cases.masks.astype("uint8"), lambda recon: evaluate_segmentation(
+            recon, cases.masks, cases.spacing, metrics=plan.metrics or None, distance_unit=unit))
+    progress.log("[bold]ceiling[/] the real slices of the masks through the autoencoder, scored as the drawn ones")
+    return latent_ceiling(ae, images_to_grey(cases.images), lambda recon: evaluate_synthesis(
+        grey_to_images(recon), cases.masks, cases.images, plan.train.dataset, data_options=data_options(plan) or None,
+        metrics=plan.metrics or None, device=str(resolve_device(plan.device)), seed=plan.sample_seed,
+        distance_unit=unit, log=log))
+
+
 def eval_cases(plan: RunPlan) -> tuple[Any, Any]:
     """``(source, cases)``: the data set and up to ``eval.num_samples`` pairs of its evaluation split, spread evenly
     over its patients and slices (segmentation: the images segmented; synthesis: the masks drawn for)."""
@@ -815,7 +856,6 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
 def run_metrics(plan: RunPlan) -> list[Any]:
     """The registered metrics a run computes: those it names, else every metric registered as a default
     (``default=True`` metadata; a metric without it is computed only when named), for the run's task."""
-    from cardiobench.metrics.api import metric_components
 
     return [comp for _, comp in metric_components(plan.task, plan.metrics or None)]
 
@@ -886,14 +926,10 @@ def execute(plan: RunPlan, store: ResultStore, out_root: Path, *, retrain: bool 
         shutil.copyfile(trained.loss_curve, out_dir / "loss_curve.png")
         artefacts["loss_curve"] = str(out_dir / "loss_curve.png")
     meta = evaluation["meta"]
-    if autoencoder is not None and plan.task == "generation":  # the ceiling of a latent run, scored alike
-        progress.log("[bold]ceiling[/] the test masks through the autoencoder, scored with the same metrics")
-        ceiling = latent_ceiling(autoencoder, n=plan.eval_samples, metrics=plan.metrics or None,
-                                 data_root=plan.data_root, device=plan.device, seed=plan.sample_seed,
-                                 log=progress.log if progress.enabled else None)
+    ceiling = None if autoencoder is None else _latent_ceiling(plan, autoencoder, progress)
+    if ceiling is not None:  # the ceiling of a latent run: real items through the autoencoder, scored alike
         meta["latent_ceiling"] = ceiling
-        values = {"recon_dice_mean": ceiling["reconstruction"].get("dice_mean"), **ceiling["metrics"]}
-        for key, value in values.items():
+        for key, value in ceiling_values(ceiling).items():
             evaluation["metrics"][CEILING_PREFIX + key] = value
             evaluation["directions"][CEILING_PREFIX + key] = "none"
     base = _base_model_hash(plan)

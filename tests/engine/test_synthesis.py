@@ -70,7 +70,8 @@ def test_segmentation_and_synthesis_checkpoints_are_not_mixed_up(tiny_spec):
     ({"task": "synthesis"}, "synthesis needs a map-conditioning"),
     ({"representation": "mri"}, "diffuses MRI images: it belongs to --task synthesis"),
     ({"task": "synthesis", "conditioning": "concat", "representation": "bits"}, "synthesis diffuses the MRI image"),
-    ({"task": "synthesis", "conditioning": "concat", "autoencoder": "vae"}, "not built yet"),
+    ({"task": "synthesis", "conditioning": "concat", "autoencoder": "vae"},
+     "autoencoder .vae. encodes label maps; --task synthesis diffuses MRI images"),
     ({"task": "utility", "conditioning": "concat"}, "utility measures a mask generator"),
     ({"task": "utility"}, "scores with the fixed segmenter: .*multiple of 16 and >= 32, got 16"),  # tiny: 16 px
     ({"task": "synthesis", "conditioning": "concat"}, "scores with the fixed segmenter"),
