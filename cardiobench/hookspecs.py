@@ -64,11 +64,13 @@ def register_samplers(register):
 
 @hookspec
 def register_autoencoders(register):
-    """Register autoencoders: label maps <-> a latent grid, the first stage of latent diffusion (e.g. ``vae``).
+    """Register autoencoders: label maps or MR slices <-> a latent grid, the first stage of latent diffusion (e.g.
+    ``vae``, ``image-vae``).
 
     The factory takes keyword options and returns a ``cardiobench.autoencoders.base.Autoencoder`` (``encode``,
-    ``decode``, ``loss``, ``config``, ``latent_channels``, ``downsampling``). Metadata: ``data``, what it encodes
-    (``"mask"``). Trained with ``cardiobench autoencoder train``; diffused through the ``latent`` representation.
+    ``decode``, ``to_items``, ``loss``, ``config``, ``latent_channels``, ``downsampling``). Metadata: ``data``, what
+    it encodes (``"mask"``: label maps, for generation and segmentation; ``"image"``: 8-bit grey MR slices, for
+    synthesis). Trained with ``cardiobench autoencoder train``; diffused through the ``latent`` representation.
     """
 
 
