@@ -192,6 +192,18 @@ _TYPE_NAMES = {
 
 
 # -- schema helpers ---------------------------------------------------------------------------
+def volume_depth(cfg: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """Slices per volume of a volumetric configuration (``data.depth``, or the data set option ``depth``), ``None``
+    for 2-D slices (unset or 0)."""
+    options = cfg["data"].get("options") or {}
+    if options.get("as_slices"):  # the slices of volumes: a 2-D run
+        return None
+    depth = cfg["data"].get("depth") or options.get("depth")
+    if depth is not None and depth == 1:
+        raise CardiobenchError("data.depth 1 is a slice, not a volume", "use --depth 8 (or more), or --dims 2")
+    return int(depth) if depth else None
+
+
 def defaults() -> dict[str, dict[str, Any]]:
     """The complete configuration with every key at its default (unset keys are ``None``)."""
     return {sec: {name: copy.deepcopy(key.default) for name, key in keys.items()} for sec, keys in SCHEMA.items()}

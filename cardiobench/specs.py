@@ -33,6 +33,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class ItemGeometry:
+    """The shape of one data item of a spec with ``resolution`` and ``dataset_options`` (a denoiser's or an
+    autoencoder's): a slice, or a volume of ``depth`` slices (the data set option ``depth``)."""
+
+    resolution: int
+    dataset_options: dict[str, Any]
+
+    @property
+    def depth(self) -> int | None:
+        """Slices per volume of a volumetric spec (the data set option ``depth``), ``None`` for 2-D slices (also the
+        slices of volumes, ``as_slices``)."""
+        depth = self.dataset_options.get("depth")
+        return None if depth is None or self.dataset_options.get("as_slices") else int(depth)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Spatial shape of one item: ``(resolution, resolution)``, or ``(depth, resolution, resolution)``."""
+        side = (self.resolution, self.resolution)
+        return side if self.depth is None else (self.depth, *side)
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 (slices) or 3 (volumes)."""
+        return len(self.spatial_shape)
+
+
 class _Spec:
     kind: ClassVar[str]
     version: ClassVar[int] = 1
@@ -88,7 +114,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class DataNoiseSpec(_Spec):
+class DataNoiseSpec(_Spec, ItemGeometry):
     """The fields every trained thing on diffused data shares: the data set (``dataset_options`` go to its factory
     besides ``size`` and ``seed``) and the noise process (``noise_options`` to its factory)."""
 
@@ -104,23 +130,6 @@ class DataNoiseSpec(_Spec):
         if self.resolution < 8:
             raise CardiobenchError(f"resolution must be >= 8, got {self.resolution}")
 
-    @property
-    def depth(self) -> int | None:
-        """Slices per volume of a volumetric spec (the data set option ``depth``), ``None`` for 2-D slices (also the
-        slices of volumes, ``as_slices``)."""
-        depth = self.dataset_options.get("depth")
-        return None if depth is None or self.dataset_options.get("as_slices") else int(depth)
-
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        """Spatial shape of one item: ``(resolution, resolution)``, or ``(depth, resolution, resolution)``."""
-        side = (self.resolution, self.resolution)
-        return side if self.depth is None else (self.depth, *side)
-
-    @property
-    def spatial_dims(self) -> int:
-        """2 (slices) or 3 (volumes)."""
-        return len(self.spatial_shape)
 
 
 @dataclass(frozen=True)
@@ -214,4 +223,5 @@ class SampleSpec(_Spec):
             raise CardiobenchError(f"sampling steps must be >= 1, got {self.steps}")
 
 
-__all__ = ["LOSSES", "PRECISIONS", "TASKS", "DataNoiseSpec", "SampleSpec", "TrainSpec", "canonical_json"]
+__all__ = ["LOSSES", "PRECISIONS", "TASKS", "DataNoiseSpec", "ItemGeometry", "SampleSpec", "TrainSpec",
+           "canonical_json"]

@@ -12,23 +12,34 @@ from cardiobench.autoencoders.train import (
     prepare_autoencoder,
     resolve_autoencoder_spec,
 )
-from cardiobench.config import resolve_config
+from cardiobench.config import resolve_config, volume_depth
 from cardiobench.data import resolve_dataset_name
 from cardiobench.plugins import get_component
 
-__all__ = ["autoencoder_info", "spec_from_config", "train_autoencoder"]
+__all__ = ["autoencoder_info", "run_data", "spec_from_config", "train_autoencoder"]
 
 
 def spec_from_config(name: str, cfg: dict[str, dict[str, Any]]) -> AutoencoderSpec:
     """The resolved spec of autoencoder plugin ``name`` on a configuration's data (``data.*``) and recipe
     (``autoencoder.*``): the same spec ``cardiobench run --autoencoder NAME`` with that configuration trains."""
     get_component("autoencoder", name)
-    data, section = cfg["data"], cfg["autoencoder"]
-    spec = AutoencoderSpec(autoencoder=name, options=dict(section.get("options") or {}), dataset=data["dataset"],
-                           resolution=int(data["resolution"]), data_seed=int(data["seed"]),
-                           dataset_options=dict(data.get("options") or {}), steps=section["steps"],
+    section = cfg["autoencoder"]
+    data = run_data(cfg)
+    options = dict(section.get("options") or {})
+    if data["dataset_options"].get("depth"):  # volumes: a 3-D autoencoder unless the options say otherwise
+        options.setdefault("spatial_dims", 3)
+    spec = AutoencoderSpec(autoencoder=name, options=options, **data, steps=section["steps"],
                            batch_size=section["batch_size"], lr=section["lr"], seed=section["seed"])
     return resolve_autoencoder_spec(spec)
+
+
+def run_data(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The data fields of an ``AutoencoderSpec`` for a configuration (``data.*``; a volumetric one's ``depth`` among
+    the data-set options, as a denoiser's spec has it)."""
+    data = cfg["data"]
+    depth = volume_depth(cfg)
+    return {"dataset": data["dataset"], "resolution": int(data["resolution"]), "data_seed": int(data["seed"]),
+            "dataset_options": {**(data.get("options") or {}), **({"depth": depth} if depth else {})}}
 
 
 def train_autoencoder(name: str = "vae", *, preset: str | None = None, config: str | os.PathLike | None = None,

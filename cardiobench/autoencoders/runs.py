@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cardiobench.autoencoders.api import run_data, spec_from_config
 from cardiobench.autoencoders.train import (
     AUTOENCODERS,
     AutoencoderSpec,
@@ -29,7 +30,6 @@ from cardiobench.autoencoders.train import (
     load_autoencoder,
     prepare_autoencoder,
     reconstruct,
-    resolve_autoencoder_spec,
 )
 from cardiobench.data import open_dataset
 from cardiobench.engine.store import publish
@@ -38,14 +38,15 @@ from cardiobench.plugins import get_component, registry
 from cardiobench.progress import Progress, resolve
 from cardiobench.specs import TrainSpec
 
-__all__ = ["autoencoder_of", "autoencoder_spec_from_config", "ceiling_values", "latent_ceiling",
+__all__ = ["autoencoder_of", "autoencoder_spec_from_config", "ceiling_values", "is_file_name", "latent_ceiling",
            "latent_representation", "prepare_for_run", "test_items"]
 
 #: the prefix of the ceiling's values among a run's metrics (direction "none": shown, never ranked)
 CEILING_PREFIX = "ceiling_"
 
 
-def _is_file_name(name: str) -> bool:
+def is_file_name(name: str) -> bool:
+    """Whether ``autoencoder.name`` names a trained file (``.pt``, a path) rather than a plugin."""
     return name.endswith(".pt") or "/" in name or "\\" in name or Path(name).is_file()
 
 
@@ -59,24 +60,17 @@ def autoencoder_spec_from_config(cfg: dict[str, dict[str, Any]]) -> AutoencoderS
     name = section.get("name")
     if not name:
         return None
-    data = cfg["data"]
-    run_data = {"dataset": data["dataset"], "resolution": int(data["resolution"]), "data_seed": int(data["seed"]),
-                "dataset_options": dict(data.get("options") or {})}
-    if not _is_file_name(str(name)):
-        get_component("autoencoder", name)  # an unknown name: one line with a did-you-mean
-        spec = AutoencoderSpec(autoencoder=name, options=dict(section.get("options") or {}), **run_data,
-                               steps=section["steps"], batch_size=section["batch_size"], lr=section["lr"],
-                               seed=section["seed"])
-        return resolve_autoencoder_spec(spec)
+    if not is_file_name(str(name)):
+        return spec_from_config(name, cfg)  # an unknown name: one line with a did-you-mean
+    data = run_data(cfg)
     loaded = load_autoencoder(Path(name).expanduser())
     spec = loaded.spec
-    if spec.data_fields() != run_data:
-        theirs = f"{spec.data}" + (f" (data seed {spec.data_seed}, options {spec.dataset_options})"
-                                   if (spec.data_seed, spec.dataset_options) != (run_data["data_seed"],
-                                                                                 run_data["dataset_options"]) else "")
-        ours = f"{run_data['dataset']} {run_data['resolution']}x{run_data['resolution']}" + (
-            f" (data seed {run_data['data_seed']}, options {run_data['dataset_options']})"
-            if (spec.data_seed, spec.dataset_options) != (run_data["data_seed"], run_data["dataset_options"]) else "")
+    if spec.data_fields() != data:
+        ours_spec = AutoencoderSpec(**data)
+        differ = (spec.data_seed, spec.dataset_options) != (data["data_seed"], data["dataset_options"])
+        theirs = f"{spec.data}" + (f" (data seed {spec.data_seed}, options {spec.dataset_options})" if differ else "")
+        ours = ours_spec.data + (f" (data seed {data['data_seed']}, options {data['dataset_options']})"
+                                 if differ else "")
         raise CardiobenchError(f"autoencoder {name} was trained on {theirs}, this run is on {ours}",
                                "train one for this data with `cardiobench autoencoder train`, or name the plugin "
                                "(--autoencoder vae) to train it first")

@@ -41,11 +41,11 @@ from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
 from cardiobench.engine.checkpoints import HEADER
 from cardiobench.engine.loop import Checkpointing, LoopStats, TrainLoop
 from cardiobench.engine.store import ArtefactStore
-from cardiobench.errors import CardiobenchError, DataError
+from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
 from cardiobench.factories import create, resolve_device
 from cardiobench.metrics.functional import dice
 from cardiobench.progress import Progress, resolve
-from cardiobench.specs import _Spec
+from cardiobench.specs import ItemGeometry, _Spec
 
 __all__ = [
     "AUTOENCODERS", "AutoencoderResult", "AutoencoderSpec", "LoadedAutoencoder", "autoencoder_report",
@@ -76,7 +76,7 @@ AUTOENCODERS = ArtefactStore("autoencoders", what="autoencoder checkpoint", hint
 
 # -- the spec -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AutoencoderSpec(_Spec):
+class AutoencoderSpec(_Spec, ItemGeometry):
     """Everything that determines a trained autoencoder (no device, no data folder).
 
     ``autoencoder``: the plugin (kind ``autoencoder``); ``options`` its factory options (resolved: its
@@ -107,8 +107,8 @@ class AutoencoderSpec(_Spec):
 
     @property
     def data(self) -> str:
-        """The data it was trained on, in words (``phantom 32x32``)."""
-        return f"{self.dataset} {self.resolution}x{self.resolution}"
+        """The data it was trained on, in words (``phantom 32x32``; volumes: ``phantom 8x32x32 volumes``)."""
+        return f"{self.dataset} {'x'.join(map(str, self.spatial_shape))}" + (" volumes" if self.depth else "")
 
     def data_fields(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "resolution": self.resolution, "data_seed": self.data_seed,
@@ -122,11 +122,15 @@ def build_autoencoder(spec: AutoencoderSpec) -> Autoencoder:
         model = create("autoencoder", spec.autoencoder, **spec.options)
     if not isinstance(model, Autoencoder):
         raise CardiobenchError(f"autoencoder {spec.autoencoder!r} did not return a cardiobench Autoencoder")
+    if model.spatial_dims != spec.spatial_dims:
+        raise IncompatibleError(f"autoencoder {spec.autoencoder!r} is {model.spatial_dims}-D, its data ({spec.data}) "
+                                f"are {spec.spatial_dims}-D",
+                                f"set autoencoder.options.spatial_dims={spec.spatial_dims} (a run sets it itself)")
     try:
-        model.latent_shape(spec.resolution)
+        model.latent_shape(spec.spatial_shape)
     except ValueError as exc:
-        raise CardiobenchError(f"autoencoder {spec.autoencoder!r} cannot encode {spec.data} slices: {exc}",
-                               "use another resolution or fewer levels (channels)") from None
+        raise CardiobenchError(f"autoencoder {spec.autoencoder!r} cannot encode {spec.data}: {exc}",
+                               "use another resolution or depth, or fewer levels (channels)") from None
     return model
 
 
@@ -138,15 +142,16 @@ def resolve_autoencoder_spec(spec: AutoencoderSpec) -> AutoencoderSpec:
 
 # -- data -----------------------------------------------------------------------------------------------------
 def _items(spec: AutoencoderSpec, split: str, data_root: str | None, data: str = "mask") -> torch.Tensor:
-    """(N, H, W) uint8 items of one split of the spec's data set: label maps (``data="mask"``) or 8-bit grey
-    levels of the MR slices (``data="image"``)."""
+    """(N, *S) uint8 items of one split of the spec's data set (slices (N, H, W), or volumes (N, D, H, W) for a
+    spec with a ``depth``): label maps (``data="mask"``) or 8-bit grey levels of the MR slices (``data="image"``)."""
     root = {"data_root": str(data_root)} if data_root else {}
     source = open_dataset(spec.dataset, size=spec.resolution, seed=spec.data_seed, **root, **spec.dataset_options)
     loaded = source.load(split)
     if len(loaded) == 0:
         raise DataError(f"data set {spec.dataset!r} has no {split} slices", "an autoencoder needs train and test")
-    if loaded.masks.shape[1:] != (spec.resolution, spec.resolution):
-        raise DataError(f"data set {spec.dataset!r} gave {loaded.masks.shape[1:]} slices, expected {spec.data}")
+    if loaded.masks.shape[1:] != spec.spatial_shape:
+        raise DataError(f"data set {spec.dataset!r} gave {'x'.join(map(str, loaded.masks.shape[1:]))} items, "
+                        f"expected {spec.data}")
     if data == "image":
         return torch.from_numpy(images_to_grey(loaded.images))
     return torch.from_numpy(loaded.masks.astype("uint8"))
@@ -287,7 +292,7 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
                                "train it longer or with another seed")
     test = _items(spec, "test", data_root, model.data)
     extra = {"scale_factor": 1.0 / std, "latent_mean": float(latents.mean()),
-             "latent_shape": list(model.latent_shape(spec.resolution)),
+             "latent_shape": list(model.latent_shape(spec.spatial_shape)),
              "reconstruction": reconstruction_report(model, test)}
     final = state(True, seconds, extra)
     AUTOENCODERS.save(path, final)

@@ -85,11 +85,10 @@ class LatentRepresentation(Representation):
         return self._loaded
 
     def _check_spatial(self, spatial: tuple[int, ...]) -> None:
-        want = (self.spec.resolution,) * self.spatial_dims
-        if tuple(spatial) != want:
+        if tuple(spatial) != self.spec.spatial_shape:  # (H, W) slices, or (D, H, W) volumes
             raise CardiobenchError(
-                f"autoencoder {self.spec_hash[:12]} was trained on {self.spec.data} slices, this model diffuses "
-                f"{'x'.join(map(str, spatial))} slices", "use an autoencoder trained at the model's resolution")
+                f"autoencoder {self.spec_hash[:12]} was trained on {self.spec.data}, this model diffuses "
+                f"{'x'.join(map(str, spatial))} items", "use an autoencoder trained at the model's item size")
 
     # -- the representation ---------------------------------------------------------------------------------
     def shape(self, resolution: int | tuple[int, ...]) -> tuple[int, ...]:

@@ -3,7 +3,7 @@ processes (``gaussian``, ``blurring``: linear-Gaussian; ``d3pm``: categorical) a
 ``dpm-solver++``; ``d3pm``), registered through the same hooks a third-party plugin uses.
 
 Metadata ``spatial_dims=(2, 3)``: the component works on slices and volumes (docs/diffusion.md, "3-D volumes");
-``latent`` follows its autoencoder, so it declares nothing (2-D only until a volumetric latent run is wired)."""
+``latent`` follows its autoencoder (a volumetric run builds a 3-D one; docs/latent.md)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ VOLUMES = (2, 3)
 def register_representations(register):
     register("onehot", OneHotRepresentation, spatial_dims=VOLUMES)
     register("bits", AnalogBitsRepresentation, families=(FAMILY,), spatial_dims=VOLUMES)
-    register("latent", LatentRepresentation, families=(FAMILY,), autoencoder=True)
+    register("latent", LatentRepresentation, families=(FAMILY,), autoencoder=True, spatial_dims=VOLUMES)
     register("mri", IntensityRepresentation, families=(FAMILY,), diffuses="image", spatial_dims=VOLUMES)
 
 

@@ -27,11 +27,13 @@ from cardiobench.autoencoders.runs import (
     CEILING_PREFIX,
     autoencoder_spec_from_config,
     ceiling_values,
+    is_file_name,
     latent_ceiling,
     latent_representation,
     prepare_for_run,
     test_items,
 )
+from cardiobench.config import volume_depth
 from cardiobench.data import open_dataset
 from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
 from cardiobench.downstream.segmenter import SegmenterSpec
@@ -145,18 +147,6 @@ def train_spec_from_config(cfg: dict[str, dict[str, Any]]) -> TrainSpec:
     )
 
 
-def volume_depth(cfg: dict[str, dict[str, Any]]) -> int | None:
-    """Slices per volume of a volumetric configuration (``data.depth``, or the data set option ``depth``), ``None``
-    for 2-D slices (unset or 0)."""
-    options = cfg["data"].get("options") or {}
-    if options.get("as_slices"):  # the slices of volumes: a 2-D run
-        return None
-    depth = cfg["data"].get("depth") or options.get("depth")
-    if depth is not None and depth == 1:
-        raise CardiobenchError("data.depth 1 is a slice, not a volume", "use --depth 8 (or more), or --dims 2")
-    return int(depth) if depth else None
-
-
 #: tasks a volumetric run may do (synthesis and utility measure with 2-D rulers and a 2-D segmenter)
 VOLUME_TASKS: tuple[str, ...] = ("generation", "segmentation")
 
@@ -171,6 +161,9 @@ def _check_volumes(cfg: dict[str, dict[str, Any]], task: str) -> None:
     check_spatial_dims("noise", cfg["diffusion"]["noise"], 3)
     check_spatial_dims("sampler", cfg["sample"]["sampler"], 3)
     check_spatial_dims("representation", _representation_of(cfg)[0], 3)
+    name = (cfg.get("autoencoder") or {}).get("name")
+    if name and not is_file_name(str(name)):  # a trained file says its own geometry (checked against the data)
+        check_spatial_dims("autoencoder", name, 3)
     if cfg["conditioning"]["method"]:
         check_spatial_dims("conditioning", cfg["conditioning"]["method"], 3)
 

@@ -191,3 +191,44 @@ def test_the_vae_works_on_volumes():
     loss.backward()
     grads = [p.grad for p in ae.parameters() if p.grad is not None]
     assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_volumetric_run_builds_a_3d_autoencoder_on_volumes():
+    """``--dims 3 --autoencoder vae``: the autoencoder's data are the run's volumes (depth in its data-set options,
+    as in the denoiser's spec) and it is built 3-D; the latent grid is (c, D/f, H/f, W/f) and blurring's DCT runs
+    over it."""
+    plan = plan_from_config(_latent_config("data.depth=8"))
+    ae = AutoencoderSpec.from_dict(plan.train.representation_options["autoencoder"])
+    assert ae.dataset_options["depth"] == 8 and ae.options["spatial_dims"] == 3
+    assert ae.spatial_shape == (8, 16, 16) and ae.data == "phantom 8x16x16 volumes"
+    assert plan.train.noise_options["image_size"] == [2, 4, 4]
+    flat = plan_from_config(_latent_config())  # slices keep the 2-D autoencoder and its hash
+    assert "depth" not in AutoencoderSpec.from_dict(flat.train.representation_options["autoencoder"]).dataset_options
+
+
+def test_a_2d_autoencoder_on_volumes_is_one_line():
+    from cardiobench.errors import IncompatibleError
+
+    spec = tiny_spec().replace(dataset_options={**PHANTOM, "depth": 8}, options={"size": "tiny", "spatial_dims": 2})
+    with pytest.raises(IncompatibleError, match=r"'vae' is 2-D, its data \(phantom 8x16x16 volumes\) are 3-D"):
+        resolve_autoencoder_spec(spec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["generation", "segmentation"])
+def test_latent_diffusion_on_volumes_runs_end_to_end_with_its_ceiling(tmp_path, task):
+    import cardiobench as cb
+
+    options = {"conditioning": "concat", "ensemble_k": 2} if task == "segmentation" else {}
+    outcome = cb.run("gaussian", "ddim", preset="tiny", task=task, dims=3, autoencoder="vae", gif=False,
+                     sets=[*AE_SETS, "autoencoder.batch_size=8", "train.steps=20", "eval.num_samples=4",
+                           "sample.steps=3"], results=tmp_path / "r.db", out=tmp_path, **options)
+    rec = outcome.record
+    assert rec.spec["train"]["representation"] == "latent" and rec.context["volume_shape"] == [8, 16, 16]
+    ceiling = json.loads((outcome.out_dir / "metrics.json").read_text())["meta"]["latent_ceiling"]
+    assert ceiling["latent_shape"] == [4, 2, 4, 4] and ceiling["n"] == 4
+    assert rec.metrics["ceiling_volume_valid_frac"] is not None  # volumes through the 3-D autoencoder, scored alike
+    if task == "segmentation":
+        assert rec.metrics["ceiling_dice3d_mean"] >= 0.6 and 0 <= rec.metrics["dice3d_mean"] <= 1
+    else:
+        assert rec.metrics["ceiling_fid"] is not None and rec.metrics["fid"] is not None

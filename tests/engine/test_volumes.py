@@ -38,7 +38,6 @@ def test_dims_and_depth_set_the_data_depth():
 @pytest.mark.parametrize(("options", "message"), [
     ({"task": "synthesis", "conditioning": "concat"}, "2-D slices only"),
     ({"conditioning": "classifier-guidance"}, "conditioning 'classifier-guidance' works on 2-D"),
-    ({"autoencoder": "vae"}, "representation 'latent' works on 2-D"),
 ])
 def test_what_is_2d_only_is_refused_before_any_work(options, message):
     cfg, _ = pipeline.run_config(preset="tiny", dims=3, depth=DEPTH, **options)
@@ -58,6 +57,21 @@ def test_a_backbone_that_does_not_declare_3d_is_refused(register_plugin):
     register_plugin(Flat(), "flat")
     cfg, _ = pipeline.run_config(preset="tiny", dims=3, depth=DEPTH, backbone="flat-net")
     with pytest.raises(IncompatibleError, match="backbone 'flat-net' works on 2-D data, not 3-D"):
+        pipeline.plan_from_config(cfg)
+
+
+def test_an_autoencoder_that_does_not_declare_3d_is_refused(register_plugin):
+    from cardiobench.autoencoders.vae import MaskVAE
+    from cardiobench.hookspecs import hookimpl
+
+    class FlatAE:
+        @hookimpl
+        def register_autoencoders(self, register):
+            register("flat-vae", MaskVAE, data="mask")  # no spatial_dims metadata: 2-D only
+
+    register_plugin(FlatAE(), "flat-ae")
+    cfg, _ = pipeline.run_config(preset="tiny", dims=3, depth=DEPTH, autoencoder="flat-vae")
+    with pytest.raises(IncompatibleError, match="autoencoder 'flat-vae' works on 2-D data, not 3-D"):
         pipeline.plan_from_config(cfg)
 
 
