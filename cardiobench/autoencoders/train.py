@@ -49,7 +49,7 @@ from cardiobench.specs import ItemGeometry, _Spec
 
 __all__ = [
     "AUTOENCODERS", "AutoencoderResult", "AutoencoderSpec", "LoadedAutoencoder", "autoencoder_report",
-    "build_autoencoder", "encode_items", "encode_masks", "image_scores", "load_autoencoder", "prepare_autoencoder",
+    "build_autoencoder", "encode_items", "image_scores", "load_autoencoder", "prepare_autoencoder",
     "read_autoencoder_file", "reconstruct", "resolve_autoencoder_spec", "train_autoencoder",
 ]
 
@@ -167,10 +167,6 @@ def encode_items(model: Autoencoder, items: torch.Tensor, *, batch_size: int = 2
     (N, c, *S / f), float32 on the CPU."""
     device = next(model.parameters()).device
     return torch.cat([model.encode(b.to(device))[0].float().cpu() for b in _batches(items, batch_size)])
-
-
-#: the name of ``encode_items`` from when autoencoders encoded label maps only
-encode_masks = encode_items
 
 
 @torch.no_grad()

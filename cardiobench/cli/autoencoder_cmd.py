@@ -19,12 +19,21 @@ autoencoder_app = command_group(
 STATUS = {"trained": "trained now", "resumed": "continued an unfinished training", "reused": "reused the cached one"}
 
 
+def _data(spec: dict[str, Any]) -> str:
+    """The data an autoencoder was trained on, in words (``phantom 32x32``, ``acdc-h5 8x32x32 volumes``)."""
+    from cardiobench.autoencoders.train import AutoencoderSpec
+
+    try:
+        return AutoencoderSpec.from_dict(spec).data
+    except Exception:  # a foreign or damaged spec: what it says
+        return f"{spec.get('dataset')} {spec.get('resolution')}x{spec.get('resolution')}"
+
+
 def _print_report(report: dict[str, Any], status: str | None = None) -> None:
     out = console()
     spec = report.get("spec") or {}
     out.print(f"autoencoder [bold]{str(report.get('spec_hash'))[:16]}[/] ({spec.get('autoencoder')}, "
-              f"{report.get('step')}/{report.get('total_steps')} steps) for {spec.get('dataset')} "
-              f"{spec.get('resolution')}x{spec.get('resolution')}")
+              f"{report.get('step')}/{report.get('total_steps')} steps) for {_data(spec)}")
     out.print(f"file: {report['path']}")
     if status:
         out.print(f"status: {STATUS.get(status, status)}")
