@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cardiobench.autoencoders.runs import prepare_for_run
 from cardiobench.engine import pipeline
 from cardiobench.engine.sample import load_model as load
 from cardiobench.engine.sample import read_samples
@@ -75,14 +76,16 @@ def train(*, preset: str | None = None, config: str | os.PathLike | None = None,
 
     ``options`` by configuration key names: ``dataset``, ``data_root``, ``resolution``, ``noise``, ``backbone``,
     ``size``, ``conditioning``, ``steps``, ``epochs``, ``batch_size``, ``lr``, ``warmup_steps``, ``loss``,
-    ``ema_decay``, ``grad_clip``, ``seed``, ``device``, and the option tables ``dataset_options``,
+    ``ema_decay``, ``grad_clip``, ``seed``, ``device``, ``autoencoder`` (latent diffusion: trained first if
+    needed), and the option tables ``dataset_options``,
     ``noise_options``, ``backbone_options``, ``conditioning_options`` (dicts). ``out``: a folder for
     ``checkpoint.pt`` (default: the checkpoint cache).
     """
     cfg = pipeline.train_config(preset, None if config is None else str(config), sets, **options)
     spec = pipeline.train_spec_from_config(cfg)
-    return run_training(spec, out, retrain=retrain, device=cfg["run"]["device"], data_root=cfg["data"]["data_root"],
-                        progress=_progress(progress))
+    device, data_root, reporter = cfg["run"]["device"], cfg["data"]["data_root"], _progress(progress)
+    prepare_for_run(spec, device=device, data_root=data_root, progress=reporter)  # a latent model's autoencoder
+    return run_training(spec, out, retrain=retrain, device=device, data_root=data_root, progress=reporter)
 
 
 def load_model(checkpoint: str | os.PathLike, *, use_ema: bool = True, device: str = "cpu") -> Any:

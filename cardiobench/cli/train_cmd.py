@@ -101,6 +101,8 @@ def train(
     noise_opt: list[str] = typer.Option(None, "--noise-opt", help="Other noise-process option KEY=VALUE."),
     representation: str = typer.Option(None, "--representation", help="What a label map becomes as the diffused "
                                        "tensor (representation plugin; default onehot)."),
+    autoencoder: str = typer.Option(None, "--autoencoder", help="Diffuse this autoencoder's latent (a plugin, "
+                                    "trained first if needed, or a trained .pt file; docs/latent.md)."),
     backbone: str = typer.Option(None, "--backbone", help="Backbone plugin."),
     size: str = typer.Option(None, "--size", help="Named backbone size (unet: tiny, small, base)."),
     backbone_opt: list[str] = typer.Option(None, "--backbone-opt", help="Backbone option KEY=VALUE, e.g. "
@@ -162,7 +164,7 @@ def train(
         "conditioning": conditioning, "steps": steps, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "warmup_steps": warmup_steps, "loss": loss, "ema_decay": ema_decay, "grad_clip": grad_clip, "seed": seed,
         "device": device, "precision": None if bf16 is None else ("bf16" if bf16 else "fp32"),
-        "representation": representation,
+        "representation": representation, "autoencoder": autoencoder,
     }
     for name, items, flag in (("dataset_options", dataset_opt, "--dataset-opt"),
                               ("noise_options", noise_opt, "--noise-opt"),
@@ -182,6 +184,10 @@ def train(
     from cardiobench.engine.train import train as run_training
 
     main = distributed.is_main()  # under torchrun, rank 0 alone reports
+    from cardiobench.autoencoders.runs import prepare_for_run
+
+    with distributed.main_first():  # a latent model's autoencoder: reused, or trained now (rank 0 first)
+        prepare_for_run(spec, device=device, data_root=data_root, progress=terminal_progress(enabled=main))
     result = run_training(
         spec, out, resume=resume, retrain=retrain, device=device,
         data_root=data_root, checkpoint_every=checkpoint_every, progress=terminal_progress(enabled=main),

@@ -538,7 +538,7 @@ TRAIN_OPTION_KEYS: dict[str, str] = {
     "conditioning_options": "conditioning.options", "steps": "train.steps", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "lr": "train.lr", "warmup_steps": "train.warmup_steps", "loss": "train.loss",
     "ema_decay": "train.ema_decay", "grad_clip": "train.grad_clip", "seed": "train.seed",
-    "precision": "train.precision", "device": "run.device",
+    "precision": "train.precision", "device": "run.device", "autoencoder": "autoencoder.name",
 }
 
 

@@ -232,3 +232,19 @@ def test_latent_diffusion_on_volumes_runs_end_to_end_with_its_ceiling(tmp_path, 
         assert rec.metrics["ceiling_dice3d_mean"] >= 0.6 and 0 <= rec.metrics["dice3d_mean"] <= 1
     else:
         assert rec.metrics["ceiling_fid"] is not None and rec.metrics["fid"] is not None
+
+
+def test_train_trains_the_autoencoder_first_and_names_it_in_the_spec(tmp_path):
+    """``cardiobench train --autoencoder vae`` (and ``cb.train(autoencoder=...)``), like ``run``: the autoencoder is
+    reused or trained before the latent denoiser, which is the one ``run`` with the same options would use."""
+    import cardiobench as cb
+
+    result = invoke("train", "--preset", "tiny", "--autoencoder", "vae", *sum((["--set", s] for s in AE_SETS), []),
+                    "--set", "train.steps=3", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["spec"]["representation"] == "latent"
+    again = cb.train(preset="tiny", autoencoder="vae", sets=[*AE_SETS, "train.steps=3"])
+    assert again.status == "reused" and again.spec_hash == data["spec_hash"]
+    run_spec = plan_from_config(_latent_config("train.steps=3", noise="gaussian", sampler="ddpm")).train
+    assert run_spec.hash() == data["spec_hash"]
