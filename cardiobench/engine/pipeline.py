@@ -849,7 +849,6 @@ def ruler_check(plan: RunPlan, *, strict: bool = False, log: Any = None) -> tupl
 def run_metrics(plan: RunPlan) -> list[Any]:
     """The registered metrics a run computes: those it names, else every metric registered as a default
     (``default=True`` metadata; a metric without it is computed only when named), for the run's task."""
-
     return [comp for _, comp in metric_components(plan.task, plan.metrics or None)]
 
 
