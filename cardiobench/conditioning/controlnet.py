@@ -136,11 +136,13 @@ class ControlNetModel(nn.Module):
         for module in (self.control, self.hint, self.zero_skips, self.zero_mid):
             yield from module.parameters()
 
-    def residuals(self, x: torch.Tensor, t: torch.Tensor, images: torch.Tensor, scale: float = 1.0
-                  ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The control branch's contributions to the base's skips and middle block."""
+    def residuals(self, x: torch.Tensor, t: torch.Tensor, images: torch.Tensor | None, scale: float = 1.0,
+                  hint: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The control branch's contributions to the base's skips and middle block. ``hint``: the hint encoder's
+        output for ``images`` when already computed (sampling computes it once: the condition does not change
+        between steps), else it is computed from ``images``."""
         emb = self.control.embed(t, batch=x.shape[0])
-        skips, mid = self.control.encode(x, emb, hint=self.hint(images))
+        skips, mid = self.control.encode(x, emb, hint=self.hint(images) if hint is None else hint)
         res = [z(s) for z, s in zip(self.zero_skips, skips, strict=True)]
         res_mid = self.zero_mid(mid)
         if scale != 1.0:
@@ -148,8 +150,9 @@ class ControlNetModel(nn.Module):
             res_mid = res_mid * scale
         return res, res_mid
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, images: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        return self.base(x, t, residuals=self.residuals(x, t, images, scale))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, images: torch.Tensor | None, scale: float = 1.0,
+                hint: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base(x, t, residuals=self.residuals(x, t, images, scale, hint=hint))
 
 
 class ControlNet(ConditioningMethod):
@@ -211,4 +214,6 @@ class ControlNet(ConditioningMethod):
     def model_fn(self, net: nn.Module, cond: Condition, *, guidance_scale: float = 1.0,
                  process: Any = None) -> ModelFn:
         images, scale = require_images(cond, self.name), float(guidance_scale)
-        return lambda x, t: net(x, t, images, scale)
+        with torch.no_grad():  # the condition's hint features are the same at every step: computed once
+            hint = net.hint(images)
+        return lambda x, t: net(x, t, None, scale, hint=hint)

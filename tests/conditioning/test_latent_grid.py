@@ -88,3 +88,25 @@ def test_a_grid_that_does_not_divide_the_maps_is_refused():
 
     with pytest.raises(IncompatibleError, match="5x4 grid for 16x16 maps"):
         map_downsampling(Odd(), TrainSpec(resolution=16, steps=1))
+
+
+def test_sampling_computes_the_hint_once_and_gives_the_same_output():
+    """``model_fn`` encodes the condition once for all steps; its outputs equal the per-step forward bit for bit."""
+    from cardiobench.conditioning.controlnet import ControlNet
+
+    torch.manual_seed(0)
+    method = ControlNet()
+    method.map_downsampling = 4
+    net = method.build_network(lambda cin, cout: build_unet(cin, cout, size="tiny"), 4, 4).eval()
+    for z in [*net.zero_skips, net.zero_mid, net.hint[-1]]:  # a "trained" control branch: nothing is zero
+        z.weight.data.normal_(0, 0.1)
+    images = torch.rand(2, 1, 32, 32)
+    calls = []
+    net.hint.register_forward_hook(lambda *args: calls.append(1))
+    fn = method.model_fn(net, Condition(images=images), guidance_scale=0.7)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        for t in (999, 500, 1):
+            tt = torch.full((2,), t)
+            assert torch.equal(fn(x, tt), net(x, tt, images, 0.7))
+    assert len(calls) == 1 + 3  # once in model_fn, then only in the reference forwards
