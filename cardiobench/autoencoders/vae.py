@@ -42,7 +42,8 @@ __all__ = ["SIZES", "KLAutoencoder", "MaskVAE", "kl_divergence"]
 #: named sizes: channels per level (len - 1 halvings: f = 2^(len-1)); parameter counts in docs/latent.md
 SIZES: dict[str, tuple[int, ...]] = {
     "tiny": (8, 16, 16),  # tests: 30 k parameters (vae), f = 4
-    "small": (32, 64, 64),  # the default: 0.46 M parameters (vae), f = 4
+    "small": (32, 64, 64),  # the vae's default: 0.46 M parameters, f = 4
+    "shallow": (32, 64),  # the image-vae's default: 0.23 M parameters, f = 2 (f = 4 blurs MR texture away)
 }
 
 
