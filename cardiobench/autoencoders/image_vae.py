@@ -1,9 +1,10 @@
 """``image-vae``: a KL-regularised convolutional VAE for MR slices (the first stage of latent mask-to-image synthesis).
 
 The same network and options as ``vae`` (``cardiobench.autoencoders.vae.KLAutoencoder``: MONAI's ``AutoencoderKL``,
-``size`` tiny/small/shallow (the default) or ``channels``, ``latent_channels``, ``num_res_blocks``, ``beta``, ``norm_num_groups``,
-``spatial_dims``), with one input and one output channel. Items are 8-bit grey levels ``g`` (uint8, 0..255), the
-``mri`` representation's items (``cardiobench.diffusion.intensity``), mapped to [-1, 1] as it maps them::
+``size`` tiny/small/shallow (the default) or ``channels``, ``latent_channels``, ``num_res_blocks``, ``beta``,
+``norm_num_groups``, ``spatial_dims``), with one input and one output channel. Items are 8-bit grey levels ``g``
+(uint8, 0..255), the ``mri`` representation's items (``cardiobench.diffusion.intensity``), mapped to [-1, 1] as it
+maps them::
 
     x      = 2 g / 255 - 1                                           (B, 1, *S)
     z      = mu + sigma eps,  eps ~ N(0, I) from the training generator (drawn on the CPU)
