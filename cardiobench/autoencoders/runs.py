@@ -30,8 +30,8 @@ from cardiobench.autoencoders.train import (
     load_autoencoder,
     prepare_autoencoder,
     reconstruct,
+    split_items,
 )
-from cardiobench.data import open_dataset
 from cardiobench.engine.store import publish
 from cardiobench.errors import CardiobenchError, IncompatibleError
 from cardiobench.plugins import get_component, registry
@@ -120,15 +120,12 @@ def prepare_for_run(spec: TrainSpec, *, device: str, data_root: str | None,
     return load_autoencoder(result.path)
 
 
-def test_items(ae: LoadedAutoencoder, *, n: int, data_root: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """``n`` label maps of the autoencoder's test split, evenly spread ((n, H, W) uint8), and the data-set options
-    that open it: what a generation run's ceiling scores."""
-    spec = ae.spec
-    options = {**spec.dataset_options, **({"data_root": data_root} if data_root else {}),
-               **({"seed": spec.data_seed} if spec.data_seed else {})}
-    test = open_dataset(spec.dataset, size=spec.resolution, **options).load("test")
+def test_items(ae: LoadedAutoencoder, *, n: int, data_root: str | None) -> np.ndarray:
+    """``n`` label maps of the autoencoder's test split, evenly spread ((n, *S) uint8): what a generation run's
+    ceiling scores."""
+    test = split_items(ae.spec, "test", data_root).numpy()
     pick = np.unique(np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(int))
-    return test.masks[pick].astype("uint8"), options
+    return test[pick]
 
 
 def latent_ceiling(ae: LoadedAutoencoder, items: np.ndarray,

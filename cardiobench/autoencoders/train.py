@@ -34,7 +34,7 @@ import torch
 from einops import rearrange
 
 from cardiobench import __version__
-from cardiobench.autoencoders.base import Autoencoder
+from cardiobench.autoencoders.base import DATA_KINDS, Autoencoder
 from cardiobench.data import open_dataset
 from cardiobench.data.base import STRUCTURES
 from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
@@ -44,13 +44,14 @@ from cardiobench.engine.store import ArtefactStore
 from cardiobench.errors import CardiobenchError, DataError, IncompatibleError
 from cardiobench.factories import create, resolve_device
 from cardiobench.metrics.functional import dice
+from cardiobench.plugins import get_component
 from cardiobench.progress import Progress, resolve
 from cardiobench.specs import ItemGeometry, _Spec
 
 __all__ = [
     "AUTOENCODERS", "AutoencoderResult", "AutoencoderSpec", "LoadedAutoencoder", "autoencoder_report",
-    "build_autoencoder", "encode_items", "image_scores", "load_autoencoder", "prepare_autoencoder",
-    "read_autoencoder_file", "reconstruct", "resolve_autoencoder_spec", "train_autoencoder",
+    "autoencoder_data", "build_autoencoder", "encode_items", "image_scores", "load_autoencoder", "prepare_autoencoder",
+    "read_autoencoder_file", "reconstruct", "resolve_autoencoder_spec", "split_items", "train_autoencoder",
 ]
 
 #: the ``kind`` entry of an autoencoder checkpoint (written after the checkpoints' format tags)
@@ -115,6 +116,16 @@ class AutoencoderSpec(_Spec, ItemGeometry):
                 "dataset_options": self.dataset_options}
 
 
+def autoencoder_data(name: str) -> str:
+    """What autoencoder plugin ``name`` encodes: its registration metadata ``data``, ``"mask"`` (the default) or
+    ``"image"``; a one-line ``CardiobenchError`` for anything else."""
+    data = get_component("autoencoder", name).metadata.get("data", "mask")
+    if data not in DATA_KINDS:
+        raise CardiobenchError(f"autoencoder {name!r} is registered with data={data!r}",
+                               f"register it with data= one of: {', '.join(DATA_KINDS)}")
+    return str(data)
+
+
 def build_autoencoder(spec: AutoencoderSpec) -> Autoencoder:
     """The (untrained) network of ``spec``, initialised from ``spec.seed`` without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
@@ -122,6 +133,9 @@ def build_autoencoder(spec: AutoencoderSpec) -> Autoencoder:
         model = create("autoencoder", spec.autoencoder, **spec.options)
     if not isinstance(model, Autoencoder):
         raise CardiobenchError(f"autoencoder {spec.autoencoder!r} did not return a cardiobench Autoencoder")
+    if model.data != autoencoder_data(spec.autoencoder):
+        raise CardiobenchError(f"autoencoder {spec.autoencoder!r} encodes data={model.data!r} but is registered with "
+                               f"data={autoencoder_data(spec.autoencoder)!r}", "make the two agree")
     if model.spatial_dims != spec.spatial_dims:
         raise IncompatibleError(f"autoencoder {spec.autoencoder!r} is {model.spatial_dims}-D, its data ({spec.data}) "
                                 f"are {spec.spatial_dims}-D",
@@ -141,7 +155,7 @@ def resolve_autoencoder_spec(spec: AutoencoderSpec) -> AutoencoderSpec:
 
 
 # -- data -----------------------------------------------------------------------------------------------------
-def _items(spec: AutoencoderSpec, split: str, data_root: str | None, data: str = "mask") -> torch.Tensor:
+def split_items(spec: AutoencoderSpec, split: str, data_root: str | None, data: str = "mask") -> torch.Tensor:
     """(N, *S) uint8 items of one split of the spec's data set (slices (N, H, W), or volumes (N, D, H, W) for a
     spec with a ``depth``): label maps (``data="mask"``) or 8-bit grey levels of the MR slices (``data="image"``)."""
     root = {"data_root": str(data_root)} if data_root else {}
@@ -228,7 +242,7 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
     spec = resolve_autoencoder_spec(spec)
     dev = resolve_device(device)
     model = build_autoencoder(spec).to(dev)
-    items = _items(spec, "train", data_root, model.data)  # label maps or grey levels, as the autoencoder encodes
+    items = split_items(spec, "train", data_root, model.data)  # label maps or grey levels, as the autoencoder encodes
     n = len(items)
     bs = min(spec.batch_size, n)
     per_epoch = n // bs
@@ -286,7 +300,7 @@ def train_autoencoder(spec: AutoencoderSpec, path: str | Path, *, device: str | 
     if not np.isfinite(std) or std <= 0:
         raise CardiobenchError(f"the autoencoder's latent has standard deviation {std}: it cannot be scaled",
                                "train it longer or with another seed")
-    test = _items(spec, "test", data_root, model.data)
+    test = split_items(spec, "test", data_root, model.data)
     extra = {"scale_factor": 1.0 / std, "latent_mean": float(latents.mean()),
              "latent_shape": list(model.latent_shape(spec.spatial_shape)),
              "reconstruction": reconstruction_report(model, test)}

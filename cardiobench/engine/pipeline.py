@@ -33,6 +33,7 @@ from cardiobench.autoencoders.runs import (
     prepare_for_run,
     test_items,
 )
+from cardiobench.autoencoders.train import autoencoder_data
 from cardiobench.config import volume_depth
 from cardiobench.data import open_dataset
 from cardiobench.diffusion.intensity import grey_to_images, images_to_grey
@@ -217,10 +218,10 @@ def _representation_of(cfg: dict[str, dict[str, Any]]) -> tuple[str, dict[str, A
 
 
 def _check_autoencoder_data(name: str, task: str) -> None:
-    """An autoencoder encodes label maps or MRI images (registration metadata ``data``); synthesis diffuses the
-    image, every other task the label map. One ``IncompatibleError`` line naming the ones that fit."""
+    """An autoencoder encodes label maps or MRI images (``autoencoder_data``); synthesis diffuses the image, every
+    other task the label map. One ``IncompatibleError`` line naming the ones that fit."""
     wants = "image" if task == "synthesis" else "mask"
-    has = get_component("autoencoder", name).metadata.get("data", "mask")
+    has = autoencoder_data(name)
     if has != wants:
         words = {"image": "MRI images", "mask": "label maps"}
         fitting = [c.name for c in registry("autoencoder") if c.metadata.get("data", "mask") == wants]
@@ -794,9 +795,9 @@ def _latent_ceiling(plan: RunPlan, ae: Any, progress: Progress) -> dict[str, Any
     log = progress.log if progress.enabled else None
     if plan.task == "generation":
         progress.log("[bold]ceiling[/] the test masks through the autoencoder, scored with the same metrics")
-        items, options = test_items(ae, n=plan.eval_samples, data_root=plan.data_root)
+        items = test_items(ae, n=plan.eval_samples, data_root=plan.data_root)
         return latent_ceiling(ae, items, lambda recon: evaluate_generation(
-            recon, ae.spec.dataset, data_options=options or None, metrics=plan.metrics or None,
+            recon, plan.train.dataset, data_options=data_options(plan) or None, metrics=plan.metrics or None,
             device=str(resolve_device(plan.device)), seed=plan.sample_seed, log=log))
     if plan.task not in ("segmentation", "synthesis"):
         return None

@@ -248,3 +248,23 @@ def test_train_trains_the_autoencoder_first_and_names_it_in_the_spec(tmp_path):
     assert again.status == "reused" and again.spec_hash == data["spec_hash"]
     run_spec = plan_from_config(_latent_config("train.steps=3", noise="gaussian", sampler="ddpm")).train
     assert run_spec.hash() == data["spec_hash"]
+
+
+def test_an_autoencoder_registered_with_an_unknown_data_kind_is_one_line(tmp_path, register_plugin):
+    """What an autoencoder encodes is read once (``autoencoder_data``); a kind other than mask or image, or a class
+    that disagrees with its registration, is a one-line error (exit 2), not a traceback."""
+    from cardiobench.autoencoders.vae import MaskVAE
+    from cardiobench.hookspecs import hookimpl
+
+    class Odd:
+        @hookimpl
+        def register_autoencoders(self, register):
+            register("odd-vae", MaskVAE, data="volume")
+            register("liar-vae", MaskVAE, data="image")  # the class encodes label maps
+
+    register_plugin(Odd(), "odd-ae")
+    bad = invoke("run", "--preset", "tiny", "--autoencoder", "odd-vae", "--results", str(tmp_path / "r.db"))
+    assert bad.exit_code == 2, bad.output
+    assert "autoencoder 'odd-vae' is registered with data='volume'" in bad.stderr and "Traceback" not in bad.output
+    with pytest.raises(CardiobenchError, match="encodes data='mask' but is registered with data='image'"):
+        resolve_autoencoder_spec(tiny_spec().replace(autoencoder="liar-vae"))
